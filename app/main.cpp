@@ -1,0 +1,56 @@
+// streamsink: one executable, git-style subcommands (`streamsink <command> --help`).
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "app/commands.h"
+#include "common/error.h"
+
+namespace {
+
+using streamsink::app::Command;
+
+const Command kCommands[] = {
+    {"version", "print the version, the LibTorch version and the devices it sees", streamsink::app::cmd_version},
+};
+
+void print_usage(FILE* out) {
+  std::fprintf(out, "usage: streamsink <command> [options]   (streamsink <command> --help for its options)\n\n");
+  std::fprintf(out, "commands:\n");
+  for (const auto& c : kCommands) std::fprintf(out, "  %-18s %s\n", c.name, c.summary);
+  std::fprintf(out, "\noptions:\n  --help             this list\n  --version          same as `streamsink version`\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return 2;
+  }
+  std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(stdout);
+    return 0;
+  }
+  if (name == "--version") name = "version";
+  for (const auto& c : kCommands) {
+    if (name != c.name) continue;
+    try {
+      return c.run(argc - 1, argv + 1);
+    } catch (const streamsink::Error& e) {
+      std::fprintf(stderr, "streamsink %s: error: %s\n", c.name, e.what());
+    } catch (const c10::Error& e) {
+      std::fprintf(stderr, "streamsink %s: error: %s\n", c.name, e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "streamsink %s: error: %s\n", c.name, e.what());
+    }
+    return 1;
+  }
+  std::fprintf(stderr, "streamsink: unknown command '%s'\n\n", name.c_str());
+  print_usage(stderr);
+  return 2;
+}

@@ -1,0 +1,44 @@
+#include "common/device.h"
+
+#include <ATen/Context.h>
+#include <torch/cuda.h>
+#if STREAMSINK_WITH_CUDA
+#include <ATen/cuda/CUDAContextLight.h>
+#endif
+
+#include <cstdio>
+
+#include "common/error.h"
+
+namespace streamsink {
+
+bool cuda_usable() { return torch::cuda::is_available(); }
+
+std::vector<std::string> cuda_device_names() {
+  std::vector<std::string> out;
+  if (!cuda_usable()) return out;
+  for (int i = 0; i < static_cast<int>(torch::cuda::device_count()); ++i) {
+#if STREAMSINK_WITH_CUDA
+    const auto* p = at::cuda::getDeviceProperties(i);
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%d: %s (%.1f GiB)", i, p->name, p->totalGlobalMem / double(1ull << 30));
+    out.emplace_back(buf);
+#else
+    out.emplace_back(std::to_string(i) + ": (device names need a CUDA build of streamsink)");
+#endif
+  }
+  return out;
+}
+
+c10::Device resolve_device(const std::string& spec, int local_rank) {
+  if (spec == "cpu") return c10::Device(c10::kCPU);
+  if (spec == "auto") return cuda_usable() ? c10::Device(c10::kCUDA, local_rank) : c10::Device(c10::kCPU);
+  if (spec.rfind("cuda", 0) == 0) {
+    if (!cuda_usable()) throw Error("device '" + spec + "' asked for, but CUDA is not usable in this process");
+    if (spec == "cuda") return c10::Device(c10::kCUDA, local_rank);
+    return c10::Device(spec);
+  }
+  throw Error("device '" + spec + "': expected auto, cpu, cuda or cuda:N");
+}
+
+}  // namespace streamsink

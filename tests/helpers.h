@@ -1,0 +1,50 @@
+// Helpers shared by the test suites: running the real executable, temporary folders, tiny models.
+#pragma once
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <sys/wait.h>
+
+namespace streamsink::testing {
+
+struct RunResult {
+  int exit_code;       // the process's exit status, or 128+signal when killed
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `streamsink ARGS` through the shell (ARGS is pasted as is: quote what needs it).
+inline RunResult run_streamsink(const std::string& args) {
+  std::string cmd = std::string(STREAMSINK_BINARY) + " " + args + " 2>&1";
+  RunResult r{-1, {}};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+// A fresh, empty temporary folder, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "streamsink-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string source_dir() { return STREAMSINK_SOURCE_DIR; }
+
+}  // namespace streamsink::testing
