@@ -46,6 +46,8 @@ find_package(nlohmann_json 3 REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(PNG REQUIRED)
 find_package(Threads REQUIRED)
+# zlib: data/corpus.cpp reads .gz documents (Debian zlib1g-dev; LibTorch does not export its copy).
+find_package(ZLIB REQUIRED)
 
 # sentencepiece has no CMake config: find it by hand (also under a packed prefix on the GPU machine).
 find_path(SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h)
@@ -68,11 +70,16 @@ add_library(streamsink_deps INTERFACE)
 target_include_directories(streamsink_deps INTERFACE ${SENTENCEPIECE_INCLUDE_DIR})
 target_link_libraries(streamsink_deps INTERFACE
   ${TORCH_LIBRARIES} yaml-cpp nlohmann_json::nlohmann_json CLI11::CLI11 PNG::PNG
-  ${SENTENCEPIECE_TRAIN_LIBRARY} ${SENTENCEPIECE_LIBRARY} Threads::Threads)
+  ${SENTENCEPIECE_TRAIN_LIBRARY} ${SENTENCEPIECE_LIBRARY} ZLIB::ZLIB Threads::Threads)
 # TORCH_CXX_FLAGS carries the C++ ABI flag; it must match LibTorch's.
 separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 target_compile_options(streamsink_deps INTERFACE ${_torch_flags})
 target_compile_definitions(streamsink_deps INTERFACE STREAMSINK_WITH_CUDA=${STREAMSINK_WITH_CUDA})
+# The torch wheel's libtorch.so exports its own copy of std::filesystem (and libtorch_cpu.so more); were they
+# searched before the system libstdc++, our std::filesystem calls would bind to them and crash (seen: remove_all
+# jumping to address 0). Listing libstdc++ first among the needed libraries makes the dynamic linker find the
+# system's definitions first.
+target_link_options(streamsink_deps INTERFACE "LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")
 # Put LibTorch's library folder in the runtime path so the binary runs without LD_LIBRARY_PATH.
 get_filename_component(_torch_lib_dir "${TORCH_LIBRARY}" DIRECTORY)
 set(CMAKE_BUILD_RPATH "${_torch_lib_dir}")

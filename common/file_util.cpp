@@ -1,0 +1,60 @@
+#include "common/file_util.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace streamsink {
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  tmp_ = path_ + ".tmp." + std::to_string(getpid());
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  if (!f_) fail(path_, std::string("cannot open for writing: ") + std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  if (f_) {
+    std::fclose(f_);
+    std::remove(tmp_.c_str());
+  }
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+  if (n > 0 && std::fwrite(data, 1, n, f_) != n) fail(path_, std::string("write failed: ") + std::strerror(errno));
+}
+
+void AtomicFile::commit() {
+  if (std::fflush(f_) != 0 || fsync(fileno(f_)) != 0)
+    fail(path_, std::string("flush failed: ") + std::strerror(errno));
+  if (std::fclose(f_) != 0) {
+    f_ = nullptr;
+    std::remove(tmp_.c_str());
+    fail(path_, std::string("close failed: ") + std::strerror(errno));
+  }
+  f_ = nullptr;
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    std::remove(tmp_.c_str());
+    fail(path_, std::string("rename failed: ") + std::strerror(errno));
+  }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot open (does it exist?)");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file_atomic(const std::string& path, const std::string& contents) {
+  AtomicFile f(path);
+  f.write(contents);
+  f.commit();
+}
+
+}  // namespace streamsink

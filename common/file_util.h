@@ -1,0 +1,28 @@
+// File helpers that keep good data safe: writes go to PATH.tmp.<pid> and are renamed over PATH only when
+// complete and flushed, so a crash or a full disk never leaves a half-written file under the real name.
+#pragma once
+#include <cstdio>
+#include <string>
+
+namespace streamsink {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);  // opens PATH.tmp.<pid>; Error naming PATH when it cannot
+  ~AtomicFile();                          // without commit(): removes the temporary file
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  void write(const void* data, size_t n);  // Error naming PATH on a short write (disk full...)
+  void write(const std::string& s) { write(s.data(), s.size()); }
+  void commit();                           // flush, fsync, rename over PATH
+
+ private:
+  std::string path_, tmp_;
+  FILE* f_ = nullptr;
+};
+
+// Whole-file helpers with errors that name the file.
+std::string read_file(const std::string& path);
+void write_file_atomic(const std::string& path, const std::string& contents);
+
+}  // namespace streamsink

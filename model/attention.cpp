@@ -1,0 +1,110 @@
+#include "model/attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "model/rope.h"
+
+namespace streamsink {
+
+at::Tensor softmax_with_sink(const at::Tensor& scores, const at::Tensor& sink_logit) {
+  if (!sink_logit.defined()) return at::softmax(scores, -1);
+  // p_j = exp(s_j - lse) with lse = log(exp(b) + Σ exp(s)): the extra column never materialises.
+  auto lse = at::logsumexp(scores, {-1}, /*keepdim=*/true);    // [..., 1]
+  lse = at::logaddexp(lse, sink_logit.to(lse.scalar_type()));  // broadcast: [..., 1]
+  return at::exp(scores - lse);
+}
+
+AttentionImpl::AttentionImpl(const ModelConfig& cfg)
+    : n_heads_(cfg.n_heads), n_kv_heads_(cfg.n_kv_heads), head_dim_(cfg.head_dim()), sink_(cfg.sink) {
+  using torch::nn::LinearOptions;
+  const int64_t kv_dim = n_kv_heads_ * head_dim_;
+  q_proj = register_module("q_proj", torch::nn::Linear(LinearOptions(cfg.dim, cfg.dim).bias(false)));
+  k_proj = register_module("k_proj", torch::nn::Linear(LinearOptions(cfg.dim, kv_dim).bias(false)));
+  v_proj = register_module("v_proj", torch::nn::Linear(LinearOptions(cfg.dim, kv_dim).bias(false)));
+  o_proj = register_module("o_proj", torch::nn::Linear(LinearOptions(cfg.dim, cfg.dim).bias(false)));
+  if (sink_ == SinkKind::kLogit) sinks = register_parameter("sinks", at::zeros({n_heads_}));
+}
+
+at::Tensor AttentionImpl::sink_logit() const {
+  if (sink_ == SinkKind::kZero) return at::zeros({1, n_heads_, 1, 1}, q_proj->weight.options());
+  if (sink_ == SinkKind::kLogit) return sinks.view({1, n_heads_, 1, 1});
+  return {};
+}
+
+namespace {
+
+// q [B, H, Tq, D] · k [B, Hkv, Tk, D]ᵀ → [B, H, Tq, Tk], sharing each key head among G query heads (no repeat).
+at::Tensor gqa_scores(const at::Tensor& q, const at::Tensor& k, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3), Hkv = k.size(1);
+  auto qg = q.reshape({B, Hkv, H / Hkv, Tq, D});                          // [B, Hkv, G, Tq, D]
+  auto s = at::matmul(qg, k.unsqueeze(2).transpose(-1, -2)) * scale;     // [B, Hkv, G, Tq, Tk]
+  return s.reshape({B, H, Tq, k.size(2)});                               // [B, H, Tq, Tk]
+}
+
+// p [B, H, Tq, Tk] · v [B, Hkv, Tk, D] → [B, H, Tq, D]
+at::Tensor gqa_mix(const at::Tensor& p, const at::Tensor& v) {
+  const int64_t B = p.size(0), H = p.size(1), Tq = p.size(2), Hkv = v.size(1);
+  auto pg = p.reshape({B, Hkv, H / Hkv, Tq, p.size(3)});  // [B, Hkv, G, Tq, Tk]
+  auto o = at::matmul(pg, v.unsqueeze(2));                // [B, Hkv, G, Tq, D]
+  return o.reshape({B, H, Tq, v.size(3)});                // [B, H, Tq, D]
+}
+
+}  // namespace
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                  AttentionProbe* probe) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto q = q_proj->forward(x).view({B, T, n_heads_, head_dim_}).transpose(1, 2);     // [B, H, T, D]
+  auto k = k_proj->forward(x).view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, T, D]
+  auto v = v_proj->forward(x).view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, T, D]
+  q = apply_rope(q, cos, sin);
+  k = apply_rope(k, cos, sin);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+
+  at::Tensor out;  // [B, H, T, D]
+  auto extra = sink_logit();
+  if (!extra.defined() && probe == nullptr) {
+    // none / token: the fused kernel (flash or memory-efficient on GPUs, the flash CPU kernel here).
+    out = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true,
+                                           scale, /*enable_gqa=*/n_kv_heads_ != n_heads_);
+  } else {
+    auto scores = gqa_scores(q, k, scale);                                                 // [B, H, T, T]
+    auto causal = at::ones({T, T}, x.options().dtype(at::kBool)).tril();                   // [T, T]
+    scores = scores.masked_fill(causal.logical_not(), -std::numeric_limits<float>::infinity());
+    auto p = softmax_with_sink(at_least_float(scores), extra).to(v.scalar_type());          // [B, H, T, T]
+    if (probe) probe->probs.push_back(p.detach().to(at::kFloat));
+    out = gqa_mix(p, v);
+  }
+  return o_proj->forward(out.transpose(1, 2).reshape({B, T, n_heads_ * head_dim_}));  // [B, T, dim]
+}
+
+at::Tensor AttentionImpl::step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t,
+                               const at::Tensor& cos_s, const at::Tensor& sin_s, KVCacheInterface& cache,
+                               int64_t layer) {
+  const int64_t B = x.size(0), C = x.size(1);
+  auto q = q_proj->forward(x).view({B, C, n_heads_, head_dim_}).transpose(1, 2);     // [B, H, C, D]
+  auto k = k_proj->forward(x).view({B, C, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, C, D]
+  auto v = v_proj->forward(x).view({B, C, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, C, D]
+  const auto view = cache.append(layer, apply_rope(k, cos_t, sin_t), v);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+
+  // Scores against the window (queries at their text positions) and the sinks (queries at their sink-query
+  // positions: the paper's §3.2 cache positions), then one softmax over both groups.
+  auto s_win = gqa_scores(apply_rope(q, cos_t, sin_t), view.win_k, scale)  // [B, H, C, N]
+                   .masked_fill(view.win_mask.logical_not(), neg_inf);
+  const int64_t S = view.sink_k.defined() ? view.sink_k.size(2) : 0;
+  at::Tensor scores = s_win;
+  if (S > 0) {
+    auto s_sink = gqa_scores(apply_rope(q, cos_s, sin_s), view.sink_k, scale)  // [B, H, C, S]
+                      .masked_fill(view.sink_mask.logical_not(), neg_inf);
+    scores = at::cat({s_sink, s_win}, -1);  // [B, H, C, S + N]: scores only, never keys or values
+  }
+  auto p = softmax_with_sink(at_least_float(scores), sink_logit()).to(v.scalar_type());
+  auto out = gqa_mix(p.narrow(-1, S, p.size(-1) - S), view.win_v);  // [B, H, C, D]
+  if (S > 0) out = out + gqa_mix(p.narrow(-1, 0, S), view.sink_v);
+  return o_proj->forward(out.transpose(1, 2).reshape({B, C, n_heads_ * head_dim_}));  // [B, C, dim]
+}
+
+}  // namespace streamsink

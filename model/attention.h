@@ -1,0 +1,62 @@
+// Causal self-attention with grouped-query heads and the four sink variants (DESIGN.md, "Sink variants").
+//
+// Shapes: B batch, T tokens (C new tokens in a decode step), H query heads, Hkv key/value heads, G = H / Hkv,
+// D head_dim, N cached window slots, S sink slots.
+//
+// Sink variants inside the softmax (a row of scores s_1..s_n):
+//   none, token: p_j = exp(s_j) / Σ exp(s)                      (token sinks are ordinary tokens in the input)
+//   zero:        p_j = exp(s_j) / (exp(0) + Σ exp(s))           (softmax-off-by-one; the extra value is zero)
+//   logit:       p_j = exp(s_j) / (exp(b_h) + Σ exp(s))         (gpt-oss: one learned b_h per head, no value)
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <vector>
+
+#include "model/config.h"
+#include "model/kv_cache_interface.h"
+
+namespace streamsink {
+
+// When passed to a forward, every layer takes the explicit (non-fused) path and records its attention
+// probabilities, so tools can look at where attention goes (the paper's Figure 2).
+struct AttentionProbe {
+  std::vector<at::Tensor> probs;  // one per layer: [B, H, T, T] (detached, float32)
+};
+
+// Softmax over the last dim with the variant's extra sink logit (undefined = none). scores [..., n] with -inf
+// where masked; sink_logit broadcastable to scores[..., :1]. Gradients reach the scores and the sink logit.
+at::Tensor softmax_with_sink(const at::Tensor& scores, const at::Tensor& sink_logit);
+
+// float32 for half/bfloat16 tensors (softmax and logits are accumulated in at least float32), else unchanged.
+inline at::Tensor at_least_float(const at::Tensor& t) {
+  return at::isReducedFloatingType(t.scalar_type()) ? t.to(at::kFloat) : t;
+}
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelConfig& cfg);
+
+  // Training / full-sequence forward. x [B, T, dim]; cos/sin [T, D] for positions 0..T-1. Returns [B, T, dim].
+  // Takes the fused at::scaled_dot_product_attention for `none` and `token` unless a probe is given.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, AttentionProbe* probe);
+
+  // Decode step over a KV cache. x [B, C, dim]; (cos_t, sin_t) for the text positions and (cos_s, sin_s) for
+  // the sink-query positions, each [B, 1, C, D]. Returns [B, C, dim].
+  at::Tensor step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t, const at::Tensor& cos_s,
+                  const at::Tensor& sin_s, KVCacheInterface& cache, int64_t layer);
+
+  // The variant's extra logit as [1, H, 1, 1], or undefined for none/token.
+  at::Tensor sink_logit() const;
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  at::Tensor sinks;  // [H] learned sink logits (sink == logit only): checkpoint name self_attn.sinks
+
+ private:
+  int64_t n_heads_, n_kv_heads_, head_dim_;
+  SinkKind sink_;
+};
+TORCH_MODULE(Attention);
+
+}  // namespace streamsink

@@ -1,0 +1,64 @@
+#include "model/model_io.h"
+
+#include <torch/utils.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+
+#include "common/error.h"
+#include "model/safetensors.h"
+
+namespace streamsink {
+
+ModelConfig load_model_config(const std::string& dir) {
+  const std::string path = dir + "/config.yaml";
+  if (!std::filesystem::exists(path)) fail(path, "missing (is '" + dir + "' a checkpoint folder?)");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    fail(path, std::string("not valid YAML: ") + e.what());
+  }
+  if (!root.IsMap() || !root["model"]) fail(path, "has no 'model:' section");
+  auto cfg = model_config_from_yaml(root["model"], path + ": model");
+  try {
+    cfg.validate();
+  } catch (const Error& e) {
+    fail(path, e.what());
+  }
+  return cfg;
+}
+
+void save_model_weights(const std::string& dir, Transformer& model) {
+  TensorMap tensors;
+  for (const auto& p : model->named_parameters()) tensors[p.key()] = p.value().detach().to(at::kFloat);
+  save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+}
+
+void load_model_weights(const std::string& dir, Transformer& model) {
+  const std::string path = dir + "/model.safetensors";
+  auto tensors = load_safetensors(path);
+  torch::NoGradGuard no_grad;
+  auto params = model->named_parameters();
+  for (auto& p : params) {
+    auto it = tensors.find(p.key());
+    if (it == tensors.end()) fail(path, "tensor '" + p.key() + "' is missing (does the config match the weights?)");
+    if (it->second.sizes() != p.value().sizes())
+      fail(path, "tensor '" + p.key() + "' has shape " + c10::str(it->second.sizes()) + ", the config needs " +
+                     c10::str(p.value().sizes()));
+    p.value().copy_(it->second);
+    tensors.erase(it);
+  }
+  if (!tensors.empty())
+    fail(path, "tensor '" + tensors.begin()->first + "' is not part of this model (does the config match?)");
+}
+
+Transformer load_model(const std::string& dir, c10::Device device) {
+  Transformer model(load_model_config(dir));
+  load_model_weights(dir, model);
+  model->to(device);
+  model->eval();
+  return model;
+}
+
+}  // namespace streamsink

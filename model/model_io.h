@@ -1,0 +1,23 @@
+// The model's own part of a checkpoint folder: `config.yaml` (its `model:` section; the trainer adds `train:`)
+// and `model.safetensors` with Hugging Face Llama names. Used by train/ (save) and infer/ (load).
+#pragma once
+#include <c10/core/Device.h>
+
+#include <string>
+
+#include "model/config.h"
+#include "model/transformer.h"
+
+namespace streamsink {
+
+// Reads the `model:` section of DIR/config.yaml (other sections are ignored here).
+ModelConfig load_model_config(const std::string& dir);
+// Writes DIR/model.safetensors atomically (float32 weights; the tied lm_head is not stored, as in HF).
+void save_model_weights(const std::string& dir, Transformer& model);
+// Loads DIR/model.safetensors into `model`: every parameter present with the right shape, nothing extra;
+// otherwise an Error naming the file and the tensor.
+void load_model_weights(const std::string& dir, Transformer& model);
+// config + weights → a model on `device`, in eval mode.
+Transformer load_model(const std::string& dir, c10::Device device = c10::kCPU);
+
+}  // namespace streamsink

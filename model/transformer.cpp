@@ -1,0 +1,127 @@
+#include "model/transformer.h"
+
+#include <torch/nn/init.h>
+#include <torch/utils.h>
+
+#include <cmath>
+
+#include "model/rope.h"
+
+namespace streamsink {
+
+BlockImpl::BlockImpl(const ModelConfig& cfg) {
+  input_layernorm = register_module("input_layernorm", RMSNorm(cfg.dim, cfg.norm_eps));
+  self_attn = register_module("self_attn", Attention(cfg));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(cfg.dim, cfg.norm_eps));
+  mlp = register_module("mlp", MLP(cfg));
+}
+
+at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                              AttentionProbe* probe) {
+  auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, probe);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+at::Tensor BlockImpl::step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t,
+                           const at::Tensor& cos_s, const at::Tensor& sin_s, KVCacheInterface& cache,
+                           int64_t layer) {
+  auto h = x + self_attn->step(input_layernorm->forward(x), cos_t, sin_t, cos_s, sin_s, cache, layer);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+TransformerImpl::TransformerImpl(const ModelConfig& cfg) : cfg_(cfg) {
+  cfg_.validate();
+  model_ = register_module("model", std::make_shared<torch::nn::Module>("LlamaModel"));
+  embed_tokens_ = model_->register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.dim));
+  layers_ = model_->register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < cfg.n_layers; ++i) {
+    blocks_.push_back(Block(cfg));
+    layers_->push_back(blocks_.back());
+  }
+  norm_ = model_->register_module("norm", RMSNorm(cfg.dim, cfg.norm_eps));
+  if (!cfg.tie_embeddings)
+    lm_head_ = register_module("lm_head",
+                               torch::nn::Linear(torch::nn::LinearOptions(cfg.dim, cfg.vocab_size).bias(false)));
+  auto [cos, sin] = rope_tables(at::arange(cfg.context_length, at::kLong), cfg.head_dim(), cfg.rope_theta, at::kFloat);
+  rope_cos_ = register_buffer("rope_cos", cos);
+  rope_sin_ = register_buffer("rope_sin", sin);
+  reset_parameters();
+}
+
+void TransformerImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  const double resid_std = cfg_.init_std / std::sqrt(2.0 * cfg_.n_layers);  // GPT-2's scaled residual init
+  for (auto& p : named_parameters()) {
+    const auto& name = p.key();
+    auto& w = p.value();
+    if (name.find("norm") != std::string::npos) {
+      w.fill_(1.0);
+    } else if (name.find(".sinks") != std::string::npos) {
+      w.zero_();
+    } else if (name.find("o_proj") != std::string::npos || name.find("down_proj") != std::string::npos) {
+      w.normal_(0.0, resid_std);
+    } else {
+      w.normal_(0.0, cfg_.init_std);
+    }
+  }
+}
+
+at::Tensor TransformerImpl::forward(const at::Tensor& tokens, AttentionProbe* probe) {
+  const int64_t T = tokens.size(1);
+  at::Tensor cos, sin;  // [T, D]
+  if (T <= cfg_.context_length) {
+    cos = rope_cos_.narrow(0, 0, T);
+    sin = rope_sin_.narrow(0, 0, T);
+  } else {  // longer than the training context (dense evaluation past T): fresh tables
+    std::tie(cos, sin) =
+        rope_tables(at::arange(T, tokens.options()), cfg_.head_dim(), cfg_.rope_theta, rope_cos_.scalar_type());
+  }
+  auto h = embed_tokens_->forward(tokens);  // [B, T, dim]
+  cos = cos.to(h.scalar_type());
+  sin = sin.to(h.scalar_type());
+  for (auto& b : blocks_) h = b->forward(h, cos, sin, probe);
+  h = norm_->forward(h);
+  auto logits = lm_head_ ? lm_head_->forward(h) : at::linear(h, embed_tokens_->weight);  // [B, T, V]
+  return at_least_float(logits);
+}
+
+at::Tensor TransformerImpl::loss(const at::Tensor& logits, const at::Tensor& targets) const {
+  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), /*weight=*/{},
+                                at::Reduction::Mean, /*ignore_index=*/-100);
+}
+
+at::Tensor TransformerImpl::step(const at::Tensor& tokens, const StepPositions& pos, KVCacheInterface& cache) {
+  auto h = embed_tokens_->forward(tokens);  // [B, C, dim]
+  const auto dt = h.scalar_type();
+  auto [cos_t, sin_t] = rope_tables(pos.text, cfg_.head_dim(), cfg_.rope_theta, dt);        // [B, C, D]
+  auto [cos_s, sin_s] = rope_tables(pos.sink_query, cfg_.head_dim(), cfg_.rope_theta, dt);  // [B, C, D]
+  cos_t = cos_t.unsqueeze(1), sin_t = sin_t.unsqueeze(1);  // [B, 1, C, D]: broadcast over heads
+  cos_s = cos_s.unsqueeze(1), sin_s = sin_s.unsqueeze(1);
+  for (size_t i = 0; i < blocks_.size(); ++i)
+    h = blocks_[i]->step(h, cos_t, sin_t, cos_s, sin_s, cache, static_cast<int64_t>(i));
+  h = norm_->forward(h);
+  auto logits = lm_head_ ? lm_head_->forward(h) : at::linear(h, embed_tokens_->weight);  // [B, C, V]
+  return at_least_float(logits);
+}
+
+int64_t TransformerImpl::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+int64_t parameter_count(const ModelConfig& c) {
+  const int64_t kv = c.n_kv_heads * c.head_dim();
+  const int64_t attn = 2 * c.dim * c.dim + 2 * c.dim * kv + (c.sink == SinkKind::kLogit ? c.n_heads : 0);
+  const int64_t per_layer = attn + 3 * c.dim * c.ffn_dim() + 2 * c.dim;  // + two RMSNorm weights
+  return c.vocab_size * c.dim * (c.tie_embeddings ? 1 : 2) + c.n_layers * per_layer + c.dim;
+}
+
+double training_flops_per_token(const ModelConfig& c, int64_t seq_len) {
+  const double kv = static_cast<double>(c.n_kv_heads * c.head_dim());
+  const double matmul_params =
+      c.n_layers * (2.0 * c.dim * c.dim + 2.0 * c.dim * kv + 3.0 * c.dim * c.ffn_dim()) + 1.0 * c.dim * c.vocab_size;
+  return 6.0 * matmul_params + 12.0 * c.n_layers * c.dim * seq_len;
+}
+
+}  // namespace streamsink

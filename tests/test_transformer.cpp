@@ -1,0 +1,211 @@
+// The transformer against oracles: causality, the step path against the full forward, the sink variants against
+// a hand-written softmax with the extra column, finite-difference gradients, GQA against repeated-head MHA, and
+// the parameter count and names against their closed forms.
+#include <gtest/gtest.h>
+#include <torch/utils.h>
+
+#include <cmath>
+
+#include "model/attention.h"
+#include "model/transformer.h"
+#include "tests/model_fixtures.h"
+
+using namespace streamsink;
+using streamsink::testing::all_sinks;
+using streamsink::testing::NaiveDenseCache;
+using streamsink::testing::tiny_config;
+
+namespace {
+
+at::Tensor random_tokens(int64_t B, int64_t T, int64_t vocab, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randint(8, vocab, {B, T}, gen, at::kLong);  // ids below 8 are reserved
+}
+
+Transformer make_model(const ModelConfig& cfg, uint64_t seed = 0) {
+  at::manual_seed(seed);
+  Transformer m(cfg);
+  if (cfg.sink == SinkKind::kLogit) {  // non-zero sink logits, so the test sees them act
+    torch::NoGradGuard g;
+    for (auto& p : m->named_parameters())
+      if (p.key().find("sinks") != std::string::npos) p.value().copy_(at::linspace(-1.0, 2.0, p.value().numel()));
+  }
+  m->eval();
+  return m;
+}
+
+std::string name_of(SinkKind k) { return to_string(k); }
+
+}  // namespace
+
+class PerSink : public ::testing::TestWithParam<SinkKind> {};
+INSTANTIATE_TEST_SUITE_P(Variants, PerSink, ::testing::ValuesIn(all_sinks()),
+                         [](const auto& info) { return name_of(info.param); });
+
+TEST_P(PerSink, ChangingTokenTNeverChangesEarlierOutputs) {
+  torch::NoGradGuard g;
+  auto m = make_model(tiny_config(GetParam()));
+  auto x = random_tokens(2, 20, 64, 1);
+  auto base = m->forward(x);
+  for (int64_t t : {0, 7, 19}) {
+    auto y = x.clone();
+    y.select(1, t).add_(1);
+    auto out = m->forward(y);
+    EXPECT_TRUE(at::allclose(out.narrow(1, 0, t), base.narrow(1, 0, t), 0, 0)) << "t=" << t;
+    EXPECT_FALSE(at::allclose(out.narrow(1, t, 1), base.narrow(1, t, 1))) << "t=" << t;
+  }
+}
+
+TEST_P(PerSink, StepOverAWholeSequenceCacheEqualsTheFullForward) {
+  torch::NoGradGuard g;
+  auto cfg = tiny_config(GetParam());
+  auto m = make_model(cfg);
+  const int64_t B = 2, T = 24;
+  auto x = random_tokens(B, T, 64, 2);
+  auto full = m->forward(x);
+  for (int64_t n_sink : {0, 3}) {
+    for (int64_t chunk : {1, 5}) {
+      NaiveDenseCache cache(cfg.n_layers, n_sink);
+      std::vector<at::Tensor> outs;
+      for (int64_t t = 0; t < T; t += chunk) {
+        const int64_t C = std::min(chunk, T - t);
+        auto pos = at::arange(t, t + C, at::kLong).view({1, C}).expand({B, C}).contiguous();
+        outs.push_back(m->step(x.narrow(1, t, C), StepPositions{pos, pos}, cache));
+      }
+      auto stepped = at::cat(outs, 1);
+      EXPECT_LT((stepped - full).abs().max().item<double>(), 1e-5) << "sinks=" << n_sink << " chunk=" << chunk;
+    }
+  }
+}
+
+TEST_P(PerSink, ProbePathEqualsFusedPath) {
+  torch::NoGradGuard g;
+  auto m = make_model(tiny_config(GetParam()));
+  auto x = random_tokens(2, 16, 64, 3);
+  AttentionProbe probe;
+  auto a = m->forward(x);
+  auto b = m->forward(x, &probe);
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-5);
+  ASSERT_EQ(probe.probs.size(), 2u);
+  EXPECT_EQ(probe.probs[0].sizes(), (at::IntArrayRef{2, 4, 16, 16}));
+  // Rows sum to 1, or to 1 - (mass on the extra sink column) for zero/logit.
+  auto row_sums = probe.probs[0].sum(-1);
+  if (GetParam() == SinkKind::kZero || GetParam() == SinkKind::kLogit) {
+    EXPECT_LT(row_sums.max().item<double>(), 1.0 - 1e-4);
+  } else {
+    EXPECT_LT((row_sums - 1).abs().max().item<double>(), 1e-5);
+  }
+}
+
+TEST(SoftmaxWithSink, EqualsASoftmaxWithTheExtraColumnWrittenOut) {
+  auto s = at::randn({2, 3, 5, 7}, at::kDouble);
+  s.select(3, 6).fill_(-std::numeric_limits<double>::infinity());  // a masked column
+  // zero sink: an extra logit 0
+  auto zero = at::zeros({1, 3, 1, 1}, at::kDouble);
+  auto wide = at::cat({s, zero.expand({2, 3, 5, 1})}, -1);
+  auto ref = at::softmax(wide, -1).narrow(-1, 0, 7);
+  EXPECT_LT((softmax_with_sink(s, zero) - ref).abs().max().item<double>(), 1e-12);
+  // learned per-head logits
+  auto b = at::tensor({-2.0, 0.5, 3.0}, at::kDouble).view({1, 3, 1, 1});
+  wide = at::cat({s, b.expand({2, 3, 5, 1})}, -1);
+  ref = at::softmax(wide, -1).narrow(-1, 0, 7);
+  EXPECT_LT((softmax_with_sink(s, b) - ref).abs().max().item<double>(), 1e-12);
+  // no sink: plain softmax
+  EXPECT_LT((softmax_with_sink(s, {}) - at::softmax(s, -1)).abs().max().item<double>(), 1e-12);
+}
+
+TEST_P(PerSink, GradientsMatchFiniteDifferencesInDouble) {
+  auto cfg = tiny_config(GetParam());
+  cfg.n_layers = 1;
+  cfg.dim = 16;
+  cfg.hidden_dim = 24;
+  auto m = make_model(cfg, 5);
+  m->to(at::kDouble);
+  auto x = random_tokens(1, 8, 64, 6);
+  auto y = random_tokens(1, 8, 64, 7);
+  auto loss_of = [&] { return m->loss(m->forward(x), y).item<double>(); };
+  auto L = m->loss(m->forward(x), y);
+  m->zero_grad();
+  L.backward();
+  const double eps = 1e-6;
+  int checked = 0;
+  for (auto& p : m->named_parameters()) {
+    auto w = p.value();
+    auto flat = w.detach().view({-1});
+    auto grad = w.grad().view({-1});
+    for (int64_t i : {int64_t(0), flat.numel() / 2, flat.numel() - 1}) {
+      const double orig = flat[i].item<double>();
+      auto set = [&](double v) {
+        torch::NoGradGuard g;
+        flat.narrow(0, i, 1).fill_(v);
+      };
+      set(orig + eps);
+      const double up = loss_of();
+      set(orig - eps);
+      const double down = loss_of();
+      set(orig);
+      const double fd = (up - down) / (2 * eps);
+      EXPECT_NEAR(grad[i].item<double>(), fd, 1e-6 + 1e-4 * std::abs(fd)) << p.key() << "[" << i << "]";
+      ++checked;
+    }
+    if (p.key().find("sinks") != std::string::npos) EXPECT_GT(grad.abs().sum().item<double>(), 0) << "sink logits get no gradient";
+  }
+  EXPECT_GT(checked, 20);
+}
+
+TEST(Transformer, GroupedQueryAttentionEqualsMultiHeadWithRepeatedKeyValueHeads) {
+  torch::NoGradGuard g;
+  auto gqa_cfg = tiny_config(SinkKind::kNone, /*n_kv_heads=*/2);
+  auto mha_cfg = tiny_config(SinkKind::kNone, /*n_kv_heads=*/4);
+  auto gqa = make_model(gqa_cfg, 11);
+  auto mha = make_model(mha_cfg, 12);
+  auto mha_params = mha->named_parameters();
+  const int64_t D = gqa_cfg.head_dim(), G = 2;
+  for (const auto& p : gqa->named_parameters()) {
+    auto w = p.value();
+    if (p.key().find("k_proj") != std::string::npos || p.key().find("v_proj") != std::string::npos) {
+      // [Hkv·D, dim] → each kv head repeated G times, in query-head order: [Hkv, 1, D, dim] → [Hkv·G·D, dim]
+      w = w.view({2, 1, D, -1}).expand({2, G, D, w.size(1)}).reshape({4 * D, -1});
+    }
+    mha_params[p.key()].copy_(w);
+  }
+  auto x = random_tokens(2, 12, 64, 13);
+  EXPECT_LT((gqa->forward(x) - mha->forward(x)).abs().max().item<double>(), 1e-5);
+}
+
+TEST(Transformer, ParameterCountAndNamesMatchTheFormulaAndHuggingFace) {
+  for (auto sink : all_sinks())
+    for (bool tied : {true, false}) {
+      auto cfg = tiny_config(sink);
+      cfg.tie_embeddings = tied;
+      Transformer m(cfg);
+      EXPECT_EQ(m->num_parameters(), parameter_count(cfg)) << to_string(sink) << " tied=" << tied;
+      auto params = m->named_parameters();
+      EXPECT_TRUE(params.contains("model.embed_tokens.weight"));
+      EXPECT_TRUE(params.contains("model.layers.1.self_attn.q_proj.weight"));
+      EXPECT_TRUE(params.contains("model.layers.0.mlp.down_proj.weight"));
+      EXPECT_TRUE(params.contains("model.layers.0.input_layernorm.weight"));
+      EXPECT_TRUE(params.contains("model.layers.0.post_attention_layernorm.weight"));
+      EXPECT_TRUE(params.contains("model.norm.weight"));
+      EXPECT_EQ(params.contains("lm_head.weight"), !tied);
+      EXPECT_EQ(params.contains("model.layers.0.self_attn.sinks"), sink == SinkKind::kLogit);
+    }
+}
+
+TEST(Transformer, FlopsPerTokenMatchesTheMatmulCount) {
+  auto cfg = tiny_config();
+  // By hand: per layer q,o 32·32 each; k,v 32·16 each; mlp 3·32·48; head 32·64.
+  const double matmul = 2 * (32.0 * 32 * 2 + 32.0 * 16 * 2 + 3 * 32.0 * 48) + 32.0 * 64;
+  EXPECT_DOUBLE_EQ(training_flops_per_token(cfg, 10), 6 * matmul + 12.0 * 2 * 32 * 10);
+}
+
+TEST(ModelConfig, ValidateNamesTheField) {
+  auto cfg = tiny_config();
+  cfg.n_heads = 5;
+  try {
+    cfg.validate();
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("model.n_heads"), std::string::npos) << e.what();
+  }
+}
