@@ -15,6 +15,12 @@ at::Tensor softmax_with_sink(const at::Tensor& scores, const at::Tensor& sink_lo
   return at::exp(scores - lse);
 }
 
+at::Tensor window_mask(int64_t T, const AttentionWindow& w, const at::Device& device) {
+  auto opts = at::TensorOptions().dtype(at::kLong).device(device);
+  auto i = at::arange(T, opts).view({T, 1}), j = at::arange(T, opts).view({1, T});
+  return (j <= i).logical_and((j < w.sinks).logical_or(i - j < w.window));  // [T, T]
+}
+
 AttentionImpl::AttentionImpl(const ModelConfig& cfg)
     : n_heads_(cfg.n_heads), n_kv_heads_(cfg.n_kv_heads), head_dim_(cfg.head_dim()), sink_(cfg.sink) {
   using torch::nn::LinearOptions;
@@ -53,7 +59,7 @@ at::Tensor gqa_mix(const at::Tensor& p, const at::Tensor& v) {
 }  // namespace
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                  AttentionProbe* probe) {
+                                  AttentionProbe* probe, const AttentionWindow* window) {
   const int64_t B = x.size(0), T = x.size(1);
   auto q = q_proj->forward(x).view({B, T, n_heads_, head_dim_}).transpose(1, 2);     // [B, H, T, D]
   auto k = k_proj->forward(x).view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, T, D]
@@ -64,14 +70,17 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
 
   at::Tensor out;  // [B, H, T, D]
   auto extra = sink_logit();
+  // visible [T, T]: undefined means plain causal
+  const at::Tensor visible = window ? window_mask(T, *window, x.device()) : at::Tensor();
   if (!extra.defined() && probe == nullptr) {
     // none / token: the fused kernel (flash or memory-efficient on GPUs, the flash CPU kernel here).
-    out = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true,
-                                           scale, /*enable_gqa=*/n_kv_heads_ != n_heads_);
+    out = at::scaled_dot_product_attention(q, k, v, visible.defined() ? c10::optional<at::Tensor>(visible) : c10::nullopt,
+                                           /*dropout_p=*/0.0, /*is_causal=*/!visible.defined(), scale,
+                                           /*enable_gqa=*/n_kv_heads_ != n_heads_);
   } else {
-    auto scores = gqa_scores(q, k, scale);                                                 // [B, H, T, T]
-    auto causal = at::ones({T, T}, x.options().dtype(at::kBool)).tril();                   // [T, T]
-    scores = scores.masked_fill(causal.logical_not(), -std::numeric_limits<float>::infinity());
+    auto scores = gqa_scores(q, k, scale);  // [B, H, T, T]
+    auto mask = visible.defined() ? visible : at::ones({T, T}, x.options().dtype(at::kBool)).tril();  // [T, T]
+    scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
     auto p = softmax_with_sink(at_least_float(scores), extra).to(v.scalar_type());          // [B, H, T, T]
     if (probe) probe->probs.push_back(p.detach().to(at::kFloat));
     out = gqa_mix(p, v);

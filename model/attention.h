@@ -25,6 +25,17 @@ struct AttentionProbe {
   std::vector<at::Tensor> probs;  // one per layer: [B, H, T, T] (detached, float32)
 };
 
+// A restricted attention pattern over a whole sequence: each query sees the first `sinks` positions and the last
+// `window` positions up to itself (itself included). It mimics a sink + window cache inside one forward (with
+// text positions), so the trainer can measure what losing the sink costs without the decoder (`sinks` = 0 gives
+// window attention).
+struct AttentionWindow {
+  int64_t sinks = 0;
+  int64_t window = 0;
+};
+// [T, T] bool, true = visible: causal, and (j < sinks or i - j < window).
+at::Tensor window_mask(int64_t T, const AttentionWindow& w, const at::Device& device);
+
 // Softmax over the last dim with the variant's extra sink logit (undefined = none). scores [..., n] with -inf
 // where masked; sink_logit broadcastable to scores[..., :1]. Gradients reach the scores and the sink logit.
 at::Tensor softmax_with_sink(const at::Tensor& scores, const at::Tensor& sink_logit);
@@ -40,7 +51,9 @@ class AttentionImpl : public torch::nn::Module {
 
   // Training / full-sequence forward. x [B, T, dim]; cos/sin [T, D] for positions 0..T-1. Returns [B, T, dim].
   // Takes the fused at::scaled_dot_product_attention for `none` and `token` unless a probe is given.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, AttentionProbe* probe);
+  // `window` (optional) restricts the causal pattern (see AttentionWindow).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, AttentionProbe* probe,
+                     const AttentionWindow* window = nullptr);
 
   // Decode step over a KV cache. x [B, C, dim]; (cos_t, sin_t) for the text positions and (cos_s, sin_s) for
   // the sink-query positions, each [B, 1, C, D]. Returns [B, C, dim].

@@ -6,9 +6,27 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "model/safetensors.h"
 
 namespace streamsink {
+
+std::string resolve_checkpoint_dir(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(path)) fail(path, "no such checkpoint or run folder");
+  if (fs::exists(fs::path(path) / "config.yaml") && fs::exists(fs::path(path) / "model.safetensors")) return path;
+  for (const fs::path ckpts : {fs::path(path) / "checkpoints", fs::path(path)}) {
+    const auto latest = ckpts / "latest";
+    if (!fs::exists(latest)) continue;
+    std::string name = read_file(latest.string());
+    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+    const auto dir = ckpts / name;
+    if (!fs::exists(dir / "model.safetensors"))
+      fail(latest.string(), "names '" + name + "', which is not a complete checkpoint");
+    return dir.string();
+  }
+  fail(path, "neither a checkpoint folder (config.yaml + model.safetensors) nor a run folder (checkpoints/latest)");
+}
 
 ModelConfig load_model_config(const std::string& dir) {
   const std::string path = dir + "/config.yaml";

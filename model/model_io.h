@@ -10,6 +10,14 @@
 
 namespace streamsink {
 
+// Checkpoint layout (written by train/): RUN/checkpoints/step_0000100/{config.yaml, model.safetensors,
+// tokenizer.model, ...} and RUN/checkpoints/latest, a one-line text file naming the newest complete step folder
+// (replaced atomically, so it never names a partial one).
+//
+// Accepts a checkpoint folder, a run folder, or a run's checkpoints/ folder; returns the checkpoint folder.
+// Error naming the path when none is there.
+std::string resolve_checkpoint_dir(const std::string& path);
+
 // Reads the `model:` section of DIR/config.yaml (other sections are ignored here).
 ModelConfig load_model_config(const std::string& dir);
 // Writes DIR/model.safetensors atomically (float32 weights; the tied lm_head is not stored, as in HF).

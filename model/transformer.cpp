@@ -17,8 +17,8 @@ BlockImpl::BlockImpl(const ModelConfig& cfg) {
 }
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                              AttentionProbe* probe) {
-  auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, probe);
+                              AttentionProbe* probe, const AttentionWindow* window) {
+  auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, probe, window);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -66,7 +66,8 @@ void TransformerImpl::reset_parameters() {
   }
 }
 
-at::Tensor TransformerImpl::forward(const at::Tensor& tokens, AttentionProbe* probe) {
+at::Tensor TransformerImpl::forward(const at::Tensor& tokens, AttentionProbe* probe,
+                                    const AttentionWindow* window) {
   const int64_t T = tokens.size(1);
   at::Tensor cos, sin;  // [T, D]
   if (T <= cfg_.context_length) {
@@ -79,7 +80,7 @@ at::Tensor TransformerImpl::forward(const at::Tensor& tokens, AttentionProbe* pr
   auto h = embed_tokens_->forward(tokens);  // [B, T, dim]
   cos = cos.to(h.scalar_type());
   sin = sin.to(h.scalar_type());
-  for (auto& b : blocks_) h = b->forward(h, cos, sin, probe);
+  for (auto& b : blocks_) h = b->forward(h, cos, sin, probe, window);
   h = norm_->forward(h);
   auto logits = lm_head_ ? lm_head_->forward(h) : at::linear(h, embed_tokens_->weight);  // [B, T, V]
   return at_least_float(logits);

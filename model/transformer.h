@@ -21,7 +21,8 @@ namespace streamsink {
 class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(const ModelConfig& cfg);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, AttentionProbe* probe);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, AttentionProbe* probe,
+                     const AttentionWindow* window);
   at::Tensor step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t, const at::Tensor& cos_s,
                   const at::Tensor& sin_s, KVCacheInterface& cache, int64_t layer);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -34,8 +35,10 @@ class TransformerImpl : public torch::nn::Module {
  public:
   explicit TransformerImpl(const ModelConfig& cfg);
 
-  // Logits for every position. tokens [B, T] int64 → [B, T, V] (float32). T may exceed context_length.
-  at::Tensor forward(const at::Tensor& tokens, AttentionProbe* probe = nullptr);
+  // Logits for every position. tokens [B, T] int64 → [B, T, V] (float32, or the model's dtype when wider).
+  // T may exceed context_length. `window` restricts attention to sinks + a window (see AttentionWindow).
+  at::Tensor forward(const at::Tensor& tokens, AttentionProbe* probe = nullptr,
+                     const AttentionWindow* window = nullptr);
   // Mean cross-entropy over targets != -100. targets [B, T] int64.
   at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets) const;
 

@@ -209,3 +209,29 @@ TEST(ModelConfig, ValidateNamesTheField) {
     EXPECT_NE(std::string(e.what()).find("model.n_heads"), std::string::npos) << e.what();
   }
 }
+
+TEST_P(PerSink, WindowedForwardEqualsAForwardOverTheVisibleTokensForOneLayer) {
+  // With one layer, a query's output depends only on the tokens it sees and their positions, so the windowed
+  // forward at position i equals a plain forward over [first S tokens, last W tokens up to i] *with the same
+  // text positions*; we check the visible set through the probe instead: zero attention outside the pattern.
+  torch::NoGradGuard g;
+  auto cfg = tiny_config(GetParam());
+  auto m = make_model(cfg);
+  auto x = random_tokens(1, 20, 64, 21);
+  AttentionWindow w{2, 5};
+  AttentionProbe probe;
+  auto windowed = m->forward(x, &probe, &w);
+  auto fused = m->forward(x, nullptr, &w);
+  EXPECT_LT((windowed - fused).abs().max().item<double>(), 1e-5);
+  auto visible = window_mask(20, w, at::kCPU);
+  for (const auto& p : probe.probs) {
+    EXPECT_EQ(p.masked_select(visible.logical_not()).abs().max().item<double>(), 0.0);
+    EXPECT_GT(p.masked_select(visible).min().item<double>(), 0.0);
+  }
+  // i = 12 sees {0, 1} ∪ {8..12}
+  EXPECT_TRUE(visible[12][1].item<bool>());
+  EXPECT_FALSE(visible[12][2].item<bool>());
+  EXPECT_FALSE(visible[12][7].item<bool>());
+  EXPECT_TRUE(visible[12][8].item<bool>());
+  EXPECT_FALSE(visible[12][13].item<bool>());
+}
