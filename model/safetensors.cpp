@@ -23,7 +23,7 @@ struct DtypeInfo {
 };
 const DtypeInfo kDtypes[] = {
     {"F32", at::kFloat, 4}, {"F16", at::kHalf, 2}, {"BF16", at::kBFloat16, 2},
-    {"I64", at::kLong, 8},  {"I32", at::kInt, 4},  {"F64", at::kDouble, 8},
+    {"I64", at::kLong, 8},  {"I32", at::kInt, 4},  {"F64", at::kDouble, 8}, {"U8", at::kByte, 1},
 };
 
 const DtypeInfo* dtype_by_name(const std::string& n) {

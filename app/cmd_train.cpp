@@ -1,0 +1,27 @@
+// `streamsink train CONFIG.yaml [--set section.key=value]... [--resume auto|PATH] [--out DIR]`
+#include <CLI/CLI.hpp>
+
+#include "app/commands.h"
+#include "train/train_config.h"
+#include "train/trainer.h"
+
+namespace streamsink::app {
+
+int cmd_train(int argc, char** argv) {
+  CLI::App app{"Pretrain a model from a run config (model: and train: sections). Runs on one process, or N under\n"
+               "torchrun --no-python, srun, or `streamsink launch` (data parallel over c10d).",
+               "streamsink train"};
+  std::string config, out, resume;
+  std::vector<std::string> sets;
+  int64_t stop_after = -1;
+  app.add_option("config", config, "run config YAML (configs/*.yaml)")->required();
+  app.add_option("--set", sets, "override a key: --set model.sink=token --set train.steps=60");
+  app.add_option("--out", out, "run folder (config, metrics.jsonl, checkpoints/)")->required();
+  app.add_option("--resume", resume, "auto (the run folder's latest checkpoint, if any) or a checkpoint path");
+  app.add_option("--stop-after", stop_after, "stop cleanly after this many steps (checkpoint written)");
+  CLI11_PARSE(app, argc, argv);
+  auto cfg = load_run_config(config, sets);
+  return train(cfg, {out, resume, stop_after});
+}
+
+}  // namespace streamsink::app

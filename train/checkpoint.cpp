@@ -1,0 +1,118 @@
+#include "train/checkpoint.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "model/model_io.h"
+#include "model/safetensors.h"
+
+namespace streamsink {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step_%07lld", static_cast<long long>(step));
+  return buf;
+}
+
+void fsync_dir(const fs::path& dir) {
+  FILE* f = std::fopen(dir.c_str(), "r");
+  if (f) {
+    fsync(fileno(f));
+    std::fclose(f);
+  }
+}
+
+}  // namespace
+
+std::string latest_checkpoint(const std::string& run_dir) {
+  const auto latest = fs::path(run_dir) / "checkpoints" / "latest";
+  if (!fs::exists(latest)) return "";
+  return resolve_checkpoint_dir(run_dir);
+}
+
+std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Transformer& model, const AdamW& opt,
+                            const TrainState& state, const std::string& tokenizer_path, int64_t keep) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  fs::create_directories(root);
+  const std::string name = step_name(state.step);
+  const fs::path final_dir = root / name;
+  const fs::path tmp = root / (name + ".tmp-" + std::to_string(getpid()));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp);
+  try {
+    write_file_atomic((tmp / "config.yaml").string(), run_config_to_yaml(cfg));
+    save_model_weights(tmp.string(), model);
+    TensorMap o = opt.state();
+    o["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+    save_safetensors((tmp / "optimizer.safetensors").string(), o);
+    nlohmann::json j = {{"step", state.step},
+                        {"tokens_seen", state.tokens_seen},
+                        {"skipped_steps", state.skipped_steps},
+                        {"cursor", {{"epoch", state.cursor.epoch}, {"step_in_epoch", state.cursor.step_in_epoch}}}};
+    write_file_atomic((tmp / "state.json").string(), j.dump(2) + "\n");
+    if (!tokenizer_path.empty() && fs::exists(tokenizer_path))
+      write_file_atomic((tmp / "tokenizer.model").string(), read_file(tokenizer_path));
+    fsync_dir(tmp);
+    if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a rewrite of the same step (resumed run)
+    fs::rename(tmp, final_dir);
+    fsync_dir(root);
+    write_file_atomic((root / "latest").string(), name + "\n");
+  } catch (...) {
+    fs::remove_all(tmp, ec);  // the previous checkpoint and `latest` are untouched
+    throw;
+  }
+  // Prune: keep the newest `keep` complete checkpoints; leftovers of crashed writes (*.tmp-*) go too.
+  std::vector<fs::path> complete;
+  for (const auto& e : fs::directory_iterator(root)) {
+    const auto n = e.path().filename().string();
+    if (n.rfind("step_", 0) != 0) continue;
+    if (n.find(".tmp-") != std::string::npos) {
+      fs::remove_all(e.path(), ec);
+      continue;
+    }
+    complete.push_back(e.path());
+  }
+  std::sort(complete.begin(), complete.end());
+  for (size_t i = 0; i + keep < complete.size(); ++i)
+    if (complete[i] != final_dir) fs::remove_all(complete[i], ec);
+  return final_dir.string();
+}
+
+void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt, TrainState& state) {
+  load_model_weights(ckpt_dir, model);
+  const std::string opt_path = ckpt_dir + "/optimizer.safetensors";
+  auto o = load_safetensors(opt_path);
+  auto rng = o.find("rng.cpu");
+  if (rng != o.end()) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(rng->second);
+    o.erase(rng);
+  }
+  opt.load_state(o, opt_path);
+  const std::string state_path = ckpt_dir + "/state.json";
+  try {
+    auto j = nlohmann::json::parse(read_file(state_path));
+    state.step = j.at("step").get<int64_t>();
+    state.tokens_seen = j.at("tokens_seen").get<int64_t>();
+    state.skipped_steps = j.value("skipped_steps", int64_t{0});
+    state.cursor.epoch = j.at("cursor").at("epoch").get<int64_t>();
+    state.cursor.step_in_epoch = j.at("cursor").at("step_in_epoch").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(state_path, std::string("not a valid training state: ") + e.what());
+  }
+}
+
+}  // namespace streamsink

@@ -1,0 +1,37 @@
+// Training checkpoints (DESIGN.md, "Formats"): RUN/checkpoints/step_0000100/ holding
+//   config.yaml        the resolved run config (model: and train:)
+//   model.safetensors  weights, Hugging Face Llama names (model/model_io.h)
+//   optimizer.safetensors  AdamW state, plus the RNG states (rng.cpu, rng.cuda)
+//   state.json         step, tokens seen, data cursor, skipped steps
+//   tokenizer.model    the tokenizer the data was made with (when known)
+// A checkpoint is written under step_N.tmp-PID, fsynced, and renamed; then RUN/checkpoints/latest (one line,
+// the folder name) is replaced atomically. `latest` therefore only ever names a complete checkpoint, and a crash
+// at any moment leaves the previous one intact.
+#pragma once
+#include <string>
+
+#include "data/loader.h"
+#include "model/transformer.h"
+#include "train/adamw.h"
+#include "train/train_config.h"
+
+namespace streamsink {
+
+struct TrainState {
+  int64_t step = 0;           // optimizer steps completed
+  int64_t tokens_seen = 0;    // training tokens consumed (all ranks)
+  int64_t skipped_steps = 0;  // steps skipped for a non-finite loss or gradient
+  LoaderCursor cursor;        // the global data cursor (each rank's position follows from it and its rank)
+};
+
+// Writes a checkpoint of `step` and prunes all but the newest `keep`. Returns its folder.
+std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Transformer& model, const AdamW& opt,
+                            const TrainState& state, const std::string& tokenizer_path, int64_t keep);
+
+// Restores model, optimizer, state and RNG from a checkpoint folder. Errors name the file.
+void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt, TrainState& state);
+
+// RUN's latest complete checkpoint folder, or "" when it has none.
+std::string latest_checkpoint(const std::string& run_dir);
+
+}  // namespace streamsink

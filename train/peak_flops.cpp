@@ -1,0 +1,86 @@
+#include "train/peak_flops.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "common/file_util.h"
+
+namespace streamsink {
+
+double gpu_peak_flops(const std::string& name, const std::string& precision) {
+  struct Row {
+    const char* match;
+    double bf16, fp32;  // TFLOP/s, dense
+  };
+  // NVIDIA data sheets (SXM parts where both exist; PCIe H100 is lower: matched first).
+  static const Row rows[] = {
+      {"H100 PCIe", 756, 51}, {"H100", 989, 67}, {"H200", 989, 67}, {"GH200", 989, 67},
+      {"B200", 2250, 80},     {"A100", 312, 19.5}, {"A10G", 125, 31}, {"A10", 125, 31},
+      {"L40S", 362, 91.6},    {"L4", 121, 30},     {"V100", 125, 15.7}, {"RTX 4090", 165, 82.6},
+      {"RTX 3090", 71, 35.6},
+  };
+  for (const auto& r : rows)
+    if (name.find(r.match) != std::string::npos) return (precision == "bf16" ? r.bf16 : r.fp32) * 1e12;
+  return 0;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto p = line.find(':');
+      return p == std::string::npos ? line : line.substr(p + 2);
+    }
+  return "unknown cpu";
+}
+
+CpuPeak measure_cpu_peak(int threads, int64_t n, double seconds) {
+  const int old = at::get_num_threads();
+  at::set_num_threads(threads);
+  auto a = at::randn({n, n}), b = at::randn({n, n}), c = at::empty({n, n});
+  at::mm_out(c, a, b);  // warm-up
+  double best = 0;
+  const auto start = std::chrono::steady_clock::now();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 4; ++i) at::mm_out(c, a, b);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 4 * 2.0 * n * n * n / dt);
+  }
+  at::set_num_threads(old);
+  return {best, threads, cpu_model_name(), false};
+}
+
+CpuPeak cpu_peak(int threads, bool force) {
+  const char* home = std::getenv("HOME");
+  const std::string dir = std::getenv("STREAMSINK_CACHE") ? std::getenv("STREAMSINK_CACHE")
+                                                          : std::string(home ? home : "/tmp") + "/.cache/streamsink";
+  const std::string path = dir + "/cpu_peak.json";
+  const std::string key = cpu_model_name() + " | threads=" + std::to_string(threads);
+  nlohmann::json cache = nlohmann::json::object();
+  try {
+    if (std::filesystem::exists(path)) cache = nlohmann::json::parse(read_file(path));
+  } catch (...) {
+    cache = nlohmann::json::object();  // a damaged cache is re-measured, not fatal
+  }
+  if (!force && cache.contains(key) && cache[key].is_number())
+    return {cache[key].get<double>(), threads, cpu_model_name(), true};
+  auto p = measure_cpu_peak(threads);
+  cache[key] = p.flops;
+  try {
+    std::filesystem::create_directories(dir);
+    write_file_atomic(path, cache.dump(2) + "\n");
+  } catch (...) {
+    // read-only home: the figure is still good for this run
+  }
+  return p;
+}
+
+}  // namespace streamsink

@@ -1,0 +1,146 @@
+#include "train/train_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/config_fields.h"
+#include "common/error.h"
+
+namespace streamsink {
+
+namespace {
+
+const std::vector<Field<TrainConfig>>& train_fields() {
+  using C = TrainConfig;
+  static const std::vector<Field<C>> f = {
+      string_field("data_dir", &C::data_dir),
+      string_field("tokenizer", &C::tokenizer),
+      int_field("batch_size", &C::batch_size),
+      int_field("grad_accum", &C::grad_accum),
+      int_field("seq_len", &C::seq_len),
+      int_field("steps", &C::steps),
+      int_field("tokens", &C::tokens),
+      double_field("lr", &C::lr),
+      int_field("warmup_steps", &C::warmup_steps),
+      string_field("schedule", &C::schedule),
+      double_field("min_lr", &C::min_lr),
+      double_field("decay_fraction", &C::decay_fraction),
+      double_field("weight_decay", &C::weight_decay),
+      double_field("beta1", &C::beta1),
+      double_field("beta2", &C::beta2),
+      double_field("adam_eps", &C::adam_eps),
+      double_field("grad_clip", &C::grad_clip),
+      string_field("precision", &C::precision),
+      int_field("eval_interval", &C::eval_interval),
+      int_field("eval_batches", &C::eval_batches),
+      int_field("sink_window", &C::sink_window),
+      int_field("checkpoint_interval", &C::checkpoint_interval),
+      int_field("keep_checkpoints", &C::keep_checkpoints),
+      int_field("log_interval", &C::log_interval),
+      int_field("seed", &C::seed),
+      string_field("device", &C::device),
+      int_field("threads", &C::threads),
+      string_field("nan_policy", &C::nan_policy),
+      int_field("max_skipped_steps", &C::max_skipped_steps),
+      double_field("timeout_s", &C::timeout_s),
+      double_field("max_seconds", &C::max_seconds),
+  };
+  return f;
+}
+
+}  // namespace
+
+void TrainConfig::validate() const {
+  auto bad = [](const std::string& key, const std::string& why) { throw Error("train." + key + ": " + why); };
+  if (data_dir.empty()) bad("data_dir", "is required (a folder made by `streamsink data prepare`)");
+  if (batch_size <= 0) bad("batch_size", "must be positive");
+  if (grad_accum <= 0) bad("grad_accum", "must be positive");
+  if (seq_len < 0) bad("seq_len", "must be >= 0 (0 = model.context_length)");
+  if (steps < 0 || tokens < 0) bad("steps", "steps and tokens must be >= 0");
+  if (steps == 0 && tokens == 0) bad("steps", "set a budget: train.steps or train.tokens");
+  if (!(lr > 0)) bad("lr", "must be positive");
+  if (min_lr < 0 || min_lr > lr) bad("min_lr", "must be in [0, lr]");
+  if (warmup_steps < 0) bad("warmup_steps", "must be >= 0");
+  if (schedule != "cosine" && schedule != "linear" && schedule != "wsd" && schedule != "constant")
+    bad("schedule", "'" + schedule + "': expected cosine, linear, wsd or constant");
+  if (!(decay_fraction > 0 && decay_fraction <= 1)) bad("decay_fraction", "must be in (0, 1]");
+  if (weight_decay < 0) bad("weight_decay", "must be >= 0");
+  if (!(beta1 >= 0 && beta1 < 1)) bad("beta1", "must be in [0, 1)");
+  if (!(beta2 >= 0 && beta2 < 1)) bad("beta2", "must be in [0, 1)");
+  if (!(adam_eps > 0)) bad("adam_eps", "must be positive");
+  if (grad_clip < 0) bad("grad_clip", "must be >= 0 (0 = off)");
+  if (precision != "fp32" && precision != "bf16") bad("precision", "'" + precision + "': expected fp32 or bf16");
+  if (eval_interval < 0 || eval_batches < 0) bad("eval_interval", "eval_interval and eval_batches must be >= 0");
+  if (sink_window < 0) bad("sink_window", "must be >= 0");
+  if (checkpoint_interval < 0) bad("checkpoint_interval", "must be >= 0");
+  if (keep_checkpoints < 1) bad("keep_checkpoints", "must be >= 1");
+  if (log_interval <= 0) bad("log_interval", "must be positive");
+  if (threads < 0) bad("threads", "must be >= 0");
+  if (nan_policy != "skip" && nan_policy != "stop") bad("nan_policy", "'" + nan_policy + "': expected skip or stop");
+  if (max_skipped_steps < 0) bad("max_skipped_steps", "must be >= 0");
+  if (!(timeout_s > 0)) bad("timeout_s", "must be positive");
+  if (max_seconds < 0) bad("max_seconds", "must be >= 0");
+}
+
+void apply_override(RunConfig& c, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos) throw Error("--set '" + assignment + "': expected section.key=value");
+  const std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  if (key.rfind("model.", 0) == 0) {
+    set_model_config_key(c.model, key.substr(6), value);
+  } else if (key.rfind("train.", 0) == 0) {
+    if (!set_field(train_fields(), c.train, key.substr(6), value, "--set " + key))
+      throw Error("--set: unknown key '" + key + "'");
+  } else {
+    throw Error("--set '" + assignment + "': keys are addressed by section: model.KEY or train.KEY");
+  }
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    fail(path, "cannot open (does it exist?)");
+  } catch (const YAML::Exception& e) {
+    fail(path, std::string("not valid YAML: ") + e.what());
+  }
+  RunConfig c;
+  c.source = path;
+  if (root && !root.IsNull()) {
+    if (!root.IsMap()) fail(path, "expected a map with model: and train: sections");
+    for (const auto& kv : root) {
+      const auto key = kv.first.as<std::string>();
+      if (key == "model") {
+        c.model = model_config_from_yaml(kv.second, path + ": model");
+      } else if (key == "train") {
+        apply_fields(train_fields(), c.train, kv.second, path + ": train");
+      } else {
+        fail(path, "unknown section '" + key + "' (expected model: and train:)");
+      }
+    }
+  }
+  for (const auto& o : overrides) apply_override(c, o);
+  try {
+    c.model.validate();
+    c.train.validate();
+  } catch (const Error& e) {
+    fail(path, e.what());
+  }
+  if (c.train.seq_len > c.model.context_length)
+    fail(path, "train.seq_len " + std::to_string(c.train.seq_len) + " exceeds model.context_length " +
+                   std::to_string(c.model.context_length));
+  return c;
+}
+
+std::string run_config_to_yaml(const RunConfig& c) {
+  YAML::Node root, m, t;
+  model_config_to_yaml(c.model, m);
+  emit_fields(train_fields(), c.train, t);
+  root["model"] = m;
+  root["train"] = t;
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace streamsink

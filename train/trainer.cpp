@@ -1,0 +1,321 @@
+#include "train/trainer.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <nlohmann/json.hpp>
+#include <torch/utils.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "common/device.h"
+#include "common/error.h"
+#include "common/file_util.h"
+#include "model/model_io.h"
+#include "model/transformer.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/distributed.h"
+#include "train/metrics_log.h"
+#include "train/peak_flops.h"
+#include "train/schedule.h"
+#include "train/sink_metrics.h"
+
+namespace streamsink {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+// bf16 autocast for one forward (what `with torch.autocast(...)` does in Python).
+class AutocastGuard {
+ public:
+  AutocastGuard(bool enabled, c10::DeviceType device) : enabled_(enabled), device_(device) {
+    if (!enabled_) return;
+    prev_ = at::autocast::is_autocast_enabled(device_);
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, prev_);
+  }
+
+ private:
+  bool enabled_, prev_ = false;
+  c10::DeviceType device_;
+};
+
+std::string human_time(double s) {
+  char buf[32];
+  if (s < 0 || !std::isfinite(s)) return "?";
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(std::fmod(s, 3600) / 60));
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(std::fmod(s, 60)));
+  else std::snprintf(buf, sizeof buf, "%.0fs", s);
+  return buf;
+}
+
+std::vector<int64_t> sink_prefix(const ModelConfig& m) {
+  std::vector<int64_t> p;
+  for (int64_t i = 0; i < m.prefix_tokens(); ++i) p.push_back(m.sink_token_id + i);
+  return p;
+}
+
+}  // namespace
+
+int train(const RunConfig& cfg_in, const TrainOptions& opts) {
+  RunConfig cfg = cfg_in;
+  TrainConfig& tc = cfg.train;
+  if (tc.seq_len == 0) tc.seq_len = cfg.model.context_length;
+  if (opts.out_dir.empty()) throw Error("--out: a run folder is required");
+
+  // ---- processes, devices, threads ----
+  const DistEnv env = detect_dist_env();
+  const c10::Device device = resolve_device(tc.device, env.local_rank);
+  if (tc.threads > 0) {
+    at::set_num_threads(static_cast<int>(tc.threads));
+  } else if (env.world_size > 1 && device.is_cpu()) {
+    const int local = std::max(1, std::atoi(std::getenv("LOCAL_WORLD_SIZE") ? std::getenv("LOCAL_WORLD_SIZE") : "1"));
+    at::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local));
+  }
+  auto dist = Distributed::init(env, device, std::chrono::milliseconds(static_cast<int64_t>(tc.timeout_s * 1000)));
+  const bool main = dist->is_main();
+  const int world = dist->world_size();
+
+  // ---- run folder: never overwrite a run by accident ----
+  std::string resume_dir;
+  if (opts.resume == "auto") {
+    resume_dir = latest_checkpoint(opts.out_dir);
+  } else if (!opts.resume.empty()) {
+    resume_dir = resolve_checkpoint_dir(opts.resume);
+  } else if (!latest_checkpoint(opts.out_dir).empty()) {
+    throw Error(opts.out_dir + ": already holds checkpoints; pass --resume auto to continue it, or a fresh --out");
+  }
+  std::string tokenizer = tc.tokenizer;
+  if (tokenizer.empty() && fs::exists(fs::path(tc.data_dir) / "tokenizer.model"))
+    tokenizer = (fs::path(tc.data_dir) / "tokenizer.model").string();
+
+  // ---- model, optimizer, data ----
+  at::manual_seed(tc.seed);
+  Transformer model(cfg.model);
+  model->to(device);
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  std::vector<at::Tensor> params;
+  for (auto& p : model->named_parameters()) {
+    named.emplace_back(p.key(), p.value());
+    params.push_back(p.value());
+  }
+  {
+    torch::NoGradGuard g;
+    dist->broadcast(params, 0);  // every rank starts from rank 0's weights
+  }
+  AdamW opt(named, {tc.beta1, tc.beta2, tc.adam_eps, tc.weight_decay});
+  const auto prefix = sink_prefix(cfg.model);
+  Loader loader({tc.data_dir, "train", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(),
+                 world, prefix, true});
+  const int64_t tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum * world;
+  const int64_t total_steps = tc.steps > 0 ? tc.steps : (tc.tokens + tokens_per_step - 1) / tokens_per_step;
+
+  TrainState state;
+  if (!resume_dir.empty()) {
+    load_checkpoint(resume_dir, model, opt, state);
+    loader.restore(state.cursor);
+  }
+  const bool bf16 = tc.precision == "bf16";
+  const double flops_per_token = training_flops_per_token(cfg.model, tc.seq_len);
+  double peak = 0;
+  std::string peak_source;
+  if (device.is_cuda()) {
+    const auto names = cuda_device_names();
+    const std::string name = names.empty() ? "" : names[std::min<size_t>(device.index(), names.size() - 1)];
+    peak = gpu_peak_flops(name, bf16 ? "bf16" : "fp32");
+    peak_source = peak > 0 ? "data sheet, " + name : "unknown GPU (" + name + "): no MFU";
+  } else {
+    const auto p = cpu_peak(at::get_num_threads());
+    peak = p.flops;
+    peak_source = std::string(p.cached ? "cached" : "measured") + " fp32 matmul peak, " + p.cpu;
+  }
+
+  std::unique_ptr<MetricsLog> metrics;
+  if (main) {
+    fs::create_directories(opts.out_dir);
+    write_file_atomic(opts.out_dir + "/config.yaml", run_config_to_yaml(cfg));
+    metrics = std::make_unique<MetricsLog>(opts.out_dir + "/metrics.jsonl", resume_dir.empty() ? -1 : state.step);
+    if (resume_dir.empty()) write_file_atomic(opts.out_dir + "/metrics.jsonl", "");
+    std::printf("# resolved config (%s)\n%s", cfg.source.c_str(), run_config_to_yaml(cfg).c_str());
+    std::printf("# run: %s | device %s | %d rank(s) via %s (%s) | %d threads | %s\n", opts.out_dir.c_str(),
+                device.str().c_str(), world, env.launcher.c_str(), dist->backend_name().c_str(),
+                at::get_num_threads(), bf16 ? "bf16 autocast" : "fp32");
+    std::printf("# model: %.2fM parameters, %.3g training FLOPs/token; peak %.3g FLOP/s (%s)\n",
+                model->num_parameters() / 1e6, flops_per_token, peak, peak_source.c_str());
+    std::printf("# data: %lld windows/epoch of %lld tokens; %lld steps x %lld tokens/step = %.3gM tokens%s\n",
+                static_cast<long long>(loader.windows_per_epoch()), static_cast<long long>(tc.seq_len),
+                static_cast<long long>(total_steps), static_cast<long long>(tokens_per_step),
+                total_steps * tokens_per_step / 1e6,
+                resume_dir.empty() ? "" : (", resuming " + resume_dir + " at step " + std::to_string(state.step)).c_str());
+    std::fflush(stdout);
+  }
+
+  auto save = [&]() {
+    state.cursor = loader.cursor();
+    if (main) {
+      const auto dir = save_checkpoint(opts.out_dir, cfg, model, opt, state, tokenizer, tc.keep_checkpoints);
+      std::fprintf(stderr, "\n[train] checkpoint %s\n", dir.c_str());
+    }
+    dist->barrier();
+  };
+
+  auto evaluate = [&]() {
+    torch::NoGradGuard g;
+    model->eval();
+    Loader val({tc.data_dir, "val", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(), world,
+                prefix, false});
+    const int64_t n = std::min<int64_t>(tc.eval_batches, val.steps_per_epoch());
+    double sum = 0;
+    Batch first;
+    for (int64_t i = 0; i < n; ++i) {
+      auto b = val.next();
+      if (i == 0) first = b;
+      AutocastGuard ac(bf16, device.type());
+      sum += model->loss(model->forward(b.inputs.to(device)), b.targets.to(device)).item<double>();
+    }
+    const double val_loss = dist->allreduce_sum(sum / std::max<int64_t>(1, n)) / world;
+    nlohmann::json rec = {{"step", state.step}, {"val_loss", val_loss}, {"val_ppl", std::exp(val_loss)}};
+    if (main && first.inputs.defined()) {
+      const int64_t rows = std::min<int64_t>(4, first.inputs.size(0));
+      Batch small{first.inputs.narrow(0, 0, rows), first.targets.narrow(0, 0, rows)};
+      const int64_t W = tc.sink_window > 0 ? tc.sink_window : tc.seq_len / 2;
+      auto sm = measure_sinks(model, small, cfg.model.prefix_tokens(), W);
+      rec["sink_first_share"] = sm.first_share;
+      if (!sm.extra_share.empty()) rec["sink_extra_share"] = sm.extra_share;
+      rec["window_loss"] = sm.window_loss;
+      rec["sink4_loss"] = sm.sink4_loss;
+      rec["sink_window"] = sm.window;
+      std::string shares;
+      for (double s : sm.first_share) shares += (shares.empty() ? "" : " ") + std::to_string(s).substr(0, 5);
+      std::fprintf(stderr, "\n[eval] step %lld  val_loss %.4f  ppl %.2f | first-position attention per layer: %s | "
+                   "loss past W=%lld: window %.4f, 4 sinks %.4f\n", static_cast<long long>(state.step), val_loss,
+                   std::exp(val_loss), shares.c_str(), static_cast<long long>(sm.window), sm.window_loss,
+                   sm.sink4_loss);
+    }
+    if (main) metrics->write(rec);
+    model->train();
+  };
+
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  model->train();
+  const bool tty = isatty(fileno(stderr));
+  const auto loop_start = std::chrono::steady_clock::now();
+  double window_time = 0;
+  int64_t window_tokens = 0;
+  int exit_code = 0;
+
+  while (state.step < total_steps) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = learning_rate(tc, state.step, total_steps);
+    at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device));
+    for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
+      auto b = loader.next();
+      auto x = b.inputs.to(device, /*non_blocking=*/true), y = b.targets.to(device, /*non_blocking=*/true);
+      at::Tensor loss;
+      {
+        AutocastGuard ac(bf16, device.type());
+        loss = model->loss(model->forward(x), y) / static_cast<double>(tc.grad_accum);
+      }
+      loss.backward();
+      loss_sum += loss.detach();
+    }
+    std::vector<at::Tensor> grads;
+    for (auto& p : params) grads.push_back(p.mutable_grad());
+    dist->allreduce_mean(grads);
+    at::Tensor norm = at::norm(at::stack(at::_foreach_norm(grads)));
+    // One host sync per step: the loss and the gradient norm together (the finite check needs them anyway).
+    auto host = at::stack({loss_sum.to(at::kFloat), norm.to(at::kFloat)}).to(at::kCPU);
+    double loss_v = host[0].item<double>();
+    const double norm_v = host[1].item<double>();
+    loss_v = dist->allreduce_sum(loss_v) / world;
+    if (!std::isfinite(loss_v) || !std::isfinite(norm_v)) {
+      opt.zero_grad();
+      if (main)
+        metrics->write({{"step", state.step + 1}, {"event", "non_finite"}, {"loss", std::isfinite(loss_v) ? loss_v : -1},
+                        {"policy", tc.nan_policy}});
+      if (tc.nan_policy == "stop") {
+        const auto last = latest_checkpoint(opts.out_dir);
+        std::fprintf(stderr, "\n[train] non-finite %s at step %lld: stopping (nan_policy=stop); last good checkpoint: %s\n",
+                     std::isfinite(loss_v) ? "gradient" : "loss", static_cast<long long>(state.step + 1),
+                     last.empty() ? "none" : last.c_str());
+        exit_code = 3;
+        break;
+      }
+      ++state.skipped_steps;
+      ++state.step;
+      state.tokens_seen += tokens_per_step;
+      std::fprintf(stderr, "\n[train] non-finite loss/gradient at step %lld: step skipped (%lld so far)\n",
+                   static_cast<long long>(state.step), static_cast<long long>(state.skipped_steps));
+      if (state.skipped_steps > tc.max_skipped_steps) {
+        std::fprintf(stderr, "[train] more than %lld skipped steps: stopping\n", static_cast<long long>(tc.max_skipped_steps));
+        exit_code = 3;
+        break;
+      }
+      continue;
+    }
+    if (tc.grad_clip > 0 && norm_v > tc.grad_clip) at::_foreach_mul_(grads, tc.grad_clip / (norm_v + 1e-6));
+    opt.step(lr);
+    opt.zero_grad();
+    ++state.step;
+    state.tokens_seen += tokens_per_step;
+
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    window_time += dt;
+    window_tokens += tokens_per_step;
+    const double tok_s = window_tokens / window_time;
+    const double mfu = peak > 0 ? flops_per_token * tok_s / (peak * world) : 0;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+    const double left = (total_steps - state.step) * (window_time / std::max<int64_t>(1, window_tokens / tokens_per_step));
+    const bool log_now = state.step % tc.log_interval == 0 || state.step == total_steps;
+    if (main && (tty || log_now)) {
+      std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s  MFU %.1f%%  left %s%s",
+                   tty ? "\r" : "", static_cast<long long>(state.step), static_cast<long long>(total_steps), loss_v,
+                   lr, norm_v, tok_s, 100 * mfu, human_time(left).c_str(), tty ? "\033[K" : "\n");
+    }
+    if (main && log_now) {
+      metrics->write({{"step", state.step}, {"loss", loss_v}, {"lr", lr}, {"grad_norm", norm_v},
+                      {"tokens_seen", state.tokens_seen}, {"tok_s", tok_s}, {"mfu", mfu}, {"elapsed_s", elapsed}});
+      window_time = 0;
+      window_tokens = 0;
+    }
+    const bool last = state.step == total_steps;
+    if ((tc.eval_interval > 0 && state.step % tc.eval_interval == 0) || last) evaluate();
+    const bool stop_requested = g_stop_signal != 0 || (opts.stop_after >= 0 && state.step >= opts.stop_after) ||
+                                (tc.max_seconds > 0 && elapsed >= tc.max_seconds);
+    if ((tc.checkpoint_interval > 0 && state.step % tc.checkpoint_interval == 0) || last || stop_requested) save();
+    if (stop_requested && !last) {
+      if (main)
+        std::fprintf(stderr, "[train] stopped at step %lld (%s) after writing a checkpoint; resume with --resume auto\n",
+                     static_cast<long long>(state.step),
+                     g_stop_signal ? (g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM")
+                                   : (opts.stop_after >= 0 && state.step >= opts.stop_after ? "--stop-after" : "train.max_seconds"));
+      break;
+    }
+  }
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (main && exit_code == 0 && state.step == total_steps)
+    std::fprintf(stderr, "[train] done: %lld steps, %.3gM tokens, run folder %s\n", static_cast<long long>(state.step),
+                 state.tokens_seen / 1e6, opts.out_dir.c_str());
+  return exit_code;
+}
+
+}  // namespace streamsink

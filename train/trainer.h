@@ -1,0 +1,21 @@
+// The training loop: AdamW with the LR schedule, gradient accumulation and clipping, data parallelism over c10d,
+// bf16 autocast, evaluation with the sink metrics, metrics.jsonl, one live progress line, atomic checkpoints and
+// exact resume. `streamsink train` is a thin shell over train().
+#pragma once
+#include <string>
+
+#include "train/train_config.h"
+
+namespace streamsink {
+
+struct TrainOptions {
+  std::string out_dir;         // the run folder: config.yaml, metrics.jsonl, checkpoints/
+  std::string resume;          // "" = fresh run (refused if out_dir already has checkpoints), "auto", or a path
+  int64_t stop_after = -1;     // stop cleanly (after a checkpoint) once this many steps are done; -1 = never
+};
+
+// Returns the process exit code: 0 when the budget is done or the run stopped cleanly on a signal / time budget
+// after writing a checkpoint; non-zero on a numerical fault under nan_policy=stop. Bad input throws Error.
+int train(const RunConfig& cfg, const TrainOptions& opts);
+
+}  // namespace streamsink
