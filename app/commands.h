@@ -11,5 +11,14 @@ struct Command {
 };
 
 int cmd_version(int argc, char** argv);
+int cmd_launch(int argc, char** argv);
+int cmd_tokenizer(int argc, char** argv);  // tokenizer train
+int cmd_data(int argc, char** argv);       // data prepare | inspect
+int cmd_train(int argc, char** argv);
+int cmd_bench_peak(int argc, char** argv);
+int cmd_eval_stream(int argc, char** argv);        // infer/: streaming evaluation
+int cmd_generate(int argc, char** argv);           // infer/: text generation through a streaming cache
+int cmd_chat(int argc, char** argv);               // infer/: multi-round chat on stdin
+int cmd_inspect_attention(int argc, char** argv);  // infer/: attention sinks per layer and head
 
 }  // namespace streamsink::app

@@ -15,6 +15,18 @@ using streamsink::app::Command;
 
 const Command kCommands[] = {
     {"version", "print the version, the LibTorch version and the devices it sees", streamsink::app::cmd_version},
+    {"launch", "start N local ranks of a command (data parallel), as torchrun does", streamsink::app::cmd_launch},
+    {"tokenizer", "train a sentencepiece tokenizer with sink symbols (tokenizer train)", streamsink::app::cmd_tokenizer},
+    {"data", "text -> token shards, and a look inside them (data prepare | inspect)", streamsink::app::cmd_data},
+    {"train", "pretrain a model from a run config (one process, or N data-parallel ranks)", streamsink::app::cmd_train},
+    {"bench-peak", "measure this CPU's fp32 matmul peak (the MFU denominator)", streamsink::app::cmd_bench_peak},
+    {"eval-stream", "per-token NLL of a long stream under a KV cache policy (dense|window|recompute|streaming)",
+     streamsink::app::cmd_eval_stream},
+    {"generate", "stream text from a prompt through a sink + window cache, in constant memory",
+     streamsink::app::cmd_generate},
+    {"chat", "multi-round prompts on stdin, one streaming cache across rounds", streamsink::app::cmd_chat},
+    {"inspect-attention", "attention on the first tokens per layer and head, and heatmaps (Figure 2)",
+     streamsink::app::cmd_inspect_attention},
 };
 
 void print_usage(FILE* out) {
@@ -27,6 +39,8 @@ void print_usage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered stdout even into a pipe (under `streamsink launch`, tee, CI): progress shows as it happens.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (argc < 2) {
     print_usage(stderr);
     return 2;

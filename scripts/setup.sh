@@ -22,7 +22,7 @@ done
 say() { echo "[setup] $*"; }
 
 # ---- Debian packages ----
-pkgs=(g++ cmake make ccache python3-venv libyaml-cpp-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev
+pkgs=(g++ cmake make ccache python3-venv libyaml-cpp-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libgloo-dev zlib1g-dev
       libpng-dev libgtest-dev libgmock-dev libbenchmark-dev)
 [ $want_corpus = 1 ] && pkgs+=(linux-doc-6.1)
 missing=()

@@ -151,8 +151,8 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   if (main) {
     fs::create_directories(opts.out_dir);
     write_file_atomic(opts.out_dir + "/config.yaml", run_config_to_yaml(cfg));
+    if (resume_dir.empty()) write_file_atomic(opts.out_dir + "/metrics.jsonl", "");  // a fresh run starts empty
     metrics = std::make_unique<MetricsLog>(opts.out_dir + "/metrics.jsonl", resume_dir.empty() ? -1 : state.step);
-    if (resume_dir.empty()) write_file_atomic(opts.out_dir + "/metrics.jsonl", "");
     std::printf("# resolved config (%s)\n%s", cfg.source.c_str(), run_config_to_yaml(cfg).c_str());
     std::printf("# run: %s | device %s | %d rank(s) via %s (%s) | %d threads | %s\n", opts.out_dir.c_str(),
                 device.str().c_str(), world, env.launcher.c_str(), dist->backend_name().c_str(),

@@ -1,0 +1,78 @@
+// `streamsink eval-stream`: per-token NLL of a long stream under a cache policy (StreamingLLM §4.1, Figure 3).
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "app/commands.h"
+#include "common/device.h"
+#include "common/error.h"
+#include "common/file_util.h"
+#include "infer/stream_eval.h"
+#include "model/model_io.h"
+
+namespace streamsink::app {
+
+int cmd_eval_stream(int argc, char** argv) {
+  CLI::App app{"Per-token negative log-likelihood of a long stream under a KV cache policy", "streamsink eval-stream"};
+  std::string checkpoint, data, out, policy = "streaming", positions = "cache", tokenizer, device = "auto";
+  DecodeConfig dc;
+  int64_t tokens = -1, block = 1024;
+  int threads = 0;
+  app.add_option("--checkpoint", checkpoint, "checkpoint folder, or a run folder (its latest checkpoint)")->required();
+  app.add_option("--data", data, "a token shard, a data folder (its test split) or a text file")->required();
+  app.add_option("--policy", policy, "dense | window | recompute | streaming")->capture_default_str();
+  app.add_option("--sinks", dc.sinks, "S sink slots (default: k for sink: token models, else 4; none for dense/window)");
+  app.add_option("--window", dc.window, "W recent tokens each query sees")->capture_default_str();
+  app.add_option("--tokens", tokens, "evaluate the first N tokens of the stream (default: all)");
+  app.add_option("--positions", positions, "cache (§3.2, default) | text (ablation)")->capture_default_str();
+  app.add_option("--chunk", dc.max_chunk, "tokens fed per step (prefill chunk)")->capture_default_str();
+  app.add_option("--out", out, "per-token NLL as jsonl; a summary is written to OUT.summary.json");
+  app.add_option("--block", block, "tokens per reported perplexity block")->capture_default_str();
+  app.add_option("--threads", threads, "intra-op CPU threads (default: LibTorch's)");
+  app.add_option("--tokenizer", tokenizer, "sentencepiece model for a text --data (default: CHECKPOINT/tokenizer.model)");
+  app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (threads > 0) at::set_num_threads(threads);
+  dc.policy = policy_kind_from_string(policy);
+  dc.positions = position_mode_from_string(positions);
+  dc.validate();
+  if (tokens == 0 || tokens < -1) throw Error("--tokens: must be positive, got " + std::to_string(tokens));
+  const std::string dir = resolve_checkpoint_dir(checkpoint);
+  auto model = load_model(dir, resolve_device(device));
+  if (tokenizer.empty()) tokenizer = dir + "/tokenizer.model";
+  const auto stream = load_eval_tokens(data, tokenizer, tokens, model->config().vocab_size);
+
+  StreamEvalOptions opt;
+  opt.decode = dc;
+  opt.block = block;
+  std::printf("eval-stream: checkpoint %s\n", dir.c_str());
+  std::printf("  data %s: %zu tokens\n", data.c_str(), stream.size());
+  std::printf("  policy %s sinks %lld window %lld positions %s chunk %lld block %lld threads %d device %s\n",
+              policy.c_str(), static_cast<long long>(dc.sinks), static_cast<long long>(dc.window), positions.c_str(),
+              static_cast<long long>(dc.max_chunk), static_cast<long long>(block), at::get_num_threads(),
+              model->parameters().front().device().str().c_str());
+  std::fflush(stdout);
+  const auto r = evaluate_stream(model, stream, opt);
+
+  std::printf("  resolved policy: %s\n", r.policy.c_str());
+  for (size_t j = 0; j < r.block_ppl.size(); ++j)
+    std::printf("  block %4zu  tokens [%lld, %lld)  ppl %.3f\n", j, static_cast<long long>(j * block),
+                static_cast<long long>(std::min<int64_t>((j + 1) * block, r.tokens)), r.block_ppl[j]);
+  std::printf("perplexity %.4f (mean nll %.5f over %lld tokens)\n", r.ppl, r.mean_nll,
+              static_cast<long long>(r.scored));
+  std::printf("tokens/s %.1f  (%.2f s)\n", r.tokens_per_s, r.seconds);
+  std::printf("cache bytes %lld  peak RSS %.1f MiB\n", static_cast<long long>(r.cache_bytes),
+              r.peak_rss_bytes / 1048576.0);
+  std::printf("\n%s", summary_table(r).c_str());
+  if (!out.empty()) {
+    write_nll_jsonl(out, stream, r);
+    write_file_atomic(out + ".summary.json", summary_json(r));
+    std::printf("wrote %s and %s.summary.json\n", out.c_str(), out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace streamsink::app

@@ -1,0 +1,173 @@
+// `streamsink generate` and `streamsink chat`: text through a sink + window cache (StreamingLLM §3.2), printed
+// token by token, in constant memory however long it runs.
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "app/commands.h"
+#include "common/device.h"
+#include "common/error.h"
+#include "common/file_util.h"
+#include "data/tokenizer.h"
+#include "infer/generator.h"
+#include "infer/stream_eval.h"
+#include "infer/text_streamer.h"
+#include "model/model_io.h"
+
+namespace streamsink::app {
+
+namespace {
+
+// SIGINT sets this; the generation loop checks it between tokens and stops cleanly.
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_sigint(int) { g_interrupted = 1; }
+
+// The flags generate and chat share.
+struct CommonFlags {
+  std::string checkpoint, tokenizer, positions = "cache", device = "auto";
+  DecodeConfig decode;
+  SamplerConfig sampler;
+  int64_t max_new_tokens = 256;
+  int threads = 0;
+  bool ignore_eos = false;
+
+  void add(CLI::App& app) {
+    decode.window = 1020;
+    app.add_option("--checkpoint", checkpoint, "checkpoint folder, or a run folder (its latest checkpoint)")
+        ->required();
+    app.add_option("--tokenizer", tokenizer, "sentencepiece model (default: CHECKPOINT/tokenizer.model)");
+    app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate (per turn for chat); -1 = until stopped")
+        ->capture_default_str();
+    app.add_option("--sinks", decode.sinks, "S sink slots (default: k for sink: token models, else 4)");
+    app.add_option("--window", decode.window, "W recent tokens kept in the cache")->capture_default_str();
+    app.add_option("--positions", positions, "cache (§3.2) | text")->capture_default_str();
+    app.add_option("--chunk", decode.max_chunk, "prompt tokens fed per step")->capture_default_str();
+    app.add_option("--temperature", sampler.temperature, "0 = greedy")->capture_default_str();
+    app.add_option("--top-p", sampler.top_p, "nucleus sampling mass")->capture_default_str();
+    app.add_option("--seed", sampler.seed, "sampling seed")->capture_default_str();
+    app.add_flag("--ignore-eos", ignore_eos, "keep generating past </s>");
+    app.add_option("--threads", threads, "intra-op CPU threads (default: LibTorch's)");
+    app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  }
+};
+
+struct Session {
+  std::string dir;
+  Transformer model{nullptr};
+  std::optional<Tokenizer> tok;
+  std::unique_ptr<Decoder> decoder;
+  std::unique_ptr<Generator> gen;
+};
+
+Session open_session(CommonFlags& f, const char* command) {
+  if (f.threads > 0) at::set_num_threads(f.threads);
+  if (f.max_new_tokens < -1) throw Error("--max-new-tokens: must be >= 0 or -1, got " + std::to_string(f.max_new_tokens));
+  f.decode.policy = PolicyKind::kStreaming;
+  f.decode.positions = position_mode_from_string(f.positions);
+  f.sampler.validate();
+  Session s;
+  s.dir = resolve_checkpoint_dir(f.checkpoint);
+  s.model = load_model(s.dir, resolve_device(f.device));
+  if (f.tokenizer.empty()) f.tokenizer = s.dir + "/tokenizer.model";
+  s.tok = Tokenizer::load(f.tokenizer);
+  if (s.tok->vocab_size() > s.model->config().vocab_size)
+    fail(f.tokenizer, "has " + std::to_string(s.tok->vocab_size()) + " ids, more than the model's vocabulary of " +
+                          std::to_string(s.model->config().vocab_size));
+  s.decoder = std::make_unique<Decoder>(s.model, f.decode, 1);
+  s.gen = std::make_unique<Generator>(*s.decoder, f.sampler);
+  std::fprintf(stderr, "%s: %s, %s, temperature %g top-p %g seed %llu\n", command, s.dir.c_str(),
+               s.decoder->policy().describe().c_str(), f.sampler.temperature, f.sampler.top_p,
+               static_cast<unsigned long long>(f.sampler.seed));
+  return s;
+}
+
+std::vector<int64_t> encode(const Tokenizer& tok, const std::string& text) {
+  const auto ids = tok.encode(text);
+  return std::vector<int64_t>(ids.begin(), ids.end());
+}
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) {
+  CLI::App app{"Generate text from a prompt through a streaming (sink + window) KV cache", "streamsink generate"};
+  CommonFlags f;
+  std::string prompt, prompt_file;
+  f.add(app);
+  auto* p = app.add_option("--prompt", prompt, "the prompt text");
+  auto* pf = app.add_option("--prompt-file", prompt_file, "read the prompt from a file");
+  p->excludes(pf);
+  CLI11_PARSE(app, argc, argv);
+  if (p->count() == 0 && pf->count() == 0) throw Error("--prompt or --prompt-file is required");
+  if (!prompt_file.empty()) prompt = read_file(prompt_file);
+
+  Session s = open_session(f, "generate");
+  const TextStreamer streamer(*s.tok);
+  std::signal(SIGINT, on_sigint);
+  GenerateOptions opt;
+  opt.max_new_tokens = f.max_new_tokens;
+  opt.stop_at_eos = !f.ignore_eos;
+  opt.eos_id = s.tok->eos_id();
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t n = s.gen->generate(
+      encode(*s.tok, prompt), opt,
+      [&](int64_t id) {
+        const std::string t = streamer.text(static_cast<int32_t>(id));
+        std::fwrite(t.data(), 1, t.size(), stdout);
+        std::fflush(stdout);
+      },
+      [] { return g_interrupted != 0; });
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("\n");
+  std::fprintf(stderr, "generate: %lld tokens in %.2f s (%.1f tokens/s)%s, cache %.2f MiB, peak RSS %.1f MiB\n",
+               static_cast<long long>(n), sec, sec > 0 ? n / sec : 0.0, g_interrupted ? ", interrupted" : "",
+               s.decoder->cache_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
+  return 0;
+}
+
+int cmd_chat(int argc, char** argv) {
+  CLI::App app{"Multi-round prompts on stdin (one line per turn, EOF ends), one streaming cache across rounds",
+               "streamsink chat"};
+  CommonFlags f;
+  f.max_new_tokens = 128;
+  f.add(app);
+  CLI11_PARSE(app, argc, argv);
+  Session s = open_session(f, "chat");
+  const TextStreamer streamer(*s.tok);
+  std::signal(SIGINT, on_sigint);
+  GenerateOptions opt;
+  opt.max_new_tokens = f.max_new_tokens < 0 ? -1 : f.max_new_tokens;
+  opt.stop_at_eos = true;
+  opt.eos_id = s.tok->eos_id();
+  std::string line;
+  int64_t turn = 0;
+  while (!g_interrupted) {
+    std::fprintf(stderr, "> ");
+    std::fflush(stderr);
+    if (!std::getline(std::cin, line)) break;
+    auto prompt = encode(*s.tok, line + "\n");
+    s.gen->generate(
+        prompt, opt,
+        [&](int64_t id) {
+          const std::string t = streamer.text(static_cast<int32_t>(id));
+          std::fwrite(t.data(), 1, t.size(), stdout);
+          std::fflush(stdout);
+        },
+        [] { return g_interrupted != 0; });
+    std::printf("\n");
+    std::fflush(stdout);
+    ++turn;
+  }
+  std::fprintf(stderr, "\nchat: %lld turns, %lld tokens in the stream, cache %.2f MiB, peak RSS %.1f MiB\n",
+               static_cast<long long>(turn), static_cast<long long>(s.decoder->seen()[0]),
+               s.decoder->cache_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
+  return 0;
+}
+
+}  // namespace streamsink::app

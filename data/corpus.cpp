@@ -1,0 +1,112 @@
+#include "data/corpus.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "common/error.h"
+
+namespace streamsink {
+namespace fs = std::filesystem;
+
+std::vector<Document> find_documents(const std::vector<std::string>& inputs) {
+  std::vector<Document> docs;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const fs::path root(inputs[i]);
+    std::error_code ec;
+    const auto st = fs::status(root, ec);
+    if (ec || !fs::exists(st)) fail(inputs[i], "no such file or directory");
+    const size_t first = docs.size();
+    if (fs::is_regular_file(st)) {
+      docs.push_back({root.string(), root.filename().string(), static_cast<int>(i)});
+    } else if (fs::is_directory(st)) {
+      auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+      if (ec) fail(inputs[i], "cannot list: " + ec.message());
+      for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (ec) fail(inputs[i], "cannot list: " + ec.message());
+        const std::string name = it->path().filename().string();
+        if (!name.empty() && name[0] == '.') {  // .git, editor droppings
+          if (it->is_directory(ec)) it.disable_recursion_pending();
+          continue;
+        }
+        if (!it->is_regular_file(ec)) continue;
+        docs.push_back({it->path().string(), it->path().lexically_relative(root).generic_string(),
+                        static_cast<int>(i)});
+      }
+    } else {
+      fail(inputs[i], "neither a regular file nor a directory");
+    }
+    std::sort(docs.begin() + static_cast<std::ptrdiff_t>(first), docs.end(),
+              [](const Document& a, const Document& b) { return a.relpath < b.relpath; });
+  }
+  return docs;
+}
+
+bool looks_binary(std::string_view head) {
+  head = head.substr(0, 8000);
+  if (head.find('\0') != std::string_view::npos) return true;
+  // Count bytes that are not part of a well-formed UTF-8 sequence; latin-1 text has a few, binary has many.
+  size_t bad = 0;
+  const auto* s = reinterpret_cast<const unsigned char*>(head.data());
+  const size_t n = head.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = s[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0) {
+      ++bad;
+      ++i;
+      continue;
+    }
+    if (i + len > n) break;  // a sequence cut by the 8000-byte limit
+    bool ok = true;
+    for (size_t k = 1; k < len; ++k) ok = ok && (s[i + k] >> 6) == 0x2;
+    if (!ok) {
+      ++bad;
+      ++i;
+      continue;
+    }
+    i += len;
+  }
+  return n > 0 && bad * 10 > n * 3;  // more than 30% stray bytes
+}
+
+bool read_document(const std::string& path, std::string* text) {
+  text->clear();
+  // gzread reads plain files transparently, so one path serves both; it also handles concatenated gzip members.
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) fail(path, std::string("cannot open: ") + (errno ? std::strerror(errno) : "out of memory"));
+  gzbuffer(f, 1 << 17);
+  char buf[1 << 16];
+  bool checked = false;
+  for (;;) {
+    const int n = gzread(f, buf, sizeof buf);
+    if (n < 0) {
+      int code = 0;
+      const std::string msg = gzerror(f, &code);
+      gzclose(f);
+      text->clear();
+      fail(path, "read failed: " + msg);
+    }
+    if (n == 0) break;
+    text->append(buf, static_cast<size_t>(n));
+    if (!checked && text->size() >= 8000) {
+      checked = true;
+      if (looks_binary(*text)) {
+        gzclose(f);
+        text->clear();
+        return false;
+      }
+    }
+  }
+  gzclose(f);
+  if (!checked && looks_binary(*text)) {
+    text->clear();
+    return false;
+  }
+  return true;
+}
+
+}  // namespace streamsink

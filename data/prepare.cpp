@@ -1,0 +1,381 @@
+#include "data/prepare.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "common/error.h"
+#include "data/corpus.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
+
+namespace streamsink {
+namespace fs = std::filesystem;
+
+double split_point(const std::string& relpath) {
+  // FNV-1a alone mixes the last bytes poorly (paths differing in one trailing digit land close together);
+  // a splitmix64 finalizer spreads them over [0, 1).
+  uint64_t z = fnv1a64(relpath.data(), relpath.size());
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+int split_by_hash(const std::string& relpath, double val_fraction, double test_fraction) {
+  const double u = split_point(relpath);
+  if (u < val_fraction) return 1;
+  if (u < val_fraction + test_fraction) return 2;
+  return 0;
+}
+
+namespace {
+
+// Runs f(i) for i in [0, n) on `threads` threads; rethrows the first exception after all have stopped.
+template <class F>
+void parallel_for(int64_t n, int threads, F&& f) {
+  std::atomic<int64_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mu;
+  auto work = [&] {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) {
+      try {
+        f(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> g(error_mu);
+        if (!error) error = std::current_exception();
+        next = n;  // stop handing out work
+      }
+    }
+  };
+  const int k = static_cast<int>(std::min<int64_t>(threads, n));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < k; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+// Cuts a split's token stream into shards of `shard_tokens`.
+class ShardWriter {
+ public:
+  ShardWriter(std::string dir, std::string split, int64_t shard_tokens, TokenDtype dtype)
+      : dir_(std::move(dir)), split_(std::move(split)), shard_tokens_(shard_tokens), dtype_(dtype) {}
+  void append(const std::vector<int32_t>& ids) {
+    size_t i = 0;
+    while (i < ids.size()) {
+      const size_t take = std::min(ids.size() - i, static_cast<size_t>(shard_tokens_) - buf_.size());
+      buf_.insert(buf_.end(), ids.begin() + static_cast<std::ptrdiff_t>(i),
+                  ids.begin() + static_cast<std::ptrdiff_t>(i + take));
+      i += take;
+      if (static_cast<int64_t>(buf_.size()) == shard_tokens_) flush();
+    }
+  }
+  void finish() {
+    if (!buf_.empty()) flush();
+  }
+  const std::vector<std::pair<std::string, int64_t>>& shards() const { return shards_; }
+
+ private:
+  void flush() {
+    const std::string path = shard_path(dir_, split_, static_cast<int64_t>(shards_.size()));
+    write_shard(path, buf_, dtype_);
+    shards_.emplace_back(fs::path(path).filename().string(), static_cast<int64_t>(buf_.size()));
+    buf_.clear();
+  }
+  std::string dir_, split_;
+  int64_t shard_tokens_;
+  TokenDtype dtype_;
+  std::vector<int32_t> buf_;
+  std::vector<std::pair<std::string, int64_t>> shards_;
+};
+
+// A \r-updated progress line on stderr, at most 5 times a second.
+class Progress {
+ public:
+  explicit Progress(int64_t total_bytes) : total_(std::max<int64_t>(1, total_bytes)), t0_(clock::now()) {}
+  void update(const char* split, int64_t done_bytes, int64_t tokens, bool force = false) {
+    const auto now = clock::now();
+    if (!force && now - last_ < std::chrono::milliseconds(200)) return;
+    last_ = now;
+    const double frac = std::min(1.0, static_cast<double>(done_bytes) / static_cast<double>(total_));
+    const int width = 30, filled = static_cast<int>(frac * width);
+    const double secs = std::max(1e-9, std::chrono::duration<double>(now - t0_).count());
+    std::fprintf(stderr, "\rprepare %-5s [%s%s] %5.1f%%  %lld tokens  %.0fk tokens/s   ", split,
+                 std::string(static_cast<size_t>(filled), '#').c_str(),
+                 std::string(static_cast<size_t>(width - filled), '.').c_str(), 100.0 * frac,
+                 static_cast<long long>(tokens), static_cast<double>(tokens) / secs / 1e3);
+    std::fflush(stderr);
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  int64_t total_;
+  clock::time_point t0_, last_{};
+};
+
+// Moves one document into each empty split when there are at least 3, so val and test are never empty on a
+// small corpus: the document taken is the one, among splits that can spare one, whose hash point lies nearest
+// the empty split's interval of [0, 1). It is the same document on every run, and adding files changes the
+// choice only while the split would otherwise stay empty. A split asked for with fraction 0 stays empty.
+void fill_empty_splits(const std::vector<double>& points, std::vector<int>& split, double vf, double tf) {
+  if (split.size() < 3) return;
+  const double lo[3] = {vf + tf, 0.0, vf}, hi[3] = {1.0, vf, vf + tf};
+  for (int s : {1, 2, 0}) {
+    int64_t count[3] = {0, 0, 0};
+    for (int x : split) ++count[x];
+    if (count[s] > 0 || hi[s] <= lo[s]) continue;
+    size_t best = split.size();
+    double best_d = 2.0;
+    for (size_t i = 0; i < split.size(); ++i) {
+      if (count[split[i]] < 2) continue;
+      const double u = points[i];
+      const double d = u < lo[s] ? lo[s] - u : u >= hi[s] ? u - hi[s] : 0.0;
+      if (d < best_d) best_d = d, best = i;
+    }
+    if (best < split.size()) split[best] = s;
+  }
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) fail(tmp, "cannot create");
+    f << text;
+    f.flush();
+    if (!f) fail(tmp, "write failed (disk full?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) fail(path, "cannot rename into place: " + ec.message());
+}
+
+}  // namespace
+
+PrepareStats prepare_data(const PrepareConfig& cfg) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (cfg.out.empty()) throw Error("data prepare: no output directory (--out)");
+  if (cfg.inputs.empty()) throw Error("data prepare: no input (--input)");
+  if (!(cfg.val_fraction >= 0 && cfg.test_fraction >= 0 && cfg.val_fraction + cfg.test_fraction < 1))
+    fail(cfg.out, "val and test fractions must be >= 0 and sum to less than 1");
+  if (cfg.shard_tokens <= 0 || cfg.shard_tokens > INT32_MAX)
+    fail(cfg.out, "shard_tokens must be in [1, 2^31-1] (llm.c stores the count in an int32)");
+  if (cfg.chunk_bytes <= 0) fail(cfg.out, "chunk_bytes must be positive");
+
+  const Tokenizer tok = Tokenizer::load(cfg.tokenizer);
+  const TokenDtype dtype = dtype_for_vocab(tok.vocab_size());
+  check_vocab_fits(tok.vocab_size(), dtype, cfg.tokenizer);
+  const int threads = cfg.num_threads > 0 ? cfg.num_threads
+                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  const std::vector<Document> docs = find_documents(cfg.inputs);
+  if (docs.empty()) throw Error("data prepare: no files under the inputs");
+  std::vector<double> points(docs.size());
+  std::vector<int> split(docs.size());
+  for (size_t i = 0; i < docs.size(); ++i) {
+    points[i] = split_point(docs[i].relpath);
+    split[i] = split_by_hash(docs[i].relpath, cfg.val_fraction, cfg.test_fraction);
+  }
+  fill_empty_splits(points, split, cfg.val_fraction, cfg.test_fraction);
+
+  std::error_code ec;
+  fs::create_directories(cfg.out, ec);
+  if (ec || !fs::is_directory(cfg.out)) fail(cfg.out, "cannot create the output directory");
+
+  int64_t total_bytes = 0;
+  std::vector<int64_t> disk_size(docs.size());
+  for (size_t i = 0; i < docs.size(); ++i) {
+    disk_size[i] = static_cast<int64_t>(fs::file_size(docs[i].path, ec));
+    if (ec) disk_size[i] = 0;
+    total_bytes += disk_size[i];
+  }
+  std::fprintf(stderr, "prepare: %zu files, tokenizer %s (vocab %lld, %s shards), %d threads\n", docs.size(),
+               cfg.tokenizer.c_str(), static_cast<long long>(tok.vocab_size()), dtype_name(dtype), threads);
+
+  PrepareStats stats{{0, 0, 0}, {0, 0, 0}, 0.0};
+  int64_t skipped = 0, done_bytes = 0, all_tokens = 0;
+  Progress progress(total_bytes);
+  nlohmann::ordered_json splits_json = nlohmann::ordered_json::object();
+  const int32_t eos = tok.eos_id();
+
+  for (int s = 0; s < 3; ++s) {
+    std::vector<size_t> members;
+    for (size_t i = 0; i < docs.size(); ++i)
+      if (split[i] == s) members.push_back(i);
+    ShardWriter writer(cfg.out, kSplitNames[s], cfg.shard_tokens, dtype);
+
+    // Batches of documents, ~32 MB on disk: read in parallel, cut into chunks, encode the chunks in parallel,
+    // then append in document order, so the output never depends on the thread count.
+    for (size_t b = 0; b < members.size();) {
+      size_t e = b;
+      int64_t batch_bytes = 0;
+      while (e < members.size() && (e == b || (batch_bytes < (32 << 20) && e - b < 8192)))
+        batch_bytes += disk_size[members[e++]];
+      const size_t n = e - b;
+      std::vector<std::string> text(n);
+      std::vector<char> is_text(n);
+      parallel_for(static_cast<int64_t>(n), threads,
+                   [&](int64_t i) { is_text[i] = read_document(docs[members[b + i]].path, &text[i]); });
+
+      struct Chunk {
+        size_t doc, begin, end;
+      };
+      std::vector<Chunk> chunks;
+      for (size_t i = 0; i < n; ++i) {
+        const std::string& t = text[i];
+        for (size_t p = 0; p < t.size();) {
+          size_t q = t.size();
+          if (t.size() - p > static_cast<size_t>(cfg.chunk_bytes)) {
+            const size_t nl = t.find('\n', p + static_cast<size_t>(cfg.chunk_bytes) - 1);
+            if (nl != std::string::npos) q = nl + 1;
+          }
+          chunks.push_back({i, p, q});
+          p = q;
+        }
+      }
+      std::vector<std::vector<int32_t>> ids(chunks.size());
+      parallel_for(static_cast<int64_t>(chunks.size()), threads, [&](int64_t c) {
+        const Chunk& ch = chunks[c];
+        ids[c] = tok.encode(text[ch.doc].substr(ch.begin, ch.end - ch.begin));
+      });
+
+      size_t c = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (!is_text[i]) {
+          ++skipped;
+          continue;
+        }
+        for (; c < chunks.size() && chunks[c].doc == i; ++c) {
+          writer.append(ids[c]);
+          stats.tokens[s] += static_cast<int64_t>(ids[c].size());
+        }
+        writer.append({eos});
+        stats.tokens[s] += 1;
+        stats.docs[s] += 1;
+      }
+      b = e;
+      done_bytes += batch_bytes;
+      progress.update(kSplitNames[s], done_bytes, all_tokens + stats.tokens[s]);
+    }
+    writer.finish();
+    all_tokens += stats.tokens[s];
+
+    // A previous run with smaller shards may have left higher-numbered shards: they are not this data.
+    const std::regex name_re(std::string(kSplitNames[s]) + "_([0-9]{6})\\.bin");
+    for (const auto& entry : fs::directory_iterator(cfg.out)) {
+      std::smatch m;
+      const std::string name = entry.path().filename().string();
+      if (std::regex_match(name, m, name_re) && std::stoll(m[1].str()) >= static_cast<long long>(writer.shards().size()))
+        fs::remove(entry.path(), ec);
+    }
+
+    nlohmann::ordered_json shard_list = nlohmann::ordered_json::array();
+    for (const auto& [file, count] : writer.shards()) shard_list.push_back({{"file", file}, {"tokens", count}});
+    splits_json[kSplitNames[s]] = {{"docs", stats.docs[s]}, {"tokens", stats.tokens[s]}, {"shards", shard_list}};
+  }
+  progress.update("done", total_bytes, all_tokens, true);
+  std::fprintf(stderr, "\n");
+
+  nlohmann::ordered_json inputs = nlohmann::ordered_json::array();
+  for (const auto& in : cfg.inputs) inputs.push_back(fs::absolute(in).lexically_normal().string());
+  nlohmann::ordered_json manifest = {
+      {"format", "streamsink-shards"},
+      {"version", 1},
+      {"tokenizer",
+       {{"path", fs::absolute(cfg.tokenizer).lexically_normal().string()},
+        {"checksum", tok.checksum()},
+        {"vocab_size", tok.vocab_size()},
+        {"eos_id", eos}}},
+      {"dtype", dtype_name(dtype)},
+      {"shard_tokens", cfg.shard_tokens},
+      {"val_fraction", cfg.val_fraction},
+      {"test_fraction", cfg.test_fraction},
+      {"inputs", inputs},
+      {"skipped_binary_files", skipped},
+      {"splits", splits_json},
+  };
+  // Written last: a directory with a manifest is complete.
+  write_text_atomic((fs::path(cfg.out) / "manifest.json").string(), manifest.dump(2) + "\n");
+
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr,
+               "prepare: train %lld docs %lld tokens | val %lld docs %lld tokens | test %lld docs %lld tokens | "
+               "%lld binary files skipped\n",
+               static_cast<long long>(stats.docs[0]), static_cast<long long>(stats.tokens[0]),
+               static_cast<long long>(stats.docs[1]), static_cast<long long>(stats.tokens[1]),
+               static_cast<long long>(stats.docs[2]), static_cast<long long>(stats.tokens[2]),
+               static_cast<long long>(skipped));
+  std::fprintf(stderr, "prepare: %lld tokens in %.2f s = %.0f tokens/s -> %s\n", static_cast<long long>(all_tokens),
+               stats.seconds, static_cast<double>(all_tokens) / std::max(1e-9, stats.seconds), cfg.out.c_str());
+  return stats;
+}
+
+Manifest read_manifest(const std::string& data_dir) {
+  Manifest m;
+  m.path = (fs::path(data_dir) / "manifest.json").string();
+  std::ifstream f(m.path);
+  if (!f) fail(m.path, fs::exists(m.path) ? "cannot open for reading" : "no such file (run `streamsink data prepare`)");
+  try {
+    const auto j = nlohmann::json::parse(f);
+    if (j.value("format", "") != "streamsink-shards") fail(m.path, "not a streamsink shard manifest");
+    const auto& t = j.at("tokenizer");
+    m.tokenizer_path = t.at("path").get<std::string>();
+    m.tokenizer_checksum = t.at("checksum").get<std::string>();
+    m.vocab_size = t.at("vocab_size").get<int64_t>();
+    m.dtype = j.at("dtype").get<std::string>();
+    for (int s = 0; s < 3; ++s) {
+      const auto& sp = j.at("splits").at(kSplitNames[s]);
+      m.docs[s] = sp.at("docs").get<int64_t>();
+      m.tokens[s] = sp.at("tokens").get<int64_t>();
+      for (const auto& sh : sp.at("shards")) {
+        m.shards[s].push_back(sh.at("file").get<std::string>());
+        m.shard_tokens[s].push_back(sh.at("tokens").get<int64_t>());
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(m.path, std::string("malformed manifest: ") + e.what());
+  }
+  return m;
+}
+
+void check_manifest_tokenizer(const Manifest& m, const std::string& tokenizer_path) {
+  const Tokenizer tok = Tokenizer::load(tokenizer_path);
+  if (tok.checksum() != m.tokenizer_checksum)
+    fail(m.path, "prepared with tokenizer " + m.tokenizer_path + " (checksum " + m.tokenizer_checksum +
+                     ") but " + tokenizer_path + " has checksum " + tok.checksum() +
+                     ": a different tokenizer; re-run `streamsink data prepare` or pass the right one");
+}
+
+void verify_data_dir(const Manifest& m) {
+  const fs::path dir = fs::path(m.path).parent_path();
+  for (int s = 0; s < 3; ++s) {
+    int64_t sum = 0;
+    for (size_t i = 0; i < m.shards[s].size(); ++i) {
+      const std::string path = (dir / m.shards[s][i]).string();
+      const ShardHeader h = read_shard_header(path);
+      if (h.n_tokens != m.shard_tokens[s][i])
+        fail(path, "has " + std::to_string(h.n_tokens) + " tokens but " + m.path + " says " +
+                       std::to_string(m.shard_tokens[s][i]));
+      if (dtype_name(h.dtype) != m.dtype)
+        fail(path, std::string("holds ") + dtype_name(h.dtype) + " tokens but " + m.path + " says " + m.dtype);
+      sum += h.n_tokens;
+    }
+    if (sum != m.tokens[s])
+      fail(m.path, std::string(kSplitNames[s]) + " shards hold " + std::to_string(sum) + " tokens but the manifest says " +
+                       std::to_string(m.tokens[s]));
+  }
+}
+
+}  // namespace streamsink

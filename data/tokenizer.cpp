@@ -1,0 +1,221 @@
+#include "data/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+#include "common/error.h"
+#include "data/corpus.h"
+
+namespace streamsink {
+namespace fs = std::filesystem;
+
+uint64_t fnv1a64(const char* data, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::string fnv1a64_hex(const std::string& bytes) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a64(bytes.data(), bytes.size())));
+  return hex;
+}
+
+std::string sink_piece(int64_t i) { return i == 0 ? "<sink>" : "<sink" + std::to_string(i) + ">"; }
+
+namespace {
+
+// Feeds sentencepiece the lines of every document, reading .gz transparently (sentencepiece's own reader cannot).
+class CorpusLines : public sentencepiece::SentenceIterator {
+ public:
+  explicit CorpusLines(std::vector<Document> docs) : docs_(std::move(docs)) { Next(); }
+  bool done() const override { return done_; }
+  const std::string& value() const override { return line_; }
+  sentencepiece::util::Status status() const override { return {}; }
+  void Next() override {
+    for (;;) {
+      if (pos_ < text_.size()) {
+        size_t end = text_.find('\n', pos_);
+        if (end == std::string::npos) end = text_.size();
+        line_.assign(text_, pos_, end - pos_);
+        pos_ = end + 1;
+        if (!line_.empty() && line_.back() == '\r') line_.pop_back();
+        if (line_.empty()) continue;
+        ++lines_;
+        return;
+      }
+      if (next_doc_ >= docs_.size()) {
+        done_ = true;
+        return;
+      }
+      const Document& d = docs_[next_doc_++];
+      pos_ = 0;
+      if (read_document(d.path, &text_)) ++files_; else ++skipped_;
+    }
+  }
+  int64_t lines() const { return lines_; }
+  int64_t files() const { return files_; }
+  int64_t skipped() const { return skipped_; }
+
+ private:
+  std::vector<Document> docs_;
+  size_t next_doc_ = 0;
+  std::string text_;
+  size_t pos_ = 0;
+  std::string line_;
+  bool done_ = false;
+  int64_t lines_ = 0, files_ = 0, skipped_ = 0;
+};
+
+std::string read_file_bytes(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(path, "no such file");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(path, "cannot open for reading");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+void train_tokenizer(const TokenizerTrainConfig& cfg) {
+  if (cfg.out.empty()) throw Error("tokenizer train: no output file (--out)");
+  if (cfg.inputs.empty()) throw Error("tokenizer train: no input (--input)");
+  if (cfg.model_type != "bpe" && cfg.model_type != "unigram")
+    fail(cfg.out, "model type '" + cfg.model_type + "' is not bpe or unigram");
+  if (cfg.n_sink_symbols < 0 || cfg.n_sink_symbols > 64)
+    fail(cfg.out, "n_sink_symbols " + std::to_string(cfg.n_sink_symbols) + " outside [0, 64]");
+  // 4 specials + sinks + 256 byte pieces must fit with room for real pieces.
+  const int64_t min_vocab = 4 + cfg.n_sink_symbols + 256 + 16;
+  if (cfg.vocab_size < min_vocab)
+    fail(cfg.out, "vocab size " + std::to_string(cfg.vocab_size) + " is too small: the reserved ids and 256 byte "
+                  "pieces need " + std::to_string(min_vocab - 16) + ", and a few more for real pieces (>= " +
+                  std::to_string(min_vocab) + ")");
+  auto docs = find_documents(cfg.inputs);
+  if (docs.empty()) throw Error("tokenizer train: no files under the inputs");
+
+  std::string sinks;
+  for (int64_t i = 0; i < cfg.n_sink_symbols; ++i) sinks += (i ? "," : "") + sink_piece(i);
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  const int threads = cfg.num_threads > 0 ? cfg.num_threads : static_cast<int>(hw);
+  std::unordered_map<std::string, std::string> kw = {
+      // No model_prefix: the model comes back serialized and we write it ourselves, atomically.
+      {"model_type", cfg.model_type},
+      {"vocab_size", std::to_string(cfg.vocab_size)},
+      {"byte_fallback", "true"},
+      {"unk_id", "0"}, {"bos_id", "1"}, {"eos_id", "2"}, {"pad_id", "3"},
+      {"unk_piece", "<unk>"}, {"bos_piece", "<s>"}, {"eos_piece", "</s>"}, {"pad_piece", "<pad>"},
+      // Control symbols take the lowest free ids in order, i.e. 4, 5, ...: the sinks.
+      {"control_symbols", sinks},
+      // Identity normalization, whitespace kept, no dummy prefix: decode(encode(s)) == s, and encoding text in
+      // pieces split after '\n' gives the same ids as encoding it whole (no piece contains '\n': training
+      // sentences are lines), which data/prepare.cpp relies on to encode big files in parallel.
+      {"normalization_rule_name", "identity"},
+      {"remove_extra_whitespaces", "false"},
+      {"add_dummy_prefix", "false"},
+      {"allow_whitespace_only_pieces", "true"},  // runs of indentation become one piece
+      {"split_digits", "true"},                 // as Llama: numbers are digit sequences
+      {"character_coverage", "0.9995"},
+      {"input_sentence_size", std::to_string(cfg.max_sentences)},
+      {"shuffle_input_sentence", "true"},
+      {"num_threads", std::to_string(threads)},
+      {"max_sentence_length", "16384"},
+  };
+  if (cfg.model_type == "bpe") kw["max_sentencepiece_length"] = "16";
+
+  std::fprintf(stderr, "tokenizer train: %zu files, vocab %lld, %s, %d threads, sampling up to %lld lines\n",
+               docs.size(), static_cast<long long>(cfg.vocab_size), cfg.model_type.c_str(), threads,
+               static_cast<long long>(cfg.max_sentences));
+  const auto t0 = std::chrono::steady_clock::now();
+  CorpusLines lines(std::move(docs));
+  std::string model;
+  const auto st = sentencepiece::SentencePieceTrainer::Train(kw, &lines, &model);
+  if (!st.ok()) fail(cfg.out, "sentencepiece training failed: " + std::string(st.message()));
+
+  const std::string tmp = cfg.out + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) fail(tmp, "cannot create");
+    f.write(model.data(), static_cast<std::streamsize>(model.size()));
+    f.flush();
+    if (!f) fail(tmp, "write failed (disk full?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, cfg.out, ec);
+  if (ec) fail(cfg.out, "cannot rename the temporary model into place: " + ec.message());
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "tokenizer train: read %lld lines from %lld files (%lld binary skipped); wrote %s in %.1f s\n",
+               static_cast<long long>(lines.lines()), static_cast<long long>(lines.files()),
+               static_cast<long long>(lines.skipped()), cfg.out.c_str(), secs);
+}
+
+Tokenizer Tokenizer::load(const std::string& path) {
+  const std::string bytes = read_file_bytes(path);
+  if (bytes.empty()) fail(path, "empty file: not a sentencepiece model");
+  auto sp = std::make_shared<sentencepiece::SentencePieceProcessor>();
+  const auto st = sp->LoadFromSerializedProto(bytes);
+  if (!st.ok() || sp->GetPieceSize() <= 0)
+    fail(path, "not a sentencepiece model (" + std::string(st.message()) + ")");
+  Tokenizer t;
+  t.path_ = path;
+  t.checksum_ = fnv1a64_hex(bytes);
+  // Sinks are the consecutive control symbols <sink>, <sink1>, ... wherever the model put them.
+  for (int64_t i = 0;; ++i) {
+    const int id = sp->PieceToId(sink_piece(i));
+    if (id == sp->unk_id() || !sp->IsControl(id)) break;
+    t.sink_ids_.push_back(id);
+  }
+  t.sp_ = std::move(sp);
+  return t;
+}
+
+std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
+  std::vector<int> ids;
+  const auto st = sp_->Encode(text, &ids);
+  if (!st.ok()) fail(path_, "encode failed: " + std::string(st.message()));
+  return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
+  const int n = sp_->GetPieceSize();
+  for (const int32_t id : ids)
+    if (id < 0 || id >= n)
+      fail(path_, "cannot decode id " + std::to_string(id) + ": outside the vocabulary [0, " + std::to_string(n) + ")");
+  std::string out;
+  const auto st = sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &out);
+  if (!st.ok()) fail(path_, "decode failed: " + std::string(st.message()));
+  return out;
+}
+
+std::string Tokenizer::piece(int32_t id) const {
+  if (id < 0 || id >= sp_->GetPieceSize()) fail(path_, "id " + std::to_string(id) + " outside the vocabulary");
+  return sp_->IdToPiece(id);
+}
+
+int64_t Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
+int32_t Tokenizer::unk_id() const { return sp_->unk_id(); }
+int32_t Tokenizer::bos_id() const { return sp_->bos_id(); }
+int32_t Tokenizer::eos_id() const { return sp_->eos_id(); }
+int32_t Tokenizer::pad_id() const { return sp_->pad_id(); }
+
+int32_t Tokenizer::sink_id(int i) const {
+  if (i < 0 || i >= n_sink_ids())
+    fail(path_, "sink symbol " + std::to_string(i) + " requested but the model reserves " +
+                    std::to_string(n_sink_ids()) + " (<sink>, <sink1>, ...)");
+  return sink_ids_[static_cast<size_t>(i)];
+}
+
+}  // namespace streamsink

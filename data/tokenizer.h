@@ -1,0 +1,70 @@
+// The sentencepiece tokenizer: training one from text files, and loading one to encode and decode.
+//
+// Reserved ids, fixed (model/config.h assumes sink_token_id = 4):
+//   0 <unk>, 1 <s> (bos), 2 </s> (eos), 3 <pad>, then the sink symbols 4 <sink>, 5 <sink1>, 6 <sink2>, 7 <sink3>.
+// The sinks are sentencepiece *control* symbols: ordinary text never encodes to them, not even the literal
+// text "<sink>"; only code that asks for sink_id() puts them in a stream.
+// Byte fallback is on, so any byte string encodes without <unk>. Normalization is the identity and whitespace is
+// kept as is, so decode(encode(s)) == s for every valid UTF-8 string, except that a literal U+2581 (▁,
+// sentencepiece's whitespace mark) comes back as a space. Invalid UTF-8 bytes are replaced by U+FFFD each.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
+
+namespace streamsink {
+
+struct TokenizerTrainConfig {
+  std::vector<std::string> inputs;   // files or folders of text (plain or .gz), one sentence per line
+  int64_t vocab_size = 4096;         // total, reserved ids and the 256 byte pieces included
+  std::string model_type = "bpe";    // bpe | unigram
+  std::string out;                   // the .model file to write
+  int num_threads = 0;               // 0 = all cores
+  int64_t max_sentences = 2'000'000; // lines sampled (uniformly, by reservoir) for training
+  int64_t n_sink_symbols = 4;        // <sink>, <sink1>, ... reserved right after <pad>
+};
+
+// Trains a sentencepiece model (byte_fallback) and writes it to cfg.out atomically; prints sentencepiece's progress.
+void train_tokenizer(const TokenizerTrainConfig& cfg);
+
+// Name of the i-th sink symbol: "<sink>", "<sink1>", "<sink2>", ...
+std::string sink_piece(int64_t i);
+
+class Tokenizer {
+ public:
+  // Error naming the file if it is missing or not a sentencepiece model.
+  static Tokenizer load(const std::string& path);
+
+  // Thread-safe. No bos/eos is added.
+  std::vector<int32_t> encode(const std::string& text) const;
+  // Error for an id outside [0, vocab_size). Control ids (bos, eos, pad, sinks) decode to "".
+  std::string decode(const std::vector<int32_t>& ids) const;
+  std::string piece(int32_t id) const;  // the piece's surface form, e.g. "▁the", "<0x0A>", "<sink>"
+
+  int64_t vocab_size() const;
+  int32_t unk_id() const;
+  int32_t bos_id() const;
+  int32_t eos_id() const;
+  int32_t pad_id() const;
+  int32_t sink_id(int i = 0) const;  // the i-th reserved sink symbol; Error if the model has fewer
+  int64_t n_sink_ids() const { return static_cast<int64_t>(sink_ids_.size()); }
+  std::string checksum() const { return checksum_; }  // FNV-1a 64 of the model file's bytes, 16 hex digits
+  const std::string& path() const { return path_; }
+
+ private:
+  std::shared_ptr<const sentencepiece::SentencePieceProcessor> sp_;
+  std::vector<int32_t> sink_ids_;
+  std::string checksum_;
+  std::string path_;
+};
+
+// FNV-1a 64 of a byte string as 16 hex digits (also used for manifest checksums).
+std::string fnv1a64_hex(const std::string& bytes);
+uint64_t fnv1a64(const char* data, size_t n);
+
+}  // namespace streamsink

@@ -1,0 +1,88 @@
+#include "infer/cache_policy.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace streamsink {
+
+std::string to_string(PolicyKind k) {
+  switch (k) {
+    case PolicyKind::kDense: return "dense";
+    case PolicyKind::kWindow: return "window";
+    case PolicyKind::kStreaming: return "streaming";
+    case PolicyKind::kRecompute: return "recompute";
+  }
+  return "?";
+}
+
+PolicyKind policy_kind_from_string(const std::string& s) {
+  if (s == "dense") return PolicyKind::kDense;
+  if (s == "window") return PolicyKind::kWindow;
+  if (s == "streaming") return PolicyKind::kStreaming;
+  if (s == "recompute") return PolicyKind::kRecompute;
+  throw Error("--policy: unknown policy '" + s + "' (expected dense, window, recompute or streaming)");
+}
+
+std::string to_string(PositionMode m) { return m == PositionMode::kCache ? "cache" : "text"; }
+
+PositionMode position_mode_from_string(const std::string& s) {
+  if (s == "cache") return PositionMode::kCache;
+  if (s == "text") return PositionMode::kText;
+  throw Error("--positions: unknown mode '" + s + "' (expected cache or text)");
+}
+
+void DecodeConfig::validate() const {
+  if (window <= 0) throw Error("--window: must be positive, got " + std::to_string(window));
+  if (sinks < -1) throw Error("--sinks: must be >= 0, got " + std::to_string(sinks));
+  if (max_chunk <= 0) throw Error("--chunk: must be positive, got " + std::to_string(max_chunk));
+  if (policy == PolicyKind::kDense && max_tokens <= 0)
+    throw Error("--max-tokens: must be positive, got " + std::to_string(max_tokens));
+}
+
+CachePolicy::CachePolicy(PolicyKind kind, int64_t sinks, int64_t window, int64_t max_tokens, PositionMode positions)
+    : kind_(kind), sinks_(sinks), window_(window), max_tokens_(max_tokens), positions_(positions) {}
+
+int64_t CachePolicy::sink_query_position(int64_t t) const {
+  if (positions_ == PositionMode::kText || t < sinks_) return t;
+  return sinks_ + std::min(window_, t - sinks_ + 1) - 1;  // §3.2: the query's slot in the cache
+}
+
+void CachePolicy::check_room(int64_t seen, int64_t n_new) const {
+  if (max_tokens_ >= 0 && seen + n_new > max_tokens_)
+    throw Error("--max-tokens: the dense cache holds " + std::to_string(max_tokens_) + " tokens and the stream has " +
+                std::to_string(seen + n_new) + " (dense never evicts: raise --max-tokens or use --policy streaming)");
+}
+
+std::string CachePolicy::describe() const {
+  std::string s = to_string(kind_) + " S=" + std::to_string(sinks_) + " W=" + std::to_string(window_);
+  if (max_tokens_ >= 0) s += " max_tokens=" + std::to_string(max_tokens_);
+  return s + " positions=" + to_string(positions_);
+}
+
+CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model) {
+  cfg.validate();
+  const int64_t k = model.prefix_tokens();
+  switch (cfg.policy) {
+    case PolicyKind::kDense:
+      if (cfg.sinks > 0) throw Error("--sinks: the dense policy keeps every token and has no sink slots");
+      return CachePolicy(PolicyKind::kDense, 0, cfg.max_tokens, cfg.max_tokens, cfg.positions);
+    case PolicyKind::kWindow:
+      if (cfg.sinks > 0) throw Error("--sinks: the window policy has no sink slots (use --policy streaming)");
+      return CachePolicy(PolicyKind::kWindow, 0, cfg.window, -1, cfg.positions);
+    case PolicyKind::kStreaming:
+    case PolicyKind::kRecompute: {
+      if (cfg.policy == PolicyKind::kRecompute && cfg.positions == PositionMode::kText)
+        throw Error("--positions: recompute runs a fresh forward, whose positions are always 0..n-1 (cache)");
+      const int64_t dflt = k > 0 ? k : (cfg.policy == PolicyKind::kStreaming ? 4 : 0);
+      const int64_t S = cfg.sinks >= 0 ? cfg.sinks : dflt;
+      if (S > cfg.window)
+        throw Error("--sinks: " + std::to_string(S) + " sink slots is larger than the window of " +
+                    std::to_string(cfg.window) + " (--window): the cache would be mostly sinks");
+      return CachePolicy(cfg.policy, S, cfg.window, -1, cfg.positions);
+    }
+  }
+  throw Error("--policy: unknown policy");
+}
+
+}  // namespace streamsink

@@ -1,0 +1,63 @@
+// The KV cache: S sink slots that never move plus a ring of recent slots, preallocated per layer, for a batch of
+// independent streams (StreamingLLM §3.2, Figure 4). Which slots a query sees is the CachePolicy's business; this
+// class stores, masks and hands out views.
+//
+// Shapes: B streams, C new tokens per step, L layers, Hkv key/value heads, D head_dim, S sink slots,
+// R = Wcap + 1 ring slots (Wcap = W + max_chunk - 1, plus one scratch slot for padding), N = R.
+//
+// Layout per layer: sink_k/v [B, Hkv, S, D] and ring_k/v [B, Hkv, R, D]. The token at text position t of stream b
+// lives in sink slot t when t < S, else in ring slot S' = (t - S) mod Wcap. Keys arrive rotated by their text
+// position and are never re-rotated or moved (model/kv_cache_interface.h explains why): a step writes C slots
+// per stream with index_put_ and returns the whole storage with masks. Wcap leaves room so a prefill chunk of
+// up to max_chunk tokens never overwrites a key an earlier query of the same chunk still needs.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "infer/cache_policy.h"
+#include "model/config.h"
+#include "model/kv_cache_interface.h"
+
+namespace streamsink {
+
+class KVCache : public KVCacheInterface {
+ public:
+  // Allocates every layer's storage on `options`' device and dtype (the model's).
+  KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,
+          at::TensorOptions options);
+
+  // Prepares a step of C new tokens per stream: stream b's first n_valid[b] tokens are real, the rest padding
+  // (neither stored nor counted; empty n_valid = all C real). Computes the tokens' positions, their slots and the
+  // masks once for all layers, and advances each stream's count. Error (from the policy) when a dense stream
+  // overflows. Returns the positions to pass to Transformer::step.
+  StepPositions begin_step(int64_t C, const std::vector<int64_t>& n_valid = {});
+
+  // KVCacheInterface: k_rot/v [B, Hkv, C, D] → stored in this step's slots; returns views of the whole storage.
+  CacheView append(int64_t layer, const at::Tensor& k_rot, const at::Tensor& v) override;
+
+  // Text position of the token held by every slot, -1 = empty: [B, S + Wcap] (sinks first, then the ring).
+  at::Tensor positions() const;
+  const std::vector<int64_t>& seen() const { return seen_; }  // tokens each stream has taken
+  void reset();                                               // forget every stream (storage kept)
+  int64_t bytes() const;                                      // storage held: keys, values, slot positions
+
+  const CachePolicy& policy() const { return policy_; }
+  int64_t batch() const { return B_; }
+  int64_t ring_slots() const { return Wcap_; }  // Wcap (without the scratch slot)
+
+ private:
+  CachePolicy policy_;
+  int64_t B_, L_, S_, W_, Wcap_, max_chunk_;
+  std::vector<int64_t> seen_;               // per stream
+  std::vector<at::Tensor> sink_k_, sink_v_;  // per layer [B, Hkv, S, D]
+  std::vector<at::Tensor> ring_k_, ring_v_;  // per layer [B, Hkv, R, D]
+  at::Tensor ring_pos_;                      // [B, R] int64 text position per ring slot, -1 = empty (device)
+  // This step's write plan and masks, shared by all layers.
+  at::Tensor ring_b_, ring_slot_;  // [B, C] int64: destination of each new token in the ring (scratch if not)
+  at::Tensor sink_b_, sink_c_, sink_slot_;  // [M] int64: the M new tokens that go to sink slots
+  at::Tensor sink_mask_, win_mask_;         // [B, 1, C, S], [B, 1, C, R] bool
+  int64_t step_C_ = 0;
+};
+
+}  // namespace streamsink

@@ -1,0 +1,41 @@
+#include "infer/sampler.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "common/error.h"
+
+namespace streamsink {
+
+void SamplerConfig::validate() const {
+  if (!(temperature >= 0) || !std::isfinite(temperature))
+    throw Error("--temperature: must be >= 0, got " + std::to_string(temperature));
+  if (!(top_p > 0 && top_p <= 1)) throw Error("--top-p: must be in (0, 1], got " + std::to_string(top_p));
+}
+
+Sampler::Sampler(const SamplerConfig& cfg) : cfg_(cfg), gen_(at::make_generator<at::CPUGeneratorImpl>(cfg.seed)) {
+  cfg_.validate();
+}
+
+at::Tensor Sampler::distribution(const at::Tensor& logits) const {
+  TORCH_CHECK(logits.dim() == 1, "Sampler: expected logits [V], got ", logits.sizes());
+  auto l = logits.detach().to(at::kCPU).to(at::kDouble);  // [V]
+  if (cfg_.temperature == 0) return at::zeros_like(l).index_fill_(0, l.argmax(), 1.0);
+  auto p = at::softmax(l / cfg_.temperature, 0);  // [V]
+  if (cfg_.top_p >= 1) return p;
+  // Nucleus: sort descending; keep token i while the mass before it is < top_p (so the top token always stays).
+  auto [sorted, order] = p.sort(/*dim=*/0, /*descending=*/true);  // [V], [V]
+  auto before = sorted.cumsum(0) - sorted;                         // [V] exclusive prefix sums
+  auto kept = sorted.masked_fill(before.ge(cfg_.top_p - 1e-9), 0.0);  // 1e-9: sums that reach p up to rounding
+  auto q = at::zeros_like(p).scatter_(0, order, kept);  // back to vocabulary order
+  return q / q.sum();
+}
+
+int64_t Sampler::sample(const at::Tensor& logits) {
+  if (cfg_.temperature == 0) return logits.argmax().item<int64_t>();
+  auto p = distribution(logits);
+  return at::multinomial(p, 1, /*replacement=*/false, gen_).item<int64_t>();
+}
+
+}  // namespace streamsink

@@ -1,0 +1,33 @@
+// Sampling the next token from logits: greedy (temperature 0), or temperature + nucleus (top-p, Holtzman et al.
+// 2020), from a seeded generator so a run is reproducible.
+//
+// Shapes: V vocabulary.
+#pragma once
+#include <ATen/ATen.h>
+#include <ATen/core/Generator.h>
+
+#include <cstdint>
+
+namespace streamsink {
+
+struct SamplerConfig {
+  double temperature = 0.8;  // 0 = greedy (argmax); otherwise logits / temperature
+  double top_p = 0.95;       // keep the smallest set of tokens whose probability reaches top_p (1 = all)
+  uint64_t seed = 0;         // generator seed
+  void validate() const;     // Error naming --temperature / --top-p
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplerConfig& cfg);
+  // logits [V] (any device, any float dtype) → a token id.
+  int64_t sample(const at::Tensor& logits);
+  // The distribution sample() draws from, [V] float64 on the CPU (one-hot for greedy): for tests and tools.
+  at::Tensor distribution(const at::Tensor& logits) const;
+
+ private:
+  SamplerConfig cfg_;
+  at::Generator gen_;
+};
+
+}  // namespace streamsink

@@ -1,0 +1,158 @@
+#include "infer/stream_eval.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
+#include "infer/decoder.h"
+
+namespace streamsink {
+
+int64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
+
+StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& tokens, const StreamEvalOptions& opt) {
+  const auto N = static_cast<int64_t>(tokens.size());
+  if (N < 2) throw Error("eval-stream: the stream has " + std::to_string(N) + " tokens; at least 2 are needed");
+  if (opt.block <= 0) throw Error("--block: must be positive, got " + std::to_string(opt.block));
+  DecodeConfig dc = opt.decode;
+  if (dc.policy == PolicyKind::kDense) dc.max_tokens = N + model->config().prefix_tokens();
+  Decoder dec(model, dc, 1);
+
+  StreamEvalResult r;
+  r.policy = dec.policy().describe();
+  r.tokens = N;
+  r.scored = N - 1;
+  r.block = opt.block;
+  r.nll.assign(N, std::numeric_limits<float>::quiet_NaN());
+  const std::vector<std::vector<int64_t>> stream = {std::vector<int64_t>(tokens.begin(), tokens.end())};
+  const auto dev = model->parameters().front().device();
+  const auto targets_all = at::tensor(stream[0], at::kLong).to(dev);  // [N]
+
+  const auto t0 = std::chrono::steady_clock::now();
+  dec.feed(stream, [&](int64_t off, const std::vector<int64_t>& n_valid, const at::Tensor& logits) {
+    // Row c (token off + c) scores token off + c + 1: the last token of the stream scores nothing.
+    const int64_t n = std::min(n_valid[0], N - 1 - off);
+    if (n > 0) {
+      auto lp = at::log_softmax(logits.select(0, 0).narrow(0, 0, n), -1);  // [n, V]
+      auto tgt = targets_all.narrow(0, off + 1, n).view({n, 1});           // [n, 1]
+      auto nll = lp.gather(1, tgt).neg().view({n}).to(at::kCPU).to(at::kFloat).contiguous();
+      std::copy(nll.data_ptr<float>(), nll.data_ptr<float>() + n, r.nll.begin() + off + 1);
+    }
+    if (opt.progress) opt.progress(off + n_valid[0], N);
+  });
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.tokens_per_s = r.seconds > 0 ? N / r.seconds : 0;
+
+  double sum = 0;
+  for (int64_t i = 1; i < N; ++i) sum += r.nll[i];
+  r.mean_nll = sum / (N - 1);
+  r.ppl = std::exp(r.mean_nll);
+  for (int64_t b0 = 0; b0 < N; b0 += opt.block) {
+    double s = 0;
+    int64_t n = 0;
+    for (int64_t i = std::max<int64_t>(b0, 1); i < std::min(N, b0 + opt.block); ++i) s += r.nll[i], ++n;
+    r.block_ppl.push_back(n > 0 ? std::exp(s / n) : std::numeric_limits<double>::quiet_NaN());
+  }
+  r.cache_bytes = dec.cache_bytes();
+  r.peak_rss_bytes = peak_rss_bytes();
+  return r;
+}
+
+void write_nll_jsonl(const std::string& path, const std::vector<int32_t>& tokens, const StreamEvalResult& r) {
+  AtomicFile f(path);
+  std::string buf;
+  char line[96];
+  for (int64_t i = 1; i < r.tokens; ++i) {
+    std::snprintf(line, sizeof line, "{\"i\": %lld, \"token\": %d, \"nll\": %.6g}\n", static_cast<long long>(i),
+                  tokens[i], static_cast<double>(r.nll[i]));
+    buf += line;
+    if (buf.size() > (1 << 20)) f.write(buf), buf.clear();
+  }
+  f.write(buf);
+  f.commit();
+}
+
+std::string summary_json(const StreamEvalResult& r) {
+  nlohmann::json j;
+  j["policy"] = r.policy;
+  j["tokens"] = r.tokens;
+  j["scored"] = r.scored;
+  j["mean_nll"] = r.mean_nll;
+  j["ppl"] = r.ppl;
+  j["block"] = r.block;
+  auto blocks = nlohmann::json::array();
+  for (double p : r.block_ppl) blocks.push_back(std::isfinite(p) ? nlohmann::json(p) : nlohmann::json(nullptr));
+  j["block_ppl"] = blocks;
+  j["seconds"] = r.seconds;
+  j["tokens_per_s"] = r.tokens_per_s;
+  j["cache_bytes"] = r.cache_bytes;
+  j["peak_rss_bytes"] = r.peak_rss_bytes;
+  return j.dump(2) + "\n";
+}
+
+std::string summary_table(const StreamEvalResult& r) {
+  char buf[1024];
+  std::snprintf(buf, sizeof buf,
+                "| policy | tokens | ppl | mean nll | tokens/s | cache MiB | peak RSS MiB |\n"
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+                "| %s | %lld | %.3f | %.4f | %.1f | %.3f | %.1f |\n",
+                r.policy.c_str(), static_cast<long long>(r.tokens), r.ppl, r.mean_nll, r.tokens_per_s,
+                r.cache_bytes / 1048576.0, r.peak_rss_bytes / 1048576.0);
+  return buf;
+}
+
+namespace {
+
+bool looks_like_shard(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  int32_t magic = 0;
+  in.read(reinterpret_cast<char*>(&magic), sizeof magic);
+  return in && (magic == kShardMagicU16 || magic == kShardMagicU32);
+}
+
+}  // namespace
+
+std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string& tokenizer_path, int64_t max_tokens,
+                                      int64_t vocab_size) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(path)) fail(path, "no such file or directory (--data: a shard, a data folder or a text file)");
+  std::vector<int32_t> out;
+  if (fs::is_directory(path)) {
+    out = read_split_tokens(path, "test", max_tokens);
+  } else if (looks_like_shard(path)) {
+    const Shard s = Shard::open(path);
+    const int64_t n = max_tokens >= 0 ? std::min(max_tokens, s.size()) : s.size();
+    out.resize(n);
+    for (int64_t i = 0; i < n; ++i) out[i] = s.at(i);
+  } else {
+    if (tokenizer_path.empty() || !fs::exists(tokenizer_path))
+      fail(path, "is a text file, and tokenizing it needs the checkpoint's tokenizer.model (or --tokenizer), not found" +
+                     (tokenizer_path.empty() ? std::string() : " at " + tokenizer_path));
+    const Tokenizer tok = Tokenizer::load(tokenizer_path);
+    out = tok.encode(read_file(path));
+    if (max_tokens >= 0 && static_cast<int64_t>(out.size()) > max_tokens) out.resize(max_tokens);
+  }
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i] < 0 || out[i] >= vocab_size)
+      fail(path, "token " + std::to_string(i) + " has id " + std::to_string(out[i]) +
+                     ", outside the model's vocabulary of " + std::to_string(vocab_size) +
+                     " (was the data made with another tokenizer?)");
+  return out;
+}
+
+}  // namespace streamsink

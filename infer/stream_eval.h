@@ -1,0 +1,56 @@
+// Streaming evaluation (the paper's §4.1 / Figure 3 protocol): one long stream of text fed through a cache policy,
+// each token t+1 scored from the logits at t, so every token's negative log-likelihood is measured with exactly
+// the context the policy keeps. The first token is never scored; for sink: token models neither are the sink
+// tokens (they are fed first by the Decoder and are not part of the stream), so every variant scores the same
+// tokens 1..N-1.
+//
+// Shapes: C tokens per chunk, V vocabulary.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "infer/cache_policy.h"
+#include "model/transformer.h"
+
+namespace streamsink {
+
+struct StreamEvalOptions {
+  DecodeConfig decode;  // policy, S, W, positions, chunk (dense: max_tokens is set to the stream's length)
+  int64_t block = 1024;  // tokens per reported perplexity block
+  std::function<void(int64_t done, int64_t total)> progress;  // called after every chunk (may be empty)
+};
+
+struct StreamEvalResult {
+  std::string policy;             // CachePolicy::describe()
+  int64_t tokens = 0;             // N, the stream's length
+  int64_t scored = 0;             // N - 1
+  double mean_nll = 0, ppl = 0;   // over every scored token
+  int64_t block = 0;
+  std::vector<double> block_ppl;  // block j: tokens [j·block, (j+1)·block) (scored ones)
+  double seconds = 0, tokens_per_s = 0;
+  int64_t cache_bytes = 0;     // the cache's storage (constant for window/streaming)
+  int64_t peak_rss_bytes = 0;  // the process's peak resident memory (getrusage)
+  std::vector<float> nll;      // nll[i] for token i (nll[0] = NaN: not scored)
+};
+
+// Feeds `tokens` through a fresh Decoder over `model` and scores every token.
+StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& tokens, const StreamEvalOptions& opt);
+
+// One JSON object per token: {"i": 1, "token": 412, "nll": 3.21} (token 0, unscored, is left out). Atomic write.
+void write_nll_jsonl(const std::string& path, const std::vector<int32_t>& tokens, const StreamEvalResult& r);
+// Every figure of the result (the per-token NLL excepted) as a JSON object.
+std::string summary_json(const StreamEvalResult& r);
+// A small human-readable table of the figures.
+std::string summary_table(const StreamEvalResult& r);
+
+// The evaluation stream from a shard file, a data folder (its `test` split) or a text file (tokenized with the
+// sentencepiece model at `tokenizer_path`); at most max_tokens (-1 = all). Error naming the path when there is
+// nothing there, the file cannot be read, or a token id is outside [0, vocab_size).
+std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string& tokenizer_path, int64_t max_tokens,
+                                      int64_t vocab_size);
+
+int64_t peak_rss_bytes();  // getrusage(RUSAGE_SELF).ru_maxrss, in bytes
+
+}  // namespace streamsink

@@ -1,0 +1,67 @@
+// A small prepared corpus for the trainer and decoder tests: synthetic text with real structure (a fixed grammar
+// over a seeded random lexicon, so a model can learn it), a 512-token tokenizer and shards, made once through
+// the real executable and shared by every suite of a build (made under a temporary name, renamed when complete,
+// so suites running in parallel never see half of it).
+#pragma once
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tests/helpers.h"
+
+namespace streamsink::testing {
+
+inline void write_synthetic_corpus(const std::filesystem::path& dir, int n_docs, int sentences_per_doc) {
+  std::filesystem::create_directories(dir);
+  std::mt19937_64 rng(20240520);
+  const std::vector<std::string> subjects = {"the kernel", "a driver", "the scheduler", "this module", "the cache",
+                                             "each process", "the allocator", "a device", "the filesystem"};
+  const std::vector<std::string> verbs = {"allocates", "frees", "reads", "writes", "locks", "maps", "flushes",
+                                          "schedules", "probes", "registers"};
+  const std::vector<std::string> objects = {"a page", "the buffer", "every inode", "the queue", "one interrupt",
+                                            "the request", "a timer", "the superblock", "its memory"};
+  const std::vector<std::string> tails = {"before it returns", "under the lock", "when the counter drops to zero",
+                                          "at boot", "on every tick", "if the flag is set", "for each CPU"};
+  auto pick = [&](const std::vector<std::string>& v) { return v[rng() % v.size()]; };
+  for (int d = 0; d < n_docs; ++d) {
+    std::ofstream f(dir / ("doc" + std::to_string(d) + ".txt"));
+    f << "Section " << d << "\n\n";
+    for (int s = 0; s < sentences_per_doc; ++s) {
+      f << pick(subjects) << " " << pick(verbs) << " " << pick(objects) << " " << pick(tails) << ".";
+      f << ((s % 5 == 4) ? "\n\n" : " ");
+    }
+  }
+}
+
+// The prepared data folder (tokenizer.model inside), made on first use.
+inline std::string prepared_corpus() {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::current_path() / "corpus-fixture-v1";
+  if (fs::exists(root / "data" / "manifest.json")) return (root / "data").string();
+  const fs::path tmp = fs::current_path() / ("corpus-fixture-tmp-" + std::to_string(getpid()));
+  fs::remove_all(tmp);
+  write_synthetic_corpus(tmp / "text", 120, 60);
+  const std::string tok = (tmp / "tokenizer.model").string();
+  auto r = run_streamsink("tokenizer train --input " + (tmp / "text").string() + " --vocab-size 512 --out " + tok);
+  if (r.exit_code != 0) throw std::runtime_error("tokenizer train failed:\n" + r.output);
+  r = run_streamsink("data prepare --tokenizer " + tok + " --input " + (tmp / "text").string() + " --out " +
+                     (tmp / "data").string() + " --val-fraction 0.1 --test-fraction 0.1");
+  if (r.exit_code != 0) throw std::runtime_error("data prepare failed:\n" + r.output);
+  fs::copy_file(tok, tmp / "data" / "tokenizer.model", fs::copy_options::overwrite_existing);
+  std::error_code ec;
+  fs::rename(tmp, root, ec);  // loses the race harmlessly when another suite made it first
+  if (ec) fs::remove_all(tmp);
+  return (root / "data").string();
+}
+
+// configs/tiny.yaml pointed at the fixture corpus, with extra --set flags.
+inline std::string tiny_train_args(const std::string& out, const std::string& extra = "") {
+  return "train " + source_dir() + "/configs/tiny.yaml --set train.data_dir=" + prepared_corpus() +
+         " --set model.vocab_size=512 --out " + out + " " + extra;
+}
+
+}  // namespace streamsink::testing

@@ -1,0 +1,339 @@
+// The streaming KV cache and its policies against oracles (DESIGN.md, "Streaming cache, the one subtle part"):
+//  - a naive slot reference that keeps every token's pre-RoPE key (each computed when its token arrived), picks
+//    sinks + last W for every query, rotates them by their slot in the cache (§3.2) and attends: the production
+//    cache (which never re-rotates anything) must match it to 1e-5, every sink variant, many cache lengths on;
+//  - the recompute policy against a fresh forward over [first S, last W]; for a 1-layer model (keys depend on the
+//    token alone) the streaming cache must equal it too;
+//  - W ≥ stream length: streaming equals the dense forward;
+//  - chunked prefill equals token-by-token; a batch of ragged streams equals each alone; bytes stay constant.
+#include <gtest/gtest.h>
+#include <ATen/Parallel.h>
+#include <torch/utils.h>
+
+#include <deque>
+
+#include "common/error.h"
+#include "infer/decoder.h"
+#include "infer/kv_cache.h"
+#include "model/rope.h"
+#include "model/transformer.h"
+#include "tests/model_fixtures.h"
+
+using namespace streamsink;
+using streamsink::testing::all_sinks;
+using streamsink::testing::tiny_config;
+
+namespace {
+
+// Tiny tensors: intra-op threads only cost here (and the build machine's cores are shared).
+[[maybe_unused]] const bool kOneThread = [] {
+  at::set_num_threads(1);
+  return true;
+}();
+
+std::vector<int64_t> random_stream(int64_t T, int64_t vocab, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto t = at::randint(8, vocab, {T}, gen, at::kLong);  // ids below 8 are reserved (sinks among them)
+  return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + T);
+}
+
+Transformer make_model(const ModelConfig& cfg, uint64_t seed = 0) {
+  at::manual_seed(seed);
+  Transformer m(cfg);
+  if (cfg.sink == SinkKind::kLogit) {
+    torch::NoGradGuard g;
+    for (auto& p : m->named_parameters())
+      if (p.key().find("sinks") != std::string::npos) p.value().copy_(at::linspace(-1.0, 2.0, p.value().numel()));
+  }
+  m->eval();
+  return m;
+}
+
+DecodeConfig decode_cfg(PolicyKind policy, int64_t S, int64_t W, int64_t chunk,
+                        PositionMode pos = PositionMode::kCache) {
+  DecodeConfig d;
+  d.policy = policy;
+  d.sinks = S;
+  d.window = W;
+  d.max_chunk = chunk;
+  d.positions = pos;
+  return d;
+}
+
+// Logits [T, V] of one stream through a Decoder.
+at::Tensor decode(Transformer m, const DecodeConfig& d, const std::vector<int64_t>& stream) {
+  Decoder dec(m, d);
+  return dec.feed_all({stream})[0];
+}
+
+double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// The paper's semantics written out naively (one stream, one token per step). Every token's key is kept
+// un-rotated (the model hands keys over rotated by the position we gave it; we rotate back). For each query:
+// select the sinks {0..S-1} and the window {max(S, t-W+1)..t}, give them positions (their slot in the cache under
+// §3.2, their text position under the text ablation), rotate, and put them all in one group, all visible.
+class SlotReference : public KVCacheInterface {
+ public:
+  SlotReference(const ModelConfig& cfg, int64_t S, int64_t W, PositionMode mode)
+      : cfg_(cfg), S_(S), W_(W), mode_(mode), k_(cfg.n_layers), v_(cfg.n_layers) {}
+
+  at::Tensor next(Transformer& m, int64_t token) {  // → logits [V]
+    const int64_t t = n_;
+    sel_.clear();
+    for (int64_t j = 0; j < std::min(S_, t + 1); ++j) sel_.push_back(j);
+    for (int64_t j = std::max(S_, t - W_ + 1); j <= t; ++j) sel_.push_back(j);
+    pos_.clear();
+    for (size_t i = 0; i < sel_.size(); ++i)
+      pos_.push_back(mode_ == PositionMode::kCache ? static_cast<int64_t>(i) : sel_[i]);
+    q_ = pos_.back();  // the query is the newest selected token
+    auto p = at::full({1, 1}, q_, at::kLong);
+    auto logits = m->step(at::full({1, 1}, token, at::kLong), StepPositions{p, p}, *this);
+    ++n_;
+    return logits.view({-1});
+  }
+
+  CacheView append(int64_t layer, const at::Tensor& k_rot, const at::Tensor& v) override {
+    auto [c, s] = rope_tables(at::full({1}, q_, at::kLong), cfg_.head_dim(), cfg_.rope_theta, k_rot.scalar_type());
+    auto k_raw = apply_rope(k_rot, c, -s);  // rotate back by -q: the key before RoPE
+    k_[layer] = k_[layer].defined() ? at::cat({k_[layer], k_raw}, 2) : k_raw;  // [1, Hkv, n, D]
+    v_[layer] = v_[layer].defined() ? at::cat({v_[layer], v}, 2) : v;
+    auto idx = at::tensor(sel_, at::kLong);
+    auto [cs, ss] = rope_tables(at::tensor(pos_, at::kLong), cfg_.head_dim(), cfg_.rope_theta, k_rot.scalar_type());
+    auto k = apply_rope(k_[layer].index_select(2, idx), cs, ss);  // [1, Hkv, n_sel, D]
+    auto vv = v_[layer].index_select(2, idx);
+    const auto n = static_cast<int64_t>(sel_.size());
+    auto none = k.narrow(2, 0, 0);
+    auto bool_opts = at::TensorOptions().dtype(at::kBool);
+    return CacheView{none, none, at::zeros({1, 1, 1, 0}, bool_opts), k, vv, at::ones({1, 1, 1, n}, bool_opts)};
+  }
+
+ private:
+  ModelConfig cfg_;
+  int64_t S_, W_;
+  PositionMode mode_;
+  std::vector<at::Tensor> k_, v_;
+  std::vector<int64_t> sel_, pos_;
+  int64_t q_ = 0, n_ = 0;
+};
+
+// Reference logits [T, V] for the caller's stream (the sink prefix, if any, is fed first and dropped).
+at::Tensor reference(Transformer m, int64_t S, int64_t W, PositionMode mode, const std::vector<int64_t>& stream) {
+  torch::NoGradGuard g;
+  SlotReference ref(m->config(), S, W, mode);
+  for (auto t : sink_prefix(m->config())) ref.next(m, t);
+  std::vector<at::Tensor> rows;
+  for (auto t : stream) rows.push_back(ref.next(m, t));
+  return at::stack(rows);
+}
+
+// The first S tokens and the last W tokens up to t, through a fresh forward: the last row, for every t.
+at::Tensor fresh_forward_over_window(Transformer m, int64_t S, int64_t W, const std::vector<int64_t>& stream) {
+  torch::NoGradGuard g;
+  auto full = sink_prefix(m->config());
+  const auto k = static_cast<int64_t>(full.size());
+  full.insert(full.end(), stream.begin(), stream.end());
+  std::vector<at::Tensor> rows;
+  for (int64_t t = k; t < static_cast<int64_t>(full.size()); ++t) {
+    std::vector<int64_t> ctx;
+    for (int64_t j = 0; j < std::min(S, t + 1); ++j) ctx.push_back(full[j]);
+    for (int64_t j = std::max(S, t - W + 1); j <= t; ++j) ctx.push_back(full[j]);
+    auto x = at::tensor(ctx, at::kLong).view({1, -1});
+    rows.push_back(m->forward(x).select(1, x.size(1) - 1).view({-1}));
+  }
+  return at::stack(rows);
+}
+
+}  // namespace
+
+class KVCachePerSink : public ::testing::TestWithParam<SinkKind> {};
+INSTANTIATE_TEST_SUITE_P(Variants, KVCachePerSink, ::testing::ValuesIn(all_sinks()),
+                         [](const auto& info) { return to_string(info.param); });
+
+TEST_P(KVCachePerSink, StreamingCacheEqualsTheNaiveSlotReference) {
+  auto m = make_model(tiny_config(GetParam()));
+  const int64_t W = 5, T = 70;  // the stream is ~10 caches long
+  auto stream = random_stream(T, 64, 1);
+  for (int64_t S : {0, 1, 2, 3})
+    for (auto mode : {PositionMode::kCache, PositionMode::kText}) {
+      auto ref = reference(m, S, W, mode, stream);
+      for (int64_t chunk : {1, 3, 8}) {
+        auto got = decode(m, decode_cfg(PolicyKind::kStreaming, S, W, chunk, mode), stream);
+        EXPECT_LT(max_diff(got, ref), 1e-5) << "S=" << S << " chunk=" << chunk << " positions=" << to_string(mode);
+      }
+    }
+}
+
+TEST_P(KVCachePerSink, WindowPolicyEqualsTheReferenceWithoutSinks) {
+  auto m = make_model(tiny_config(GetParam()));
+  auto stream = random_stream(40, 64, 2);
+  auto ref = reference(m, 0, 6, PositionMode::kCache, stream);
+  for (int64_t chunk : {1, 4})
+    EXPECT_LT(max_diff(decode(m, decode_cfg(PolicyKind::kWindow, -1, 6, chunk), stream), ref), 1e-5);
+}
+
+TEST_P(KVCachePerSink, RecomputeEqualsAFreshForwardOverSinksAndWindow) {
+  auto m = make_model(tiny_config(GetParam()));
+  auto stream = random_stream(30, 64, 3);
+  for (int64_t S : {0, 2}) {
+    auto oracle = fresh_forward_over_window(m, S, 7, stream);
+    for (int64_t chunk : {1, 5})
+      EXPECT_LT(max_diff(decode(m, decode_cfg(PolicyKind::kRecompute, S, 7, chunk), stream), oracle), 1e-5)
+          << "S=" << S;
+  }
+}
+
+TEST_P(KVCachePerSink, OneLayerStreamingCacheEqualsRecompute) {
+  // With one layer a token's key and value depend on the token alone, so keeping them across window shifts is
+  // exactly re-computing them: the cache must reproduce the fresh forward over [first S, last W] (positions by
+  // slot, as the fresh forward assigns them). With more layers the two differ: that is what recompute is for.
+  auto cfg = tiny_config(GetParam());
+  cfg.n_layers = 1;
+  auto m = make_model(cfg, 4);
+  auto stream = random_stream(60, 64, 5);
+  for (int64_t S : {0, 2, 3}) {
+    auto oracle = fresh_forward_over_window(m, S, 6, stream);
+    for (int64_t chunk : {1, 4})
+      EXPECT_LT(max_diff(decode(m, decode_cfg(PolicyKind::kStreaming, S, 6, chunk), stream), oracle), 1e-5)
+          << "S=" << S << " chunk=" << chunk;
+  }
+  // and with two layers they do differ once the window slides
+  auto m2 = make_model(tiny_config(GetParam()), 4);
+  auto a = decode(m2, decode_cfg(PolicyKind::kStreaming, 2, 6, 4), stream);
+  auto b = fresh_forward_over_window(m2, 2, 6, stream);
+  EXPECT_GT(max_diff(a, b), 1e-4);
+}
+
+TEST_P(KVCachePerSink, AWindowLongerThanTheStreamEqualsTheDenseForward) {
+  torch::NoGradGuard g;
+  auto m = make_model(tiny_config(GetParam()));
+  auto stream = random_stream(24, 64, 6);
+  auto full = sink_prefix(m->config());
+  const auto k = static_cast<int64_t>(full.size());
+  full.insert(full.end(), stream.begin(), stream.end());
+  auto dense = m->forward(at::tensor(full, at::kLong).view({1, -1})).squeeze(0).narrow(0, k, 24);
+  for (int64_t chunk : {1, 7, 64}) {
+    EXPECT_LT(max_diff(decode(m, decode_cfg(PolicyKind::kStreaming, -1, 40, chunk), stream), dense), 1e-5);
+    auto d = decode_cfg(PolicyKind::kDense, -1, 1, chunk);
+    d.max_tokens = 40;
+    EXPECT_LT(max_diff(decode(m, d, stream), dense), 1e-5);
+    EXPECT_LT(max_diff(decode(m, decode_cfg(PolicyKind::kRecompute, -1, 40, chunk), stream), dense), 1e-5);
+  }
+}
+
+TEST_P(KVCachePerSink, ABatchOfRaggedStreamsEqualsEachStreamAlone) {
+  auto m = make_model(tiny_config(GetParam()));
+  const auto d = decode_cfg(PolicyKind::kStreaming, 2, 5, 4);
+  // Two rounds of different lengths per stream, so the streams' histories differ when the second round starts.
+  std::vector<std::vector<int64_t>> round1 = {random_stream(13, 64, 7), {}, random_stream(30, 64, 8)};
+  std::vector<std::vector<int64_t>> round2 = {random_stream(21, 64, 9), random_stream(5, 64, 10), {}};
+  Decoder batch(m, d, 3);
+  auto out1 = batch.feed_all(round1);
+  auto out2 = batch.feed_all(round2);
+  for (int64_t b = 0; b < 3; ++b) {
+    Decoder alone(m, d, 1);
+    auto a1 = alone.feed_all({round1[b]})[0];
+    auto a2 = alone.feed_all({round2[b]})[0];
+    if (a1.size(0) > 0) EXPECT_LT(max_diff(out1[b], a1), 1e-5) << "stream " << b;
+    if (a2.size(0) > 0) EXPECT_LT(max_diff(out2[b], a2), 1e-5) << "stream " << b;
+    EXPECT_EQ(out1[b].size(0), static_cast<int64_t>(round1[b].size()));
+    EXPECT_EQ(batch.seen()[b], alone.seen()[0]);
+  }
+}
+
+TEST(KVCache, ChunkedPrefillEqualsTokenByToken) {
+  auto m = make_model(tiny_config(SinkKind::kNone));
+  auto stream = random_stream(100, 64, 11);
+  auto one = decode(m, decode_cfg(PolicyKind::kStreaming, 4, 16, 1), stream);
+  for (int64_t chunk : {2, 16, 33, 100})
+    EXPECT_LT(max_diff(decode(m, decode_cfg(PolicyKind::kStreaming, 4, 16, chunk), stream), one), 1e-5) << chunk;
+}
+
+TEST(KVCache, BytesAfterTenWindowsEqualBytesAfterOne) {
+  auto m = make_model(tiny_config(SinkKind::kNone));
+  const int64_t W = 16;
+  Decoder dec(m, decode_cfg(PolicyKind::kStreaming, 4, W, 8));
+  const int64_t before = dec.cache_bytes();
+  dec.feed_all({random_stream(W, 64, 12)});
+  const int64_t after_w = dec.cache_bytes();
+  dec.feed_all({random_stream(9 * W, 64, 13)});
+  EXPECT_EQ(dec.cache_bytes(), after_w);
+  EXPECT_EQ(before, after_w);  // preallocated
+  // L · 2 (k, v) · B · Hkv · (S + W + chunk - 1 + 1) · D · 4 bytes + the slot positions
+  const auto cfg = m->config();
+  const int64_t slots = 4 + W + 8;
+  EXPECT_EQ(after_w, cfg.n_layers * 2 * cfg.n_kv_heads * slots * cfg.head_dim() * 4 + (W + 8) * 8);
+}
+
+TEST(KVCache, SlotsHoldTheSinksAndTheLastTokens) {
+  auto cfg = tiny_config(SinkKind::kNone);
+  auto policy = make_policy(decode_cfg(PolicyKind::kStreaming, 3, 5, 2), cfg);
+  KVCache cache(cfg, policy, 1, 2, at::TensorOptions().dtype(at::kFloat));
+  EXPECT_EQ(cache.ring_slots(), 6);  // W + chunk - 1
+  auto pos = cache.begin_step(2);    // tokens 0, 1
+  EXPECT_TRUE(at::equal(pos.text, at::tensor({0, 1}, at::kLong).view({1, 2})));
+  for (int i = 0; i < 10; ++i) cache.begin_step(2);  // 22 tokens in all
+  auto p = cache.positions().view({-1});
+  std::vector<int64_t> got(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
+  EXPECT_EQ(std::vector<int64_t>(got.begin(), got.begin() + 3), (std::vector<int64_t>{0, 1, 2}));
+  std::vector<int64_t> ring(got.begin() + 3, got.end());
+  std::sort(ring.begin(), ring.end());
+  EXPECT_EQ(ring, (std::vector<int64_t>{16, 17, 18, 19, 20, 21}));  // the last Wcap tokens
+  pos = cache.begin_step(2);  // tokens 22, 23: §3.2 slot of a query = S + W - 1 = 7 once the window is full
+  EXPECT_TRUE(at::equal(pos.sink_query, at::tensor({7, 7}, at::kLong).view({1, 2})));
+  EXPECT_EQ(cache.seen()[0], 24);
+}
+
+TEST(KVCache, SinkQueryPositionsFollowSection32) {
+  auto cfg = tiny_config(SinkKind::kNone);
+  auto p = make_policy(decode_cfg(PolicyKind::kStreaming, 4, 8, 1), cfg);
+  for (int64_t t = 0; t < 12; ++t) EXPECT_EQ(p.sink_query_position(t), t);  // up to S + W - 1 = 11
+  for (int64_t t : {12, 100, 1000000}) EXPECT_EQ(p.sink_query_position(t), 11);
+  auto q = make_policy(decode_cfg(PolicyKind::kStreaming, 4, 8, 1, PositionMode::kText), cfg);
+  EXPECT_EQ(q.sink_query_position(1000000), 1000000);
+}
+
+TEST(KVCache, TextPositionsEqualCachePositionsUntilTheStreamPassesTheCache) {
+  auto m = make_model(tiny_config(SinkKind::kNone));
+  const int64_t S = 2, W = 6;
+  auto stream = random_stream(40, 64, 14);
+  auto a = decode(m, decode_cfg(PolicyKind::kStreaming, S, W, 4), stream);
+  auto b = decode(m, decode_cfg(PolicyKind::kStreaming, S, W, 4, PositionMode::kText), stream);
+  EXPECT_LT(max_diff(a.narrow(0, 0, S + W), b.narrow(0, 0, S + W)), 1e-6);
+  EXPECT_GT(max_diff(a.narrow(0, S + W, 40 - S - W), b.narrow(0, S + W, 40 - S - W)), 1e-4);
+}
+
+TEST(KVCache, ADenseStreamPastItsBoundIsAnError) {
+  auto m = make_model(tiny_config(SinkKind::kNone));
+  auto d = decode_cfg(PolicyKind::kDense, -1, 1, 4);
+  d.max_tokens = 10;
+  Decoder dec(m, d);
+  dec.feed_all({random_stream(10, 64, 15)});
+  try {
+    dec.feed_all({random_stream(1, 64, 16)});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--max-tokens"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CachePolicy, BadSettingsAreErrorsNamingTheFlag) {
+  auto cfg = tiny_config(SinkKind::kNone);
+  auto expect_error = [&](const DecodeConfig& d, const std::string& flag) {
+    try {
+      make_policy(d, cfg);
+      ADD_FAILURE() << "expected an error naming " << flag;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(flag), std::string::npos) << e.what();
+    }
+  };
+  expect_error(decode_cfg(PolicyKind::kStreaming, 4, 0, 1), "--window");
+  expect_error(decode_cfg(PolicyKind::kStreaming, 4, -3, 1), "--window");
+  expect_error(decode_cfg(PolicyKind::kStreaming, 40, 8, 1), "--sinks");
+  expect_error(decode_cfg(PolicyKind::kWindow, 4, 8, 1), "--sinks");
+  expect_error(decode_cfg(PolicyKind::kStreaming, 4, 8, 0), "--chunk");
+  EXPECT_THROW(policy_kind_from_string("lru"), Error);
+  EXPECT_THROW(position_mode_from_string("absolute"), Error);
+  // defaults: k sinks for token models, 4 otherwise
+  EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kStreaming, -1, 8, 1), tiny_config(SinkKind::kToken)).sinks(), 2);
+  EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kStreaming, -1, 8, 1), cfg).sinks(), 4);
+}

@@ -1,0 +1,317 @@
+// data/prepare.* and data/corpus.*: shards equal the per-document encodings (+ <eos>), manifest figures equal the
+// shards, reruns are byte-identical, adding a file moves no other document, plus the CLI and its errors.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "data/corpus.h"
+#include "data/prepare.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
+#include "tests/helpers.h"
+
+namespace fs = std::filesystem;
+using streamsink::Error;
+using streamsink::PrepareConfig;
+using streamsink::Tokenizer;
+using streamsink::testing::run_streamsink;
+using streamsink::testing::TempDir;
+
+namespace {
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_bytes(const fs::path& path, const std::string& bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+void write_gz(const fs::path& path, const std::string& bytes) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+  gzclose(f);
+}
+
+// Every file of a directory, name -> bytes.
+std::map<std::string, std::string> snapshot(const fs::path& dir) {
+  std::map<std::string, std::string> m;
+  for (const auto& e : fs::directory_iterator(dir)) m[e.path().filename().string()] = read_bytes(e.path());
+  return m;
+}
+
+// A corpus of tests/data (one file gzipped), 30 extra one-paragraph documents (some .gz), and a binary file.
+void make_corpus(const fs::path& root) {
+  const fs::path src = fs::path(streamsink::testing::source_dir()) / "tests/data/corpus";
+  fs::copy(src, root, fs::copy_options::recursive);
+  write_gz(root / "streaming.txt.gz", read_bytes(root / "streaming.txt"));
+  fs::remove(root / "streaming.txt");
+  const std::string lines = read_bytes(src / "streaming.txt");
+  for (int i = 0; i < 30; ++i) {
+    const std::string text = "Document " + std::to_string(i) + ": " + lines.substr(static_cast<size_t>(i) * 40, 200);
+    const fs::path p = root / "gen" / ("doc_" + std::to_string(i) + ".txt");
+    fs::create_directories(p.parent_path());
+    if (i % 3 == 0) write_gz(p.string() + ".gz", text); else write_bytes(p, text);
+  }
+  std::string binary = "\x89PNG\r\n\x1a\n";
+  binary += std::string(64, '\0') + "IHDR";
+  write_bytes(root / "image.png", binary);
+  write_bytes(root / ".hidden" / "skip.txt", "hidden files are not documents");
+}
+
+struct Encoded {
+  std::string relpath;
+  std::vector<int32_t> ids;  // encode(text) + <eos>
+};
+
+// The oracle: every text document's encoding followed by <eos>.
+std::vector<Encoded> encode_corpus(const Tokenizer& tok, const std::string& root) {
+  std::vector<Encoded> out;
+  for (const auto& d : streamsink::find_documents({root})) {
+    std::string text;
+    if (!streamsink::read_document(d.path, &text)) continue;
+    auto ids = tok.encode(text);
+    ids.push_back(tok.eos_id());
+    out.push_back({d.relpath, ids});
+  }
+  return out;
+}
+
+// Which split each document landed in, found by walking the split streams in document order; fails the test
+// unless every stream is exactly a concatenation of whole encoded documents and every document is used once.
+std::map<std::string, int> assign_docs(const std::vector<Encoded>& docs, const std::string& out) {
+  std::vector<int32_t> streams[3];
+  size_t pos[3] = {0, 0, 0};
+  for (int s = 0; s < 3; ++s) streams[s] = streamsink::read_split_tokens(out, streamsink::kSplitNames[s]);
+  std::map<std::string, int> where;
+  for (const auto& d : docs) {
+    for (int s = 0; s < 3; ++s) {
+      const auto& st = streams[s];
+      if (pos[s] + d.ids.size() <= st.size() &&
+          std::equal(d.ids.begin(), d.ids.end(), st.begin() + static_cast<std::ptrdiff_t>(pos[s]))) {
+        where[d.relpath] = s;
+        pos[s] += d.ids.size();
+        break;
+      }
+    }
+    EXPECT_TRUE(where.count(d.relpath)) << d.relpath << " is in no split stream";
+  }
+  for (int s = 0; s < 3; ++s) EXPECT_EQ(pos[s], streams[s].size()) << "stray tokens in " << streamsink::kSplitNames[s];
+  return where;
+}
+
+class PrepareTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    make_corpus(dir_->path() / "corpus");
+    streamsink::TokenizerTrainConfig cfg;
+    cfg.inputs = {(dir_->path() / "corpus").string()};
+    cfg.vocab_size = 1000;
+    cfg.out = (dir_->path() / "tok.model").string();
+    streamsink::train_tokenizer(cfg);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string corpus() { return (dir_->path() / "corpus").string(); }
+  static std::string tokenizer() { return (dir_->path() / "tok.model").string(); }
+  PrepareConfig config(const std::string& out) const {
+    PrepareConfig c;
+    c.tokenizer = tokenizer();
+    c.inputs = {corpus()};
+    c.out = out;
+    c.val_fraction = 0.15;
+    c.test_fraction = 0.15;
+    c.shard_tokens = 700;  // several shards per split
+    c.chunk_bytes = 64;    // exercise the cut-after-newline encoding of big documents
+    c.num_threads = 2;
+    return c;
+  }
+  static TempDir* dir_;
+  TempDir work_;
+};
+TempDir* PrepareTest::dir_ = nullptr;
+
+}  // namespace
+
+TEST_F(PrepareTest, ShardsHoldEachDocumentEncodedPlusEos) {
+  const std::string out = (work_.path() / "out").string();
+  const auto stats = streamsink::prepare_data(config(out));
+  const Tokenizer tok = Tokenizer::load(tokenizer());
+  const auto docs = encode_corpus(tok, corpus());
+  ASSERT_EQ(docs.size(), 35u);  // 5 of tests/data + 30 generated; the PNG and the hidden file are not documents
+  const auto where = assign_docs(docs, out);
+
+  const auto m = streamsink::read_manifest(out);
+  EXPECT_EQ(m.tokenizer_checksum, tok.checksum());
+  EXPECT_EQ(m.vocab_size, 1000);
+  EXPECT_EQ(m.dtype, "u16");
+  EXPECT_NO_THROW(streamsink::verify_data_dir(m));
+  int64_t docs_by_split[3] = {0, 0, 0};
+  for (const auto& [rel, s] : where) ++docs_by_split[s];
+  for (int s = 0; s < 3; ++s) {
+    const auto stream = streamsink::read_split_tokens(out, streamsink::kSplitNames[s]);
+    EXPECT_EQ(m.tokens[s], static_cast<int64_t>(stream.size()));
+    EXPECT_EQ(stats.tokens[s], m.tokens[s]);
+    EXPECT_EQ(m.docs[s], docs_by_split[s]);
+    EXPECT_EQ(stats.docs[s], m.docs[s]);
+    EXPECT_GT(m.docs[s], 0) << streamsink::kSplitNames[s] << " is empty";
+    EXPECT_EQ(m.shards[s].size(), streamsink::list_shards(out, streamsink::kSplitNames[s]).size());
+  }
+  EXPECT_GT(m.shards[0].size(), 1u);
+  const auto j = nlohmann::json::parse(read_bytes(fs::path(out) / "manifest.json"));
+  EXPECT_EQ(j["skipped_binary_files"], 1);
+}
+
+TEST_F(PrepareTest, RerunIsByteIdenticalWhateverTheThreads) {
+  const std::string a = (work_.path() / "a").string(), b = (work_.path() / "b").string();
+  auto ca = config(a);
+  streamsink::prepare_data(ca);
+  const auto first = snapshot(a);
+  streamsink::prepare_data(ca);
+  EXPECT_EQ(snapshot(a), first);
+  auto cb = config(b);
+  cb.num_threads = 1;
+  cb.chunk_bytes = 1 << 20;  // no cutting at all: the same ids
+  streamsink::prepare_data(cb);
+  const auto second = snapshot(b);
+  ASSERT_EQ(first.size(), second.size());
+  for (const auto& [name, bytes] : first)
+    if (name != "manifest.json") EXPECT_EQ(second.at(name), bytes) << name;
+}
+
+TEST_F(PrepareTest, AddingAFileMovesNoOtherDocument) {
+  const Tokenizer tok = Tokenizer::load(tokenizer());
+  const std::string before = (work_.path() / "before").string(), after = (work_.path() / "after").string();
+  streamsink::prepare_data(config(before));
+  const auto w0 = assign_docs(encode_corpus(tok, corpus()), before);
+
+  // A second root holding a copy of the corpus plus new files.
+  const fs::path grown = work_.path() / "grown";
+  fs::copy(corpus(), grown, fs::copy_options::recursive);
+  for (int i = 0; i < 5; ++i) write_bytes(grown / "gen" / ("new_" + std::to_string(i) + ".txt"), "new text " + std::to_string(i));
+  auto c = config(after);
+  c.inputs = {grown.string()};
+  streamsink::prepare_data(c);
+  const auto w1 = assign_docs(encode_corpus(tok, grown.string()), after);
+  EXPECT_EQ(w1.size(), w0.size() + 5);
+  for (const auto& [rel, s] : w0) EXPECT_EQ(w1.at(rel), s) << rel << " moved";
+}
+
+TEST_F(PrepareTest, SmallCorpusStillGetsValAndTest) {
+  const fs::path small = work_.path() / "small";
+  for (int i = 0; i < 3; ++i) write_bytes(small / ("d" + std::to_string(i) + ".txt"), "document number " + std::to_string(i));
+  auto c = config((work_.path() / "out").string());
+  c.inputs = {small.string()};
+  c.val_fraction = c.test_fraction = 0.001;
+  const auto stats = streamsink::prepare_data(c);
+  for (int s = 0; s < 3; ++s) EXPECT_EQ(stats.docs[s], 1) << streamsink::kSplitNames[s];
+  // Asked for no val and no test: none are forced.
+  c.val_fraction = c.test_fraction = 0.0;
+  const auto none = streamsink::prepare_data(c);
+  EXPECT_EQ(none.docs[0], 3);
+  EXPECT_EQ(none.docs[1] + none.docs[2], 0);
+  EXPECT_THROW(streamsink::list_shards(c.out, "val"), Error);  // the earlier run's val shard is gone too
+}
+
+TEST_F(PrepareTest, RerunWithBiggerShardsRemovesStaleOnes) {
+  const std::string out = (work_.path() / "out").string();
+  streamsink::prepare_data(config(out));
+  auto c = config(out);
+  c.shard_tokens = 1'000'000;
+  streamsink::prepare_data(c);
+  for (const char* split : streamsink::kSplitNames) EXPECT_EQ(streamsink::list_shards(out, split).size(), 1u);
+  EXPECT_NO_THROW(streamsink::verify_data_dir(streamsink::read_manifest(out)));
+}
+
+TEST_F(PrepareTest, Errors) {
+  auto c = config((work_.path() / "out").string());
+  c.inputs = {(work_.path() / "missing").string()};
+  EXPECT_THROW(streamsink::prepare_data(c), Error);
+  const std::string garbage = (work_.path() / "garbage.model").string();
+  write_bytes(garbage, "not a model at all");
+  c = config((work_.path() / "out").string());
+  c.tokenizer = garbage;
+  try {
+    streamsink::prepare_data(c);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(garbage), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(work_.path() / "out" / "manifest.json"));
+}
+
+TEST_F(PrepareTest, ManifestChecksumMismatchNamesBothFiles) {
+  const std::string out = (work_.path() / "out").string();
+  streamsink::prepare_data(config(out));
+  // Another tokenizer: same text, other vocabulary size.
+  streamsink::TokenizerTrainConfig tc;
+  tc.inputs = {corpus()};
+  tc.vocab_size = 900;
+  tc.out = (work_.path() / "other.model").string();
+  streamsink::train_tokenizer(tc);
+  const auto m = streamsink::read_manifest(out);
+  try {
+    streamsink::check_manifest_tokenizer(m, tc.out);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(tc.out), std::string::npos) << msg;
+    EXPECT_NE(msg.find(fs::path(tokenizer()).filename().string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("manifest.json"), std::string::npos) << msg;
+  }
+  const auto r = run_streamsink("data inspect " + out + " --tokenizer " + tc.out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("other.model"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tok.model"), std::string::npos) << r.output;
+}
+
+TEST_F(PrepareTest, CommandLine) {
+  const std::string out = (work_.path() / "cli").string();
+  const std::string tok = (work_.path() / "cli.model").string();
+  auto r = run_streamsink("tokenizer train --input " + corpus() + " --vocab-size 1000 --out " + tok);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("4 sink ids from 4"), std::string::npos) << r.output;
+  r = run_streamsink("data prepare --tokenizer " + tok + " --input " + corpus() + " --out " + out +
+                     " --val-fraction 0.1 --test-fraction 0.1 --shard-tokens 1000 --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("tokens/s"), std::string::npos) << r.output;
+  r = run_streamsink("data inspect " + out + " --tokenizer " + tok + " --show 8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("magic 20240520"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("decoded:"), std::string::npos) << r.output;
+
+  // A truncated shard: inspect names it and the problem.
+  const std::string shard = out + "/train_000000.bin";
+  const std::string bytes = read_bytes(shard);
+  write_bytes(shard, bytes.substr(0, bytes.size() - 2));
+  r = run_streamsink("data inspect " + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("train_000000.bin: truncated"), std::string::npos) << r.output;
+  r = run_streamsink("data inspect " + shard);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+
+  r = run_streamsink("data prepare --tokenizer " + tok + " --input " + out + "/nope --out " + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("nope: no such file or directory"), std::string::npos) << r.output;
+  r = run_streamsink("tokenizer train --input " + corpus() + " --vocab-size 1000");
+  EXPECT_NE(r.exit_code, 0);  // --out is required
+  r = run_streamsink("data");
+  EXPECT_NE(r.exit_code, 0);  // a subcommand is required
+}
+
+TEST(Corpus, BinaryDetection) {
+  EXPECT_FALSE(streamsink::looks_binary("plain text\nwith lines\n"));
+  EXPECT_FALSE(streamsink::looks_binary("Größe 中文 \xE2\x82\xAC"));
+  EXPECT_FALSE(streamsink::looks_binary("latin-1 caf\xe9 once"));
+  EXPECT_TRUE(streamsink::looks_binary(std::string("ab\0cd", 5)));
+  EXPECT_TRUE(streamsink::looks_binary("\xff\xfe\xfd\xfc\xfb\xfa\xf9"));
+}

@@ -1,0 +1,164 @@
+// data/shard.*: round trips, the exact llm.c header bytes, and every malformed-file error.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+#include "data/shard.h"
+#include "tests/helpers.h"
+
+namespace fs = std::filesystem;
+using streamsink::Error;
+using streamsink::Shard;
+using streamsink::TokenDtype;
+using streamsink::testing::TempDir;
+
+namespace {
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Expects an Error whose message contains every one of `parts`.
+template <class F>
+void expect_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+void put_le32(std::string& s, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+}  // namespace
+
+TEST(Shard, DtypeForVocab) {
+  EXPECT_EQ(streamsink::dtype_for_vocab(4096), TokenDtype::kU16);
+  EXPECT_EQ(streamsink::dtype_for_vocab(65536), TokenDtype::kU16);
+  EXPECT_EQ(streamsink::dtype_for_vocab(65537), TokenDtype::kU32);
+  EXPECT_NO_THROW(streamsink::check_vocab_fits(65536, TokenDtype::kU16, "x"));
+  expect_error([] { streamsink::check_vocab_fits(65537, TokenDtype::kU16, "tok.model"); },
+               {"tok.model", "65537", "u16"});
+}
+
+TEST(Shard, RoundTripU16AndU32) {
+  TempDir dir;
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 5000; ++i) tokens.push_back((i * 7919) % 65536);
+  for (auto dtype : {TokenDtype::kU16, TokenDtype::kU32}) {
+    std::vector<int32_t> t = tokens;
+    if (dtype == TokenDtype::kU32) t.push_back(200000);
+    const std::string path = (dir.path() / "train_000000.bin").string();
+    streamsink::write_shard(path, t, dtype);
+    const auto h = streamsink::read_shard_header(path);
+    EXPECT_EQ(h.n_tokens, static_cast<int64_t>(t.size()));
+    EXPECT_EQ(h.dtype, dtype);
+    EXPECT_EQ(h.version, 1);
+    const Shard s = Shard::open(path);
+    ASSERT_EQ(s.size(), static_cast<int64_t>(t.size()));
+    for (size_t i = 0; i < t.size(); ++i) ASSERT_EQ(s.at(static_cast<int64_t>(i)), t[i]);
+    std::vector<int64_t> buf(100);
+    s.copy(1234, 100, buf.data());
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(buf[i], t[1234 + i]);
+    EXPECT_THROW(s.at(static_cast<int64_t>(t.size())), Error);
+    EXPECT_THROW(s.copy(static_cast<int64_t>(t.size()) - 1, 2, buf.data()), Error);
+    EXPECT_EQ(fs::file_size(path), 1024 + t.size() * (dtype == TokenDtype::kU16 ? 2 : 4));
+    // No temporary left behind by the atomic write.
+    int files = 0;
+    for (const auto& e : fs::directory_iterator(dir.path())) files += e.is_regular_file();
+    EXPECT_EQ(files, 1);
+  }
+}
+
+TEST(Shard, HeaderBytesMatchLlmC) {
+  // What llm.c's write_datafile produces for tokens {1, 2, 65535} in u16: 256 int32 LE then uint16 LE.
+  std::string expected(1024 + 6, '\0');
+  put_le32(expected, 0, 20240520);
+  put_le32(expected, 4, 1);
+  put_le32(expected, 8, 3);
+  const unsigned char body[] = {0x01, 0x00, 0x02, 0x00, 0xff, 0xff};
+  std::memcpy(&expected[1024], body, 6);
+  TempDir dir;
+  const std::string path = (dir.path() / "a.bin").string();
+  streamsink::write_shard(path, {1, 2, 65535}, TokenDtype::kU16);
+  EXPECT_EQ(read_bytes(path), expected);
+
+  std::string expected32(1024 + 8, '\0');
+  put_le32(expected32, 0, 20240801);
+  put_le32(expected32, 4, 1);
+  put_le32(expected32, 8, 2);
+  put_le32(expected32, 1024, 70000);
+  put_le32(expected32, 1028, 5);
+  streamsink::write_shard(path, {70000, 5}, TokenDtype::kU32);
+  EXPECT_EQ(read_bytes(path), expected32);
+}
+
+TEST(Shard, TokenTooLargeForU16IsAnErrorAndWritesNothing) {
+  TempDir dir;
+  const std::string path = (dir.path() / "train_000000.bin").string();
+  expect_error([&] { streamsink::write_shard(path, {1, 65536}, TokenDtype::kU16); },
+               {path, "65536", "u16"});
+  EXPECT_FALSE(fs::exists(path));
+  expect_error([&] { streamsink::write_shard(path, {-1}, TokenDtype::kU32); }, {path, "-1"});
+}
+
+TEST(Shard, MissingFile) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nope.bin").string();
+  expect_error([&] { streamsink::read_shard_header(path); }, {path, "no such file"});
+  expect_error([&] { Shard::open(path); }, {path, "no such file"});
+}
+
+TEST(Shard, TruncatedWrongMagicWrongVersion) {
+  TempDir dir;
+  const std::string path = (dir.path() / "s.bin").string();
+  streamsink::write_shard(path, {1, 2, 3, 4}, TokenDtype::kU16);
+  const std::string good = read_bytes(path);
+
+  write_bytes(path, good.substr(0, good.size() - 1));
+  expect_error([&] { streamsink::read_shard_header(path); }, {path, "truncated", "4"});
+  write_bytes(path, good + "xx");
+  expect_error([&] { Shard::open(path); }, {path, "header says 4"});
+  write_bytes(path, good.substr(0, 100));
+  expect_error([&] { streamsink::read_shard_header(path); }, {path, "shorter than the 1024-byte header"});
+
+  std::string bad = good;
+  put_le32(bad, 0, 12345);
+  write_bytes(path, bad);
+  expect_error([&] { streamsink::read_shard_header(path); }, {path, "bad magic 12345"});
+
+  bad = good;
+  put_le32(bad, 4, 7);
+  write_bytes(path, bad);
+  expect_error([&] { streamsink::read_shard_header(path); }, {path, "version 7"});
+}
+
+TEST(Shard, ListShardsAndSplitTokens) {
+  TempDir dir;
+  const std::string d = dir.str();
+  expect_error([&] { streamsink::list_shards(d, "train"); }, {d, "no train shards"});
+  streamsink::write_shard(streamsink::shard_path(d, "train", 1), {4, 5}, TokenDtype::kU16);
+  streamsink::write_shard(streamsink::shard_path(d, "train", 0), {1, 2, 3}, TokenDtype::kU16);
+  streamsink::write_shard(streamsink::shard_path(d, "val", 0), {9}, TokenDtype::kU16);
+  const auto list = streamsink::list_shards(d, "train");
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(fs::path(list[0]).filename(), "train_000000.bin");
+  EXPECT_EQ(fs::path(list[1]).filename(), "train_000001.bin");
+  EXPECT_EQ(streamsink::read_split_tokens(d, "train"), (std::vector<int32_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(streamsink::read_split_tokens(d, "train", 4), (std::vector<int32_t>{1, 2, 3, 4}));
+  EXPECT_EQ(streamsink::read_split_tokens(d, "val"), (std::vector<int32_t>{9}));
+  expect_error([&] { streamsink::list_shards(d, "test"); }, {d, "no test shards"});
+  expect_error([&] { streamsink::list_shards(d + "/missing", "train"); }, {"missing", "no such directory"});
+}

@@ -1,0 +1,155 @@
+// Streaming evaluation against oracles: with a cache as long as the stream every policy's per-token NLL is the
+// cross-entropy of the dense forward (the first token, and a token model's sink prefix, unscored); with a short
+// window the chunked evaluation equals the token-by-token decode; blocks and perplexity are the NLL's means.
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <torch/utils.h>
+
+#include <cmath>
+
+#include "common/error.h"
+#include "data/shard.h"
+#include "infer/decoder.h"
+#include "infer/stream_eval.h"
+#include "tests/helpers.h"
+#include "tests/model_fixtures.h"
+
+using namespace streamsink;
+using streamsink::testing::all_sinks;
+using streamsink::testing::tiny_config;
+
+namespace {
+
+[[maybe_unused]] const bool kOneThread = [] {
+  at::set_num_threads(1);
+  return true;
+}();
+
+std::vector<int32_t> random_tokens(int64_t T, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto t = at::randint(8, 64, {T}, gen, at::kInt);
+  return std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + T);
+}
+
+Transformer make_model(const ModelConfig& cfg) {
+  at::manual_seed(0);
+  Transformer m(cfg);
+  m->eval();
+  return m;
+}
+
+StreamEvalOptions opts(PolicyKind p, int64_t S, int64_t W, int64_t chunk, int64_t block = 8) {
+  StreamEvalOptions o;
+  o.decode.policy = p;
+  o.decode.sinks = S;
+  o.decode.window = W;
+  o.decode.max_chunk = chunk;
+  o.block = block;
+  return o;
+}
+
+// Dense cross-entropy per token i >= 1 (prefix prepended and not scored).
+std::vector<double> dense_nll(Transformer m, const std::vector<int32_t>& toks) {
+  torch::NoGradGuard g;
+  auto full = sink_prefix(m->config());
+  const auto k = static_cast<int64_t>(full.size());
+  full.insert(full.end(), toks.begin(), toks.end());
+  auto lp = at::log_softmax(m->forward(at::tensor(full, at::kLong).view({1, -1})).squeeze(0), -1);  // [k+N, V]
+  std::vector<double> out(toks.size(), NAN);
+  for (size_t i = 1; i < toks.size(); ++i) out[i] = -lp[k + i - 1][toks[i]].item<double>();
+  return out;
+}
+
+}  // namespace
+
+class StreamEvalPerSink : public ::testing::TestWithParam<SinkKind> {};
+INSTANTIATE_TEST_SUITE_P(Variants, StreamEvalPerSink, ::testing::ValuesIn(all_sinks()),
+                         [](const auto& info) { return to_string(info.param); });
+
+TEST_P(StreamEvalPerSink, WithACacheAsLongAsTheStreamEveryPolicyGivesTheDenseCrossEntropy) {
+  auto m = make_model(tiny_config(GetParam()));
+  auto toks = random_tokens(30, 1);
+  auto ref = dense_nll(m, toks);
+  for (auto o : {opts(PolicyKind::kDense, -1, 1, 7), opts(PolicyKind::kStreaming, -1, 40, 7),
+                 opts(PolicyKind::kWindow, -1, 40, 1), opts(PolicyKind::kRecompute, -1, 40, 7)}) {
+    auto r = evaluate_stream(m, toks, o);
+    EXPECT_TRUE(std::isnan(r.nll[0]));
+    EXPECT_EQ(r.scored, 29);
+    double sum = 0;
+    for (size_t i = 1; i < toks.size(); ++i) {
+      EXPECT_NEAR(r.nll[i], ref[i], 1e-4) << r.policy << " token " << i;
+      sum += ref[i];
+    }
+    EXPECT_NEAR(r.mean_nll, sum / 29, 1e-5) << r.policy;
+    EXPECT_NEAR(r.ppl, std::exp(sum / 29), 1e-3) << r.policy;
+    ASSERT_EQ(r.block_ppl.size(), 4u);  // blocks of 8: [0,8) [8,16) [16,24) [24,30)
+    double b0 = 0;
+    for (int i = 1; i < 8; ++i) b0 += ref[i];
+    EXPECT_NEAR(r.block_ppl[0], std::exp(b0 / 7), 1e-3);
+    EXPECT_GT(r.cache_bytes, 0);
+    EXPECT_GT(r.peak_rss_bytes, 0);
+  }
+}
+
+TEST_P(StreamEvalPerSink, ChunkedEvaluationEqualsTheTokenByTokenDecode) {
+  auto m = make_model(tiny_config(GetParam()));
+  auto toks = random_tokens(80, 2);
+  auto r = evaluate_stream(m, toks, opts(PolicyKind::kStreaming, 2, 6, 16));
+  DecodeConfig d = opts(PolicyKind::kStreaming, 2, 6, 1).decode;
+  Decoder dec(m, d);
+  auto logits = dec.feed_all({std::vector<int64_t>(toks.begin(), toks.end())})[0];  // [N, V]
+  auto lp = at::log_softmax(logits, -1);
+  for (size_t i = 1; i < toks.size(); ++i) EXPECT_NEAR(r.nll[i], -lp[i - 1][toks[i]].item<double>(), 1e-4) << i;
+}
+
+TEST(StreamEval, OutputFilesHoldEveryTokenAndEveryFigure) {
+  streamsink::testing::TempDir dir;
+  auto m = make_model(tiny_config());
+  auto toks = random_tokens(20, 3);
+  auto r = evaluate_stream(m, toks, opts(PolicyKind::kStreaming, 1, 4, 3));
+  write_nll_jsonl(dir.str() + "/nll.jsonl", toks, r);
+  FILE* f = std::fopen((dir.str() + "/nll.jsonl").c_str(), "r");
+  ASSERT_TRUE(f);
+  char line[256];
+  int n = 0;
+  long long i = 0;
+  int tok = 0;
+  double nll = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    ASSERT_EQ(std::sscanf(line, "{\"i\": %lld, \"token\": %d, \"nll\": %lf}", &i, &tok, &nll), 3) << line;
+    EXPECT_EQ(i, n + 1);
+    EXPECT_EQ(tok, toks[i]);
+    EXPECT_NEAR(nll, r.nll[i], 1e-4);
+    ++n;
+  }
+  std::fclose(f);
+  EXPECT_EQ(n, 19);
+  const auto js = summary_json(r);
+  for (const char* key : {"\"ppl\"", "\"tokens_per_s\"", "\"cache_bytes\"", "\"peak_rss_bytes\"", "\"block_ppl\""})
+    EXPECT_NE(js.find(key), std::string::npos) << key;
+}
+
+TEST(StreamEval, LoadsAShardAFolderAndChecksTheVocabulary) {
+  streamsink::testing::TempDir dir;
+  std::vector<int32_t> toks = {9, 10, 11, 12, 13, 63};
+  write_shard(dir.str() + "/test_000000.bin", toks, TokenDtype::kU16);
+  EXPECT_EQ(load_eval_tokens(dir.str() + "/test_000000.bin", "", -1, 64), toks);
+  EXPECT_EQ(load_eval_tokens(dir.str(), "", 4, 64), std::vector<int32_t>(toks.begin(), toks.begin() + 4));
+  try {
+    load_eval_tokens(dir.str(), "", -1, 32);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vocabulary"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_eval_tokens(dir.str() + "/nowhere.bin", "", -1, 64), Error);
+  // a text file with no tokenizer
+  std::FILE* f = std::fopen((dir.str() + "/a.txt").c_str(), "w");
+  std::fputs("hello\n", f);
+  std::fclose(f);
+  try {
+    load_eval_tokens(dir.str() + "/a.txt", dir.str() + "/tokenizer.model", -1, 64);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer"), std::string::npos) << e.what();
+  }
+}

@@ -1,0 +1,142 @@
+// ctest-labels: integration
+// The trainer through the real executable: exact resume, the loss falling, config errors; and the LR schedules
+// against their formulas.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "common/file_util.h"
+#include "tests/corpus_fixture.h"
+#include "train/schedule.h"
+#include "train/train_config.h"
+
+using namespace streamsink;
+using namespace streamsink::testing;
+
+namespace {
+
+// step → the training record of that step (lines with "loss" and no "event")
+std::map<int64_t, nlohmann::json> training_records(const std::string& run) {
+  std::map<int64_t, nlohmann::json> out;
+  std::ifstream in(run + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("loss") && !j.contains("event")) out[j["step"].get<int64_t>()] = j;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Trainer, StopThenResumeGivesTheUninterruptedLossesBitForBit) {
+  TempDir dir;
+  const std::string common =
+      "--set train.steps=12 --set train.log_interval=1 --set train.eval_interval=0 --set train.checkpoint_interval=0";
+  auto a = run_streamsink(tiny_train_args(dir.str() + "/a", common));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  auto b1 = run_streamsink(tiny_train_args(dir.str() + "/b", common + " --stop-after 5"));
+  ASSERT_EQ(b1.exit_code, 0) << b1.output;
+  EXPECT_NE(b1.output.find("stopped at step 5"), std::string::npos) << b1.output;
+  auto b2 = run_streamsink(tiny_train_args(dir.str() + "/b", common + " --resume auto"));
+  ASSERT_EQ(b2.exit_code, 0) << b2.output;
+  EXPECT_NE(b2.output.find("at step 5"), std::string::npos) << b2.output;
+
+  auto ra = training_records(dir.str() + "/a"), rb = training_records(dir.str() + "/b");
+  ASSERT_EQ(ra.size(), 12u);
+  ASSERT_EQ(rb.size(), 12u);  // the resumed run's file reads as one run
+  for (int64_t s = 6; s <= 12; ++s) {
+    EXPECT_EQ(ra[s]["loss"].get<double>(), rb[s]["loss"].get<double>()) << "step " << s;
+    EXPECT_EQ(ra[s]["grad_norm"].get<double>(), rb[s]["grad_norm"].get<double>()) << "step " << s;
+    EXPECT_EQ(ra[s]["lr"].get<double>(), rb[s]["lr"].get<double>()) << "step " << s;
+  }
+  EXPECT_EQ(read_file(dir.str() + "/a/checkpoints/step_0000012/model.safetensors"),
+            read_file(dir.str() + "/b/checkpoints/step_0000012/model.safetensors"));
+}
+
+TEST(Trainer, AFreshRunIntoAFolderWithCheckpointsIsRefused) {
+  TempDir dir;
+  auto a = run_streamsink(tiny_train_args(dir.str() + "/a", "--set train.steps=2 --set train.eval_interval=0"));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const auto before = read_file(dir.str() + "/a/checkpoints/step_0000002/model.safetensors");
+  auto b = run_streamsink(tiny_train_args(dir.str() + "/a", "--set train.steps=2"));
+  EXPECT_NE(b.exit_code, 0);
+  EXPECT_NE(b.output.find("already holds checkpoints"), std::string::npos) << b.output;
+  EXPECT_EQ(read_file(dir.str() + "/a/checkpoints/step_0000002/model.safetensors"), before);
+}
+
+TEST(Trainer, LossFallsOnASmallCorpus) {
+  TempDir dir;
+  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.steps=60 --set train.eval_interval=60 --set train.log_interval=1"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto recs = training_records(dir.str() + "/run");
+  ASSERT_FALSE(recs.empty());
+  const double first = recs.begin()->second["loss"].get<double>();
+  double val = -1;
+  std::ifstream in(dir.str() + "/run/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("val_loss")) val = j["val_loss"].get<double>();
+  }
+  EXPECT_NEAR(first, std::log(512.0), 0.5);  // a fresh model is near uniform
+  EXPECT_LT(val, first - 2.0) << "validation loss did not fall enough: " << val;
+}
+
+TEST(TrainConfig, BadConfigsNameTheKeyAndTheFile) {
+  TempDir dir;
+  struct Case {
+    std::string yaml, expect;
+  };
+  const std::vector<Case> cases = {
+      {"model:\n  dimm: 64\ntrain:\n  data_dir: x\n  steps: 1\n", "unknown key 'dimm'"},
+      {"model:\n  dim: sixty\ntrain:\n  data_dir: x\n  steps: 1\n", "key 'dim': expected an integer"},
+      {"model:\n  dim: 64\n  n_heads: 5\ntrain:\n  data_dir: x\n  steps: 1\n", "model.n_heads"},
+      {"model:\n  dim: 64\ntrain:\n  data_dir: x\n  steps: 1\n  schedule: cosinus\n", "train.schedule"},
+      {"model:\n  dim: [1, 2]\n", "expected a single value"},
+      {"model: {dim: 64\n", "not valid YAML"},
+      {"modle:\n  dim: 64\n", "unknown section 'modle'"},
+      {"train:\n  data_dir: x\n", "set a budget"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto path = dir.str() + "/c" + std::to_string(i) + ".yaml";
+    std::ofstream(path) << cases[i].yaml;
+    auto r = run_streamsink("train " + path + " --out " + dir.str() + "/run");
+    EXPECT_EQ(r.exit_code, 1) << cases[i].yaml;
+    EXPECT_NE(r.output.find(cases[i].expect), std::string::npos) << cases[i].yaml << "\n" << r.output;
+    EXPECT_NE(r.output.find(path), std::string::npos) << "the message must name the file\n" << r.output;
+  }
+  auto r = run_streamsink("train " + dir.str() + "/missing.yaml --out " + dir.str() + "/run");
+  EXPECT_NE(r.output.find("missing.yaml: cannot open"), std::string::npos) << r.output;
+  r = run_streamsink("train " + source_dir() + "/configs/tiny.yaml --set train.nope=1 --out " + dir.str() + "/run");
+  EXPECT_NE(r.output.find("unknown key 'train.nope'"), std::string::npos) << r.output;
+}
+
+TEST(Schedule, WarmupThenEachShapeFollowsItsFormula) {
+  TrainConfig c;
+  c.lr = 1.0;
+  c.min_lr = 0.1;
+  c.warmup_steps = 10;
+  const int64_t total = 110;
+  EXPECT_DOUBLE_EQ(learning_rate(c, 0, total), 0.1);  // (step + 1) / warmup
+  EXPECT_DOUBLE_EQ(learning_rate(c, 9, total), 1.0);
+  c.schedule = "cosine";
+  for (int64_t s : {10, 35, 60, 85, 109}) {
+    const double p = (s - 10) / 100.0;
+    EXPECT_NEAR(learning_rate(c, s, total), 0.1 + 0.45 * (1 + std::cos(M_PI * p)), 1e-12) << s;
+  }
+  c.schedule = "linear";
+  EXPECT_NEAR(learning_rate(c, 60, total), 1.0 - 0.9 * 0.5, 1e-12);
+  c.schedule = "constant";
+  EXPECT_DOUBLE_EQ(learning_rate(c, 100, total), 1.0);
+  c.schedule = "wsd";
+  c.decay_fraction = 0.2;  // decay over the last 22 steps: 88..109
+  EXPECT_DOUBLE_EQ(learning_rate(c, 50, total), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 87, total), 1.0);
+  EXPECT_NEAR(learning_rate(c, 88, total), 1.0 - 0.9 / 22, 1e-12);
+  EXPECT_NEAR(learning_rate(c, 109, total), 0.1, 1e-12);
+}
