@@ -20,5 +20,7 @@ int cmd_eval_stream(int argc, char** argv);        // infer/: streaming evaluati
 int cmd_generate(int argc, char** argv);           // infer/: text generation through a streaming cache
 int cmd_chat(int argc, char** argv);               // infer/: multi-round chat on stdin
 int cmd_inspect_attention(int argc, char** argv);  // infer/: attention sinks per layer and head
+int cmd_export_hf(int argc, char** argv);          // infer/: checkpoint -> Hugging Face Llama folder
+int cmd_import_hf(int argc, char** argv);          // infer/: Hugging Face Llama folder -> checkpoint
 
 }  // namespace streamsink::app

@@ -27,6 +27,10 @@ const Command kCommands[] = {
     {"chat", "multi-round prompts on stdin, one streaming cache across rounds", streamsink::app::cmd_chat},
     {"inspect-attention", "attention on the first tokens per layer and head, and heatmaps (Figure 2)",
      streamsink::app::cmd_inspect_attention},
+    {"export-hf", "checkpoint -> Hugging Face LlamaForCausalLM folder (config.json, safetensors, tokenizer)",
+     streamsink::app::cmd_export_hf},
+    {"import-hf", "Hugging Face Llama folder -> checkpoint (eval-stream / generate / chat accept it)",
+     streamsink::app::cmd_import_hf},
 };
 
 void print_usage(FILE* out) {

@@ -1,12 +1,10 @@
 #include "infer/kv_cache.h"
 
-#include <ATen/TensorIndexing.h>
+#include <algorithm>
 
 #include "common/error.h"
 
 namespace streamsink {
-
-using at::indexing::Slice;
 
 KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,
                  at::TensorOptions options)
@@ -28,7 +26,8 @@ KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t ba
     ring_k_.push_back(at::zeros({B_, Hkv, R, D}, options));  // [B, Hkv, R, D]
     ring_v_.push_back(at::zeros({B_, Hkv, R, D}, options));
   }
-  ring_pos_ = at::full({B_, R}, -1, options.dtype(at::kLong));  // [B, R]
+  ring_pos_host_ = at::full({B_, R}, -1, at::TensorOptions().dtype(at::kLong));  // [B, R]
+  ring_pos_ = options.device().is_cpu() ? ring_pos_host_ : ring_pos_host_.to(options.device());
 }
 
 StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid) {
@@ -41,60 +40,59 @@ StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid
     policy_.check_room(seen_[b], valid[b]);
   }
 
-  // The write plan, on the host (B·C numbers), then one transfer.
+  // The write plan, the slot positions and the masks, on the host (B·C·(S + R) numbers, no tensor ops), then
+  // one transfer each when the cache lives on a GPU. Masks (policy.visible): ring slot holding token p is
+  // visible to the query at t when t - W < p <= t (ring tokens all have p >= S); sink slot j when j <= t. A
+  // padded query sees only the scratch slot (its own junk), so its row stays finite and no real row sees it.
+  const int64_t R = Wcap_ + 1;
   const auto cpu_long = at::TensorOptions().dtype(at::kLong);
-  auto text = at::empty({B_, C}, cpu_long), sinkq = at::empty({B_, C}, cpu_long);
-  auto slot = at::empty({B_, C}, cpu_long), slot_pos = at::empty({B_, C}, cpu_long);
-  auto pad = at::empty({B_, C}, at::TensorOptions().dtype(at::kBool));
-  auto tp = text.accessor<int64_t, 2>(), qp = sinkq.accessor<int64_t, 2>();
-  auto sp = slot.accessor<int64_t, 2>(), pp = slot_pos.accessor<int64_t, 2>();
-  auto dp = pad.accessor<bool, 2>();
-  std::vector<int64_t> sb, sc, ss;  // the new tokens that take sink slots
-  bool any_pad = false;
+  const auto cpu_bool = at::TensorOptions().dtype(at::kBool);
+  auto text = at::empty({B_, C}, cpu_long), sinkq = at::empty({B_, C}, cpu_long);  // [B, C]
+  auto win = at::empty({B_, 1, C, R}, cpu_bool), sink = at::empty({B_, 1, C, S_}, cpu_bool);
+  int64_t* tp = text.data_ptr<int64_t>();
+  int64_t* qp = sinkq.data_ptr<int64_t>();
+  bool* wm = win.data_ptr<bool>();
+  bool* sm = sink.data_ptr<bool>();
+  int64_t* rpos = ring_pos_host_.data_ptr<int64_t>();  // [B, R], contiguous
+  runs_.clear();
   for (int64_t b = 0; b < B_; ++b) {
+    const int64_t t0 = seen_[b], nv = valid[b];
+    // sink rows: tokens t0.. < S; ring rows: the rest, consecutive slots (t - S) mod Wcap, split at the wrap
+    const int64_t n_sink = std::clamp<int64_t>(S_ - t0, 0, nv);
+    if (n_sink > 0) runs_.push_back({b, 0, n_sink, t0, true});
+    for (int64_t c = n_sink; c < nv;) {
+      const int64_t slot = (t0 + c - S_) % Wcap_, n = std::min(nv - c, Wcap_ - slot);
+      runs_.push_back({b, c, n, slot, false});
+      for (int64_t i = 0; i < n; ++i) rpos[b * R + slot + i] = t0 + c + i;
+      c += n;
+    }
     for (int64_t c = 0; c < C; ++c) {
-      const int64_t t = seen_[b] + c;
-      const bool real = c < valid[b];
-      tp[b][c] = t;
-      qp[b][c] = policy_.sink_query_position(t);
-      dp[b][c] = !real;
-      any_pad |= !real;
-      if (real && t < S_) {
-        sb.push_back(b), sc.push_back(c), ss.push_back(t);
-        sp[b][c] = Wcap_, pp[b][c] = -1;  // its ring write goes to the scratch slot
-      } else if (real) {
-        sp[b][c] = (t - S_) % Wcap_, pp[b][c] = t;
+      const int64_t t = t0 + c;
+      tp[b * C + c] = t;
+      qp[b * C + c] = policy_.sink_query_position(t);
+      bool* wrow = wm + (b * C + c) * R;
+      bool* srow = sm + (b * C + c) * S_;
+      if (c < nv) {
+        for (int64_t j = 0; j < R; ++j) {
+          const int64_t p = rpos[b * R + j];
+          wrow[j] = p >= 0 && p <= t && p > t - W_;
+        }
+        for (int64_t j = 0; j < S_; ++j) srow[j] = j <= t;
       } else {
-        sp[b][c] = Wcap_, pp[b][c] = -1;  // padding: scratch slot, never visible to a real query
+        std::fill(wrow, wrow + R, false);
+        wrow[Wcap_] = true;  // the scratch slot
+        std::fill(srow, srow + S_, false);
       }
     }
-    seen_[b] += valid[b];
+    seen_[b] += nv;
   }
   const auto dev = ring_pos_.device();
-  text = text.to(dev), sinkq = sinkq.to(dev);
-  ring_b_ = at::arange(B_, cpu_long).view({B_, 1}).expand({B_, C}).to(dev);  // [B, C]
-  ring_slot_ = slot.to(dev);                                                  // [B, C]
-  ring_pos_.index_put_({ring_b_, ring_slot_}, slot_pos.to(dev));
-  const auto M = static_cast<int64_t>(sb.size());
-  sink_b_ = at::tensor(sb, cpu_long).view({M}).to(dev);
-  sink_c_ = at::tensor(sc, cpu_long).view({M}).to(dev);
-  sink_slot_ = at::tensor(ss, cpu_long).view({M}).to(dev);
-
-  // Masks (policy.visible written as tensor ops): ring slot with token p is visible to the query at t when
-  // t - W < p <= t (ring tokens all have p >= S); sink slot j when j <= t.
-  const auto tq = text.view({B_, 1, C, 1});                // [B, 1, C, 1]
-  const auto rp = ring_pos_.view({B_, 1, 1, Wcap_ + 1});   // [B, 1, 1, R]
-  win_mask_ = rp.ge(0).logical_and(rp.le(tq)).logical_and(rp.gt(tq - W_));  // [B, 1, C, R]
-  auto sj = at::arange(S_, text.options()).view({1, 1, 1, S_});               // [1, 1, 1, S]
-  sink_mask_ = sj.le(tq);                                                      // [B, 1, C, S]
-  if (any_pad) {
-    // A padded query sees only the scratch slot (its own junk), so its row stays finite and no real row sees it.
-    const auto padq = pad.to(dev).view({B_, 1, C, 1});  // [B, 1, C, 1]
-    auto scratch = at::zeros({1, 1, 1, Wcap_ + 1}, win_mask_.options());
-    scratch.narrow(3, Wcap_, 1).fill_(true);
-    win_mask_ = at::where(padq, scratch, win_mask_);
-    sink_mask_ = sink_mask_.logical_and(padq.logical_not());
+  if (!dev.is_cpu()) {
+    ring_pos_.copy_(ring_pos_host_, /*non_blocking=*/false);
+    text = text.to(dev), sinkq = sinkq.to(dev), win = win.to(dev), sink = sink.to(dev);
   }
+  win_mask_ = win;    // [B, 1, C, R]
+  sink_mask_ = sink;  // [B, 1, C, S]
   step_C_ = C;
   return StepPositions{text, sinkq};
 }
@@ -104,14 +102,12 @@ CacheView KVCache::append(int64_t layer, const at::Tensor& k_rot, const at::Tens
   TORCH_CHECK(k_rot.size(0) == B_ && k_rot.size(2) == step_C_,
               "KVCache::append: expected [B=", B_, ", Hkv, C=", step_C_, ", D], got ", k_rot.sizes(),
               " (call begin_step first)");
-  // Advanced indices on dims 0 and 2 (a slice between): the written values are laid out [B, C, Hkv, D].
-  auto kc = k_rot.permute({0, 2, 1, 3});  // [B, C, Hkv, D]
-  auto vc = v.permute({0, 2, 1, 3});      // [B, C, Hkv, D]
-  ring_k_[layer].index_put_({ring_b_, Slice(), ring_slot_}, kc);
-  ring_v_[layer].index_put_({ring_b_, Slice(), ring_slot_}, vc);
-  if (sink_b_.numel() > 0) {
-    sink_k_[layer].index_put_({sink_b_, Slice(), sink_slot_}, kc.index({sink_b_, sink_c_}));  // [M, Hkv, D]
-    sink_v_[layer].index_put_({sink_b_, Slice(), sink_slot_}, vc.index({sink_b_, sink_c_}));
+  // Padding rows are not written at all: no real query sees the scratch slot, and a padded one only reads junk.
+  for (const auto& r : runs_) {
+    auto& dk = r.sink ? sink_k_[layer] : ring_k_[layer];
+    auto& dv = r.sink ? sink_v_[layer] : ring_v_[layer];
+    dk.select(0, r.b).narrow(1, r.slot, r.n).copy_(k_rot.select(0, r.b).narrow(1, r.c0, r.n));  // [Hkv, n, D]
+    dv.select(0, r.b).narrow(1, r.slot, r.n).copy_(v.select(0, r.b).narrow(1, r.c0, r.n));
   }
   return CacheView{sink_k_[layer], sink_v_[layer], sink_mask_, ring_k_[layer], ring_v_[layer], win_mask_};
 }
@@ -125,7 +121,8 @@ at::Tensor KVCache::positions() const {
 
 void KVCache::reset() {
   std::fill(seen_.begin(), seen_.end(), 0);
-  ring_pos_.fill_(-1);
+  ring_pos_host_.fill_(-1);
+  if (!ring_pos_.is_same(ring_pos_host_)) ring_pos_.fill_(-1);
 }
 
 int64_t KVCache::bytes() const {

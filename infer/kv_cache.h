@@ -8,7 +8,7 @@
 // Layout per layer: sink_k/v [B, Hkv, S, D] and ring_k/v [B, Hkv, R, D]. The token at text position t of stream b
 // lives in sink slot t when t < S, else in ring slot S' = (t - S) mod Wcap. Keys arrive rotated by their text
 // position and are never re-rotated or moved (model/kv_cache_interface.h explains why): a step writes C slots
-// per stream with index_put_ and returns the whole storage with masks. Wcap leaves room so a prefill chunk of
+// per stream with plain copies and returns the whole storage with masks. Wcap leaves room so a prefill chunk of
 // up to max_chunk tokens never overwrites a key an earlier query of the same chunk still needs.
 #pragma once
 #include <ATen/ATen.h>
@@ -53,10 +53,16 @@ class KVCache : public KVCacheInterface {
   std::vector<at::Tensor> sink_k_, sink_v_;  // per layer [B, Hkv, S, D]
   std::vector<at::Tensor> ring_k_, ring_v_;  // per layer [B, Hkv, R, D]
   at::Tensor ring_pos_;                      // [B, R] int64 text position per ring slot, -1 = empty (device)
-  // This step's write plan and masks, shared by all layers.
-  at::Tensor ring_b_, ring_slot_;  // [B, C] int64: destination of each new token in the ring (scratch if not)
-  at::Tensor sink_b_, sink_c_, sink_slot_;  // [M] int64: the M new tokens that go to sink slots
-  at::Tensor sink_mask_, win_mask_;         // [B, 1, C, S], [B, 1, C, R] bool
+  at::Tensor ring_pos_host_;                 // the same on the host (the write plan and masks are made there);
+                                             //   on a CPU cache one tensor serves as both
+  // This step's write plan and masks, shared by all layers. A stream's new real tokens are consecutive slots
+  // (mod Wcap), so each stream writes at most three runs with a plain copy (sinks, ring, ring after the wrap).
+  struct Run {
+    int64_t b, c0, n, slot;  // rows c0..c0+n-1 of stream b → slots slot..slot+n-1
+    bool sink;               // sink slots, else ring slots
+  };
+  std::vector<Run> runs_;
+  at::Tensor sink_mask_, win_mask_;  // [B, 1, C, S], [B, 1, C, R] bool
   int64_t step_C_ = 0;
 };
 

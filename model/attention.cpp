@@ -40,20 +40,28 @@ at::Tensor AttentionImpl::sink_logit() const {
 
 namespace {
 
-// q [B, H, Tq, D] · k [B, Hkv, Tk, D]ᵀ → [B, H, Tq, Tk], sharing each key head among G query heads (no repeat).
-at::Tensor gqa_scores(const at::Tensor& q, const at::Tensor& k, double scale) {
-  const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3), Hkv = k.size(1);
-  auto qg = q.reshape({B, Hkv, H / Hkv, Tq, D});                          // [B, Hkv, G, Tq, D]
-  auto s = at::matmul(qg, k.unsqueeze(2).transpose(-1, -2)) * scale;     // [B, Hkv, G, Tq, Tk]
-  return s.reshape({B, H, Tq, k.size(2)});                               // [B, H, Tq, Tk]
+// rotate_half(x) = [-x2, x1] over the last dim (the RoPE convention of model/rope.h)
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
 }
 
-// p [B, H, Tq, Tk] · v [B, Hkv, Tk, D] → [B, H, Tq, D]
+// q [B, H, Tq, D] · k [B, Hkv, Tk, D]ᵀ → [B, H, Tq, Tk], sharing each key head among its G query heads. The G query
+// heads of a key head are stacked as rows ([B, Hkv, G·Tq, D]) so one batched matmul per key head reads K in place:
+// broadcasting K over a G axis instead makes at::matmul materialise (copy) the whole key window G times per call.
+at::Tensor gqa_scores(const at::Tensor& q, const at::Tensor& k, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3), Hkv = k.size(1), Tk = k.size(2);
+  auto qg = q.reshape({B, Hkv, (H / Hkv) * Tq, D});                  // [B, Hkv, G·Tq, D]
+  auto s = at::matmul(qg, k.transpose(-1, -2)).mul_(scale);          // [B, Hkv, G·Tq, Tk]
+  return s.view({B, H, Tq, Tk});                                     // [B, H, Tq, Tk]
+}
+
+// p [B, H, Tq, Tk] · v [B, Hkv, Tk, D] → [B, H, Tq, D] (same stacking: V is read in place, never copied G times)
 at::Tensor gqa_mix(const at::Tensor& p, const at::Tensor& v) {
   const int64_t B = p.size(0), H = p.size(1), Tq = p.size(2), Hkv = v.size(1);
-  auto pg = p.reshape({B, Hkv, H / Hkv, Tq, p.size(3)});  // [B, Hkv, G, Tq, Tk]
-  auto o = at::matmul(pg, v.unsqueeze(2));                // [B, Hkv, G, Tq, D]
-  return o.reshape({B, H, Tq, v.size(3)});                // [B, H, Tq, D]
+  auto pg = p.reshape({B, Hkv, (H / Hkv) * Tq, p.size(3)});  // [B, Hkv, G·Tq, Tk]
+  auto o = at::matmul(pg, v);                                // [B, Hkv, G·Tq, D]
+  return o.view({B, H, Tq, v.size(3)});                      // [B, H, Tq, D]
 }
 
 }  // namespace
@@ -100,19 +108,21 @@ at::Tensor AttentionImpl::step(const at::Tensor& x, const at::Tensor& cos_t, con
   const float neg_inf = -std::numeric_limits<float>::infinity();
 
   // Scores against the window (queries at their text positions) and the sinks (queries at their sink-query
-  // positions: the paper's §3.2 cache positions), then one softmax over both groups.
-  auto s_win = gqa_scores(apply_rope(q, cos_t, sin_t), view.win_k, scale)  // [B, H, C, N]
-                   .masked_fill(view.win_mask.logical_not(), neg_inf);
+  // positions: the paper's §3.2 cache positions), then one softmax over both groups. Both query rotations share
+  // rotate_half(q) (RoPE: x·cos + rotate_half(x)·sin).
   const int64_t S = view.sink_k.defined() ? view.sink_k.size(2) : 0;
+  const auto q_half = rotate_half(q);                                                        // [B, H, C, D]
+  auto s_win = at::where(view.win_mask, gqa_scores(at::addcmul(q * cos_t, q_half, sin_t), view.win_k, scale),
+                         neg_inf);  // [B, H, C, N]
   at::Tensor scores = s_win;
   if (S > 0) {
-    auto s_sink = gqa_scores(apply_rope(q, cos_s, sin_s), view.sink_k, scale)  // [B, H, C, S]
-                      .masked_fill(view.sink_mask.logical_not(), neg_inf);
+    auto s_sink = at::where(view.sink_mask,
+                            gqa_scores(at::addcmul(q * cos_s, q_half, sin_s), view.sink_k, scale), neg_inf);  // [B, H, C, S]
     scores = at::cat({s_sink, s_win}, -1);  // [B, H, C, S + N]: scores only, never keys or values
   }
   auto p = softmax_with_sink(at_least_float(scores), sink_logit()).to(v.scalar_type());
-  auto out = gqa_mix(p.narrow(-1, S, p.size(-1) - S), view.win_v);  // [B, H, C, D]
-  if (S > 0) out = out + gqa_mix(p.narrow(-1, 0, S), view.sink_v);
+  auto out = gqa_mix(S > 0 ? p.narrow(-1, S, p.size(-1) - S) : p, view.win_v);  // [B, H, C, D]
+  if (S > 0) out.add_(gqa_mix(p.narrow(-1, 0, S), view.sink_v));
   return o_proj->forward(out.transpose(1, 2).reshape({B, C, n_heads_ * head_dim_}));  // [B, C, dim]
 }
 

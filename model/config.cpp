@@ -99,6 +99,10 @@ ModelConfig model_config_from_yaml(const YAML::Node& node, const std::string& wh
   return c;
 }
 
+void apply_model_config_yaml(ModelConfig& c, const YAML::Node& node, const std::string& where) {
+  apply_fields(model_fields(), c, node, where);
+}
+
 void model_config_to_yaml(const ModelConfig& c, YAML::Node& out) { emit_fields(model_fields(), c, out); }
 
 void set_model_config_key(ModelConfig& c, const std::string& key, const std::string& value) {

@@ -46,6 +46,8 @@ struct ModelConfig {
 // YAML (de)serialisation. `where` names the file (and section) for error messages; unknown keys are errors.
 ModelConfig model_config_from_yaml(const YAML::Node& node, const std::string& where);
 void model_config_to_yaml(const ModelConfig& c, YAML::Node& out);
+// Applies the keys of a YAML map onto an existing config (a file layered on its `base:`).
+void apply_model_config_yaml(ModelConfig& c, const YAML::Node& node, const std::string& where);
 // Sets one key from a string ("--set model.dim=512"); throws Error naming the key on a bad key or value.
 void set_model_config_key(ModelConfig& c, const std::string& key, const std::string& value);
 

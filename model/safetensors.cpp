@@ -123,6 +123,8 @@ TensorMap load_safetensors(const std::string& path, std::map<std::string, std::s
       numel *= v;
       e.shape.push_back(static_cast<int64_t>(v));
     }
+    // numel <= 2^62, but numel * 8 bytes could still wrap around to match small offsets (tests/test_bad_input.cpp).
+    if (numel > (1ull << 62) / static_cast<uint64_t>(e.dtype->size)) fail(path, where + ": shape overflows");
     const auto& off = t["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       fail(path, where + ": data_offsets must be [begin, end]");
@@ -139,9 +141,14 @@ TensorMap load_safetensors(const std::string& path, std::map<std::string, std::s
   std::vector<const Entry*> by_offset;
   for (const auto& e : entries) by_offset.push_back(&e);
   std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < by_offset.size(); ++i)
-    if (by_offset[i]->begin < by_offset[i - 1]->end && by_offset[i]->end > by_offset[i]->begin)
-      fail(path, "tensors '" + by_offset[i - 1]->name + "' and '" + by_offset[i]->name + "' overlap");
+  // Against the furthest end so far, not just the previous tensor's (an empty tensor in between hid an overlap).
+  const Entry* reach = nullptr;
+  for (const Entry* e : by_offset) {
+    if (e->end == e->begin) continue;  // empty tensors occupy no bytes
+    if (reach && e->begin < reach->end)
+      fail(path, "tensors '" + reach->name + "' and '" + e->name + "' overlap");
+    if (!reach || e->end > reach->end) reach = e;
+  }
 
   TensorMap out;
   for (const auto& e : entries) {

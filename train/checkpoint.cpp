@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "model/model_io.h"
 #include "model/safetensors.h"
@@ -54,25 +55,35 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
   fs::create_directories(tmp);
   try {
     write_file_atomic((tmp / "config.yaml").string(), run_config_to_yaml(cfg));
+    fault::checkpoint_pause();  // test-only hooks (common/fault_injection.h); no-ops unless their env vars are set
     save_model_weights(tmp.string(), model);
+    fault::checkpoint_pause();
+    fault::maybe_fail_checkpoint_write(state.step, (tmp / "optimizer.safetensors").string());
     TensorMap o = opt.state();
     o["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
     save_safetensors((tmp / "optimizer.safetensors").string(), o);
+    fault::checkpoint_pause();
     nlohmann::json j = {{"step", state.step},
                         {"tokens_seen", state.tokens_seen},
                         {"skipped_steps", state.skipped_steps},
                         {"cursor", {{"epoch", state.cursor.epoch}, {"step_in_epoch", state.cursor.step_in_epoch}}}};
     write_file_atomic((tmp / "state.json").string(), j.dump(2) + "\n");
+    fault::checkpoint_pause();
     if (!tokenizer_path.empty() && fs::exists(tokenizer_path))
       write_file_atomic((tmp / "tokenizer.model").string(), read_file(tokenizer_path));
     fsync_dir(tmp);
+    fault::checkpoint_pause();
     if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a rewrite of the same step (resumed run)
     fs::rename(tmp, final_dir);
     fsync_dir(root);
+    fault::checkpoint_pause();
     write_file_atomic((root / "latest").string(), name + "\n");
-  } catch (...) {
+  } catch (const std::exception& e) {
     fs::remove_all(tmp, ec);  // the previous checkpoint and `latest` are untouched
-    throw;
+    const std::string prev = fs::exists(root / "latest") ? read_file((root / "latest").string()) : "none\n";
+    throw Error("checkpoint of step " + std::to_string(state.step) + " failed: " + e.what() +
+                "; the previous checkpoint and " + (root / "latest").string() + " are unchanged (latest: " +
+                prev.substr(0, prev.find('\n')) + ")");
   }
   // Prune: keep the newest `keep` complete checkpoints; leftovers of crashed writes (*.tmp-*) go too.
   std::vector<fs::path> complete;

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
+
 #include "common/config_fields.h"
 #include "common/error.h"
 
@@ -95,7 +97,11 @@ void apply_override(RunConfig& c, const std::string& assignment) {
   }
 }
 
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+namespace {
+
+// Applies FILE's sections onto `c`, after its `base:` file (a path relative to FILE) when it names one.
+void apply_config_file(RunConfig& c, const std::string& path, int depth) {
+  if (depth > 8) fail(path, "`base:` chain deeper than 8 files (a cycle?)");
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -104,21 +110,31 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   } catch (const YAML::Exception& e) {
     fail(path, std::string("not valid YAML: ") + e.what());
   }
-  RunConfig c;
-  c.source = path;
-  if (root && !root.IsNull()) {
-    if (!root.IsMap()) fail(path, "expected a map with model: and train: sections");
-    for (const auto& kv : root) {
-      const auto key = kv.first.as<std::string>();
-      if (key == "model") {
-        c.model = model_config_from_yaml(kv.second, path + ": model");
-      } else if (key == "train") {
-        apply_fields(train_fields(), c.train, kv.second, path + ": train");
-      } else {
-        fail(path, "unknown section '" + key + "' (expected model: and train:)");
-      }
+  if (!root || root.IsNull()) return;
+  if (!root.IsMap()) fail(path, "expected a map with model: and train: sections");
+  if (root["base"]) {
+    if (!root["base"].IsScalar()) fail(path, "base: expected a file name");
+    const auto base = std::filesystem::path(path).parent_path() / root["base"].Scalar();
+    apply_config_file(c, base.string(), depth + 1);
+  }
+  for (const auto& kv : root) {
+    const auto key = kv.first.as<std::string>();
+    if (key == "model") {
+      apply_model_config_yaml(c.model, kv.second, path + ": model");
+    } else if (key == "train") {
+      apply_fields(train_fields(), c.train, kv.second, path + ": train");
+    } else if (key != "base") {
+      fail(path, "unknown section '" + key + "' (expected base:, model: and train:)");
     }
   }
+}
+
+}  // namespace
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  RunConfig c;
+  c.source = path;
+  apply_config_file(c, path, 0);
   for (const auto& o : overrides) apply_override(c, o);
   try {
     c.model.validate();

@@ -50,6 +50,7 @@ struct RunConfig {
   ModelConfig model;
   TrainConfig train;
   std::string source;  // the file it came from, for messages
+  // A file may start with `base: other.yaml` (relative to it): its sections are applied on top of that file.
 };
 
 // Loads FILE, applies `overrides` ("model.dim=512", "train.steps=60"), validates. Errors name the file and key.

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Perplexity against position over a long stream, one line per cache (the paper's Figure 3).
+
+  plot_stream.py OUT.png --title T LABEL=FILE.nll.jsonl [LABEL=FILE.nll.jsonl ...] [--smooth N] [--train-len L]
+"""
+import argparse
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def load(path):
+    pos, nll = [], []
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            pos.append(r["i"])
+            nll.append(r["nll"])
+    return np.array(pos), np.array(nll, dtype=np.float64)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("series", nargs="+", help="LABEL=FILE")
+    ap.add_argument("--title", default="")
+    ap.add_argument("--smooth", type=int, default=512, help="moving-average window (tokens)")
+    ap.add_argument("--train-len", type=int, default=0, help="mark the training context length")
+    a = ap.parse_args()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for spec in a.series:
+        label, path = spec.split("=", 1)
+        pos, nll = load(path)
+        k = max(1, min(a.smooth, len(nll)))
+        smooth = np.convolve(nll, np.ones(k) / k, mode="valid")
+        ax.plot(pos[k - 1:], np.exp(smooth), label=f"{label} (ppl {math.exp(nll.mean()):.2f})", linewidth=1.2)
+    if a.train_len:
+        ax.axvline(a.train_len, color="grey", linestyle=":", linewidth=1)
+        ax.text(a.train_len, ax.get_ylim()[1], " training length", va="top", fontsize=8, color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel("position in the stream (tokens)")
+    ax.set_ylabel(f"perplexity ({a.smooth}-token moving average)")
+    ax.set_title(a.title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(a.out, dpi=120)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

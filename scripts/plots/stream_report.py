@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Collects eval-stream summaries into one table (markdown + long-form CSV).
+
+Summaries are found by name: DIR/<variant>__<policy>_<S>+<W>[__seed<N>].nll.jsonl.summary.json
+(as scripts/demo.sh and scripts/experiments/*.sh write them).
+
+  stream_report.py EVAL_DIR --md OUT.md --csv OUT.csv [--paper-table3]
+"""
+import argparse
+import collections
+import csv
+import json
+import math
+import pathlib
+import re
+import statistics
+
+NAME = re.compile(r"^(?P<variant>[^_]+(?:-[^_]+)*)__(?P<policy>[a-z]+)_(?P<s>\d+)\+(?P<w>\d+)(?:__seed(?P<seed>\d+))?"
+                  r"\.nll\.jsonl\.summary\.json$")
+
+# The paper's Table 3 (160M models, Pythia-style, cache 0+1024 / 1+1023 / 2+1022 / 4+1020), for comparison.
+PAPER_TABLE3 = {
+    "none": {0: 27.87, 1: 18.49, 2: 18.05, 4: 18.05},
+    "zero": {0: 29214, 1: 19.90, 2: 18.27, 4: 18.01},
+    "token": {0: 1235, 1: 18.01, 2: 18.01, 4: 18.02},
+}
+LABEL = {"none": "vanilla", "token": "learnable sink token", "zero": "zero sink", "logit": "learned sink logit"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("eval_dir")
+    ap.add_argument("--md", required=True)
+    ap.add_argument("--csv", required=True)
+    ap.add_argument("--paper-table3", action="store_true", help="add the paper's Table 3 beside ours")
+    a = ap.parse_args()
+
+    rows = []
+    for p in sorted(pathlib.Path(a.eval_dir).glob("*.summary.json")):
+        m = NAME.match(p.name)
+        if not m:
+            continue
+        s = json.loads(p.read_text())
+        rows.append(dict(variant=m["variant"], policy=m["policy"], sinks=int(m["s"]), window=int(m["w"]),
+                         seed=int(m["seed"] or 0), ppl=s["ppl"], tokens=s["tokens"], tok_s=s["tokens_per_s"],
+                         cache_mib=s["cache_bytes"] / 2**20))
+    if not rows:
+        raise SystemExit(f"stream_report: no summaries in {a.eval_dir}")
+
+    with open(a.csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["variant", "policy", "sinks", "window", "seed", "ppl", "tokens", "tokens_per_s"])
+        for r in rows:
+            w.writerow([r["variant"], r["policy"], r["sinks"], r["window"], r["seed"], f"{r['ppl']:.4f}", r["tokens"],
+                        f"{r['tok_s']:.1f}"])
+
+    cells = collections.defaultdict(list)
+    for r in rows:
+        cells[(r["variant"], r["policy"], r["sinks"], r["window"])].append(r["ppl"])
+    variants = sorted({k[0] for k in cells}, key=lambda v: list(LABEL).index(v) if v in LABEL else 99)
+    columns = sorted({(k[1], k[2], k[3]) for k in cells}, key=lambda c: (c[0] != "streaming", c[0], c[1]))
+
+    def fmt(values):
+        if not values:
+            return "—"
+        mean = statistics.fmean(values)
+        txt = f"{mean:.2f}" if mean < 1e4 else f"{mean:.3g}"
+        if len(values) > 1:
+            txt += f" ± {statistics.stdev(values):.2f}"
+        return txt
+
+    head = ["model"] + [f"{p} {s}+{w}" if p == "streaming" else f"{p} ({s}+{w})" for p, s, w in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" + " ---: |" * len(columns)]
+    for v in variants:
+        lines.append("| " + " | ".join([LABEL.get(v, v)] + [fmt(cells.get((v,) + c, [])) for c in columns]) + " |")
+    n_seeds = max(len(x) for x in cells.values())
+    text = f"Perplexity on the held-out stream ({rows[0]['tokens']} tokens; {n_seeds} run(s) per cell" + \
+           (", mean ± std" if n_seeds > 1 else "") + ").\n\n" + "\n".join(lines) + "\n"
+    if a.paper_table3:
+        text += "\nThe paper's Table 3 (160M models, 0+1024 / 1+1023 / 2+1022 / 4+1020):\n\n"
+        text += "| model | 0+W | 1+(W−1) | 2+(W−2) | 4+(W−4) |\n| --- | ---: | ---: | ---: | ---: |\n"
+        for v, vals in PAPER_TABLE3.items():
+            text += f"| {LABEL[v]} | " + " | ".join(str(vals[s]) for s in (0, 1, 2, 4)) + " |\n"
+    pathlib.Path(a.md).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
