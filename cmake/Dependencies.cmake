@@ -65,9 +65,16 @@ else()
 endif()
 message(STATUS "streamsink: CUDA support ${STREAMSINK_WITH_CUDA}")
 
+# Gloo's headers (Debian's libgloo-dev; the torch wheel ships c10d's headers but not gloo's, whose code is inside
+# libtorch_cpu.so): ProcessGroupGloo.hpp needs them to compile.
+find_path(GLOO_INCLUDE_DIR gloo/config.h)
+if(NOT GLOO_INCLUDE_DIR)
+  message(FATAL_ERROR "streamsink: gloo headers not found (Debian: apt-get install libgloo-dev); run scripts/setup.sh")
+endif()
+
 # torch_python is not wanted: TORCH_LIBRARIES from the wheel names only the C++ libraries.
 add_library(streamsink_deps INTERFACE)
-target_include_directories(streamsink_deps INTERFACE ${SENTENCEPIECE_INCLUDE_DIR})
+target_include_directories(streamsink_deps INTERFACE ${SENTENCEPIECE_INCLUDE_DIR} ${GLOO_INCLUDE_DIR})
 target_link_libraries(streamsink_deps INTERFACE
   ${TORCH_LIBRARIES} yaml-cpp nlohmann_json::nlohmann_json CLI11::CLI11 PNG::PNG
   ${SENTENCEPIECE_TRAIN_LIBRARY} ${SENTENCEPIECE_LIBRARY} ZLIB::ZLIB Threads::Threads)

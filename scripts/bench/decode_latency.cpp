@@ -3,6 +3,7 @@
 //
 //   decode_latency [--caches 256,512,1024,2048,4096] [--tokens 64] [--recompute-tokens 3] [--repeats 3]
 //                  [--dim 256 --layers 4 --heads 4 --kv-heads 2 --vocab 4096] [--chunk 64] [--threads 0]
+//                  [--device cpu|cuda]
 //
 // Cache size L = every token a query attends to: streaming S=4 sinks + W=L-4 recent; window W=L; recompute a fresh
 // forward over the last L tokens per token. Streaming and window are timed through infer::Decoder::feed_last on a
@@ -51,7 +52,7 @@ double time_cached(Decoder& dec, int64_t vocab, int64_t n, int64_t& next_tok) {
   for (int64_t i = 0; i < n; ++i) {
     auto tok = at::full({1, 1}, (next_tok++ * 7919) % vocab, at::kLong);
     auto logits = dec.feed_last(tok);  // [1, V]
-    (void)logits.data_ptr<float>();
+    (void)logits.argmax().item<int64_t>();  // waits for the step (a host sync on a GPU, as a sampler would)
   }
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / n;
 }
@@ -61,6 +62,7 @@ double time_cached(Decoder& dec, int64_t vocab, int64_t n, int64_t& next_tok) {
 int main(int argc, char** argv) {
   std::vector<int64_t> caches = {256, 512, 1024, 2048, 4096};
   int64_t tokens = 64, recompute_tokens = 3, repeats = 3, chunk = 64, threads = 0;
+  std::string device = "cpu";
   ModelConfig mc;  // defaults: dim 256, 4 layers, 4 heads, vocab 4096 (configs/small.yaml's model, n_kv_heads below)
   mc.n_kv_heads = 2;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
     else if (k == "--heads") mc.n_heads = std::stoll(v);
     else if (k == "--kv-heads") mc.n_kv_heads = std::stoll(v);
     else if (k == "--vocab") mc.vocab_size = std::stoll(v);
+    else if (k == "--device") device = v;
     else {
       std::fprintf(stderr, "decode_latency: unknown flag %s\n", k.c_str());
       return 2;
@@ -85,11 +88,12 @@ int main(int argc, char** argv) {
   mc.context_length = *std::max_element(caches.begin(), caches.end());
   at::manual_seed(0);
   Transformer model(mc);
+  model->to(c10::Device(device));
   model->eval();
   torch::NoGradGuard no_grad;
-  std::printf("# model: dim %lld, %lld layers, %lld heads (%lld kv), vocab %lld: %.2fM parameters, fp32, %d threads, "
+  std::printf("# device %s; model: dim %lld, %lld layers, %lld heads (%lld kv), vocab %lld: %.2fM parameters, fp32, %d threads, "
               "chunk %lld, %lld tokens x %lld repeats\n",
-              (long long)mc.dim, (long long)mc.n_layers, (long long)mc.n_heads, (long long)mc.n_kv_heads,
+              device.c_str(), (long long)mc.dim, (long long)mc.n_layers, (long long)mc.n_heads, (long long)mc.n_kv_heads,
               (long long)mc.vocab_size, model->num_parameters() / 1e6, at::get_num_threads(), (long long)chunk,
               (long long)tokens, (long long)repeats);
   std::fflush(stdout);
@@ -102,7 +106,7 @@ int main(int argc, char** argv) {
       dc.window = kind == PolicyKind::kStreaming ? L - 4 : L;
       dc.max_chunk = chunk;
       auto dec = std::make_unique<Decoder>(model, dc, 1);
-      auto fill = at::randint(mc.vocab_size, {1, 2 * L}, at::kLong);
+      auto fill = at::randint(mc.vocab_size, {1, 2 * L}, at::kLong).to(c10::Device(device));
       dec->feed_last(fill);  // full and wrapped
       return dec;
     };
@@ -112,7 +116,7 @@ int main(int argc, char** argv) {
     time_cached(*streaming, mc.vocab_size, 4, next_tok);  // warm-up
     time_cached(*window, mc.vocab_size, 4, next_tok);
     std::vector<double> s_ms, w_ms, r_ms;
-    auto ctx = at::randint(mc.vocab_size, {1, L}, at::kLong);
+    auto ctx = at::randint(mc.vocab_size, {1, L}, at::kLong).to(c10::Device(device));
     model->forward(ctx);  // warm-up
     for (int64_t r = 0; r < repeats; ++r) {  // interleaved, so a noisy neighbour hits all three alike
       s_ms.push_back(time_cached(*streaming, mc.vocab_size, tokens, next_tok));
@@ -120,7 +124,7 @@ int main(int argc, char** argv) {
       const auto t0 = Clock::now();
       for (int64_t i = 0; i < recompute_tokens; ++i) {
         auto last = model->forward(ctx).select(1, L - 1);  // [1, V]: Decoder::step_recompute's work per token
-        (void)last.contiguous().data_ptr<float>();
+        (void)last.argmax().item<int64_t>();
       }
       r_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / recompute_tokens);
     }
