@@ -58,7 +58,9 @@ int main(int argc, char** argv) {
   for (const auto& c : kCommands) {
     if (name != c.name) continue;
     try {
-      return c.run(argc - 1, argv + 1);
+      const int rc = c.run(argc - 1, argv + 1);
+      // CLI11 reports a bad flag with codes 100..127; a usage error is 2, as everywhere else here.
+      return (rc >= 100 && rc < 128) ? 2 : rc;
     } catch (const streamsink::Error& e) {
       std::fprintf(stderr, "streamsink %s: error: %s\n", c.name, e.what());
     } catch (const c10::Error& e) {

@@ -15,7 +15,7 @@ std::string resolve_checkpoint_dir(const std::string& path) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) fail(path, "no such checkpoint or run folder");
   if (fs::exists(fs::path(path) / "config.yaml") && fs::exists(fs::path(path) / "model.safetensors")) return path;
-  for (const fs::path ckpts : {fs::path(path) / "checkpoints", fs::path(path)}) {
+  for (const fs::path& ckpts : {fs::path(path) / "checkpoints", fs::path(path)}) {
     const auto latest = ckpts / "latest";
     if (!fs::exists(latest)) continue;
     std::string name = read_file(latest.string());

@@ -114,7 +114,7 @@ bool wait_for(const std::function<bool()>& cond, pid_t pid, double seconds) {
 // separated by STREAMSINK_FAULT_SLOW_CHECKPOINT_MS), half at a random moment; --resume auto after each.
 TEST(Faults, SigkillAtRandomMomentsThenResumeEqualsTheUninterruptedRunBitForBit) {
   TempDir dir;
-  const int64_t steps = 40;
+  const int64_t steps = 200;  // room for 24 kills however fast the machine trains
   const std::string common = "--set train.steps=" + std::to_string(steps) +
                              " --set train.log_interval=1 --set train.eval_interval=0 --set train.threads=1"
                              " --set train.checkpoint_interval=1 --set train.keep_checkpoints=2";
@@ -148,7 +148,7 @@ TEST(Faults, SigkillAtRandomMomentsThenResumeEqualsTheUninterruptedRunBitForBit)
     } else {
       // A random moment once training runs (start-up takes seconds and is not what this test is about).
       wait_for([&] { return slurp(log).find("\nstep ") != std::string::npos; }, pid, 60);
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 500)(rng)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 300)(rng)));
     }
     kill(pid, SIGKILL);
     const int rc = wait_exit(pid, 30);
