@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -41,6 +42,33 @@ void AtomicFile::commit() {
     std::remove(tmp_.c_str());
     fail(path_, std::string("rename failed: ") + std::strerror(errno));
   }
+}
+
+StagingDir::StagingDir(std::string out, const std::string& what) : out_(std::move(out)) {
+  namespace fs = std::filesystem;
+  if (out_.empty()) throw Error(what + ": no output folder (--out)");
+  if (fs::exists(out_) && !(fs::is_directory(out_) && fs::is_empty(out_)))
+    fail(out_, "already exists and is not empty; remove it or choose another --out");
+  tmp_ = out_ + ".tmp." + std::to_string(getpid());
+  std::error_code ec;
+  fs::remove_all(tmp_, ec);
+  fs::create_directories(tmp_, ec);
+  if (ec) fail(tmp_, "cannot create: " + ec.message());
+}
+
+StagingDir::~StagingDir() {
+  if (committed_) return;
+  std::error_code ec;
+  std::filesystem::remove_all(tmp_, ec);
+}
+
+void StagingDir::commit() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(out_)) fs::remove(out_, ec);  // the empty folder the constructor accepted
+  fs::rename(tmp_, out_, ec);
+  if (ec) fail(out_, "cannot rename the finished folder into place: " + ec.message());
+  committed_ = true;
 }
 
 std::string read_file(const std::string& path) {

@@ -21,6 +21,22 @@ class AtomicFile {
   FILE* f_ = nullptr;
 };
 
+// A folder written whole or not at all: OUT must be absent or an empty folder (never overwrite good data); the
+// files go to path() = OUT.tmp.<pid>, commit() renames it over OUT, and without commit() the destructor removes it.
+class StagingDir {
+ public:
+  StagingDir(std::string out, const std::string& what);  // `what` names the command for messages
+  ~StagingDir();
+  StagingDir(const StagingDir&) = delete;
+  StagingDir& operator=(const StagingDir&) = delete;
+  const std::string& path() const { return tmp_; }
+  void commit();
+
+ private:
+  std::string out_, tmp_;
+  bool committed_ = false;
+};
+
 // Whole-file helpers with errors that name the file.
 std::string read_file(const std::string& path);
 void write_file_atomic(const std::string& path, const std::string& contents);

@@ -20,19 +20,6 @@ using nlohmann::json;
 
 namespace {
 
-// OUT must be absent or an empty folder: an export never overwrites good data.
-std::string staging_dir(const std::string& out) {
-  if (out.empty()) throw Error("export-hf: no output folder (--out)");
-  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
-    fail(out, "already exists and is not empty; remove it or choose another --out");
-  const std::string tmp = out + ".tmp." + std::to_string(::getpid());
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) fail(tmp, "cannot create: " + ec.message());
-  return tmp;
-}
-
 json added_token(const std::string& content) {
   return {{"content", content}, {"lstrip", false}, {"normalized", false},
           {"rstrip", false},    {"single_word", false}, {"special", true}};
@@ -113,8 +100,9 @@ HfExportResult export_hf(const std::string& checkpoint, const std::string& out) 
   TensorMap tensors;
   for (const auto& p : model->named_parameters()) tensors[p.key()] = p.value().detach().to(at::kFloat).contiguous();
 
-  const std::string tmp = staging_dir(out);
-  try {
+  StagingDir stage(out, "export-hf");
+  const std::string tmp = stage.path();
+  {
     save_safetensors(tmp + "/model.safetensors", tensors, {{"format", "pt"}});
     write_file_atomic(tmp + "/config.json", hf_config_json(cfg, tok.bos_id(), tok.eos_id(), tok.pad_id()));
     fs::copy_file(tok_path, tmp + "/tokenizer.model");
@@ -164,14 +152,7 @@ HfExportResult export_hf(const std::string& checkpoint, const std::string& out) 
     if (tok.pad_id() >= 0) gc["pad_token_id"] = tok.pad_id();
     write_file_atomic(tmp + "/generation_config.json", gc.dump(2) + "\n");
 
-    std::error_code ec;
-    if (fs::exists(out)) fs::remove(out, ec);  // the empty folder staging_dir accepted
-    fs::rename(tmp, out, ec);
-    if (ec) fail(out, "cannot rename the finished export into place: " + ec.message());
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
+    stage.commit();
   }
   r.files = {"config.json",           "model.safetensors",       "tokenizer.model",
              "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};

@@ -59,18 +59,6 @@ struct ConfigReader {
   }
 };
 
-std::string staging_dir(const std::string& out) {
-  if (out.empty()) throw Error("import-hf: no output folder (--out)");
-  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
-    fail(out, "already exists and is not empty; remove it or choose another --out");
-  const std::string tmp = out + ".tmp." + std::to_string(::getpid());
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) fail(tmp, "cannot create: " + ec.message());
-  return tmp;
-}
-
 // The tensors (name → shape) a streamsink Transformer with this config has: the HF Llama names.
 std::map<std::string, std::vector<int64_t>> expected_shapes(const ModelConfig& c) {
   std::map<std::string, std::vector<int64_t>> s;
@@ -269,8 +257,9 @@ HfImportResult import_hf(const std::string& model_dir, const std::string& out) {
                     std::to_string(weights.size()) + " unexpected tensors)");
   res.tensors = static_cast<int64_t>(converted.size());
 
-  const std::string tmp = staging_dir(out);
-  try {
+  StagingDir stage(out, "import-hf");
+  const std::string tmp = stage.path();
+  {
     YAML::Node root, m;
     model_config_to_yaml(cfg, m);
     root["model"] = m;
@@ -279,14 +268,7 @@ HfImportResult import_hf(const std::string& model_dir, const std::string& out) {
     save_safetensors(tmp + "/model.safetensors", converted, {{"format", "pt"}});
     converted.clear();
     fs::copy_file(tok_path, tmp + "/tokenizer.model");
-    std::error_code ec;
-    if (fs::exists(out)) fs::remove(out, ec);  // the empty folder staging_dir accepted
-    fs::rename(tmp, out, ec);
-    if (ec) fail(out, "cannot rename the finished checkpoint into place: " + ec.message());
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
+    stage.commit();
   }
   return res;
 }

@@ -8,7 +8,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${OUT:-$root/runs/demo}
-steps=${STEPS:-300}              # optimizer steps per model (configs/small.yaml: 8 x 256 tokens a step)
+steps=${STEPS:-800}              # optimizer steps per model (configs/small.yaml: 8 x 256 tokens a step)
 eval_tokens=${EVAL_TOKENS:-20000}  # tokens of the held-out stream per evaluation
 corpus=/usr/share/doc/linux-doc-6.1/Documentation
 start=$(date +%s)
@@ -36,7 +36,7 @@ W=128   # half the training context (256), as in the paper's Table 3
 for v in none token; do
   phase "train sink=$v ($steps steps)"
   "$ss" train "$root/configs/sink-$v.yaml" --set train.data_dir="$out/data" --set train.steps="$steps" \
-    --out "$out/$v" --resume auto 2>&1 | grep -E '^(# run|# model|# data|step|\[eval\]|\[train\])' 
+    --out "$out/$v" --resume auto 2>&1 | grep --line-buffered -E '^(# run|# model|# data|step|\[eval\]|\[train\])' 
 done
 
 phase "stream the held-out split ($eval_tokens tokens) through each cache"

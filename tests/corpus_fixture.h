@@ -3,10 +3,12 @@
 // the real executable and shared by every suite of a build (made under a temporary name, renamed when complete,
 // so suites running in parallel never see half of it).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -56,6 +58,18 @@ inline std::string prepared_corpus() {
   fs::rename(tmp, root, ec);  // loses the race harmlessly when another suite made it first
   if (ec) fs::remove_all(tmp);
   return (root / "data").string();
+}
+
+// step -> the training record of that step in RUN/metrics.jsonl (lines with "loss" and no "event").
+inline std::map<int64_t, nlohmann::json> training_records(const std::string& run) {
+  std::map<int64_t, nlohmann::json> out;
+  std::ifstream in(run + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("loss") && !j.contains("event")) out[j["step"].get<int64_t>()] = j;
+  }
+  return out;
 }
 
 // configs/tiny.yaml pointed at the fixture corpus, with extra --set flags.

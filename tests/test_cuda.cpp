@@ -19,6 +19,20 @@
 using namespace streamsink;
 using namespace streamsink::testing;
 
+namespace {
+
+// A second model with the CPU model's weights, on the GPU, in eval mode.
+Transformer copy_to_cuda(Transformer& cpu) {
+  Transformer gpu(cpu->config());
+  auto src = cpu->named_parameters();
+  for (auto& p : gpu->named_parameters()) p.value().copy_(src[p.key()]);
+  gpu->to(at::kCUDA);
+  gpu->eval();
+  return gpu;
+}
+
+}  // namespace
+
 #define REQUIRE_CUDA() \
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device in this process"
 
@@ -33,13 +47,7 @@ TEST_P(CudaPerSink, LogitsMatchTheCpuInFp32AndBf16) {
   auto cfg = tiny_config(GetParam());
   Transformer cpu(cfg);
   cpu->eval();
-  Transformer gpu(cfg);
-  {
-    auto src = cpu->named_parameters();
-    for (auto& p : gpu->named_parameters()) p.value().copy_(src[p.key()]);
-  }
-  gpu->to(at::kCUDA);
-  gpu->eval();
+  Transformer gpu = copy_to_cuda(cpu);
   auto x = at::randint(8, cfg.vocab_size, {2, 24}, at::kLong);
   auto ref = cpu->forward(x);
   auto fp32 = gpu->forward(x.to(at::kCUDA)).cpu();
@@ -69,13 +77,7 @@ TEST_P(CudaPerSink, StreamingDecoderMatchesTheCpu) {
   auto cfg = tiny_config(GetParam());
   Transformer cpu(cfg);
   cpu->eval();
-  Transformer gpu(cfg);
-  {
-    auto src = cpu->named_parameters();
-    for (auto& p : gpu->named_parameters()) p.value().copy_(src[p.key()]);
-  }
-  gpu->to(at::kCUDA);
-  gpu->eval();
+  Transformer gpu = copy_to_cuda(cpu);
   DecodeConfig dc;
   dc.policy = PolicyKind::kStreaming;
   dc.sinks = 2;

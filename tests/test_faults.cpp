@@ -28,18 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// step -> the training record of that step (lines with "loss" and no "event").
-std::map<int64_t, nlohmann::json> training_records(const std::string& run) {
-  std::map<int64_t, nlohmann::json> out;
-  std::ifstream in(run + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss") && !j.contains("event")) out[j["step"].get<int64_t>()] = j;
-  }
-  return out;
-}
-
 std::vector<nlohmann::json> events(const std::string& run) {
   std::vector<nlohmann::json> out;
   std::ifstream in(run + "/metrics.jsonl");

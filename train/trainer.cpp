@@ -230,6 +230,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   double window_time = 0;
   int64_t window_tokens = 0;
   int exit_code = 0;
+  bool warned_peak = false;
 
   while (state.step < total_steps) {
     fault::maybe_exit(state.step + 1, dist->rank());  // test-only hook (common/fault_injection.h)
@@ -297,6 +298,11 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
     const double left = (total_steps - state.step) * (window_time / std::max<int64_t>(1, window_tokens / tokens_per_step));
     const bool log_now = state.step % tc.log_interval == 0 || state.step == total_steps;
+    if (main && log_now && mfu > 1.0 && !warned_peak) {
+      std::fprintf(stderr, "\n[train] MFU above 100%%: the peak %.3g FLOP/s (%s) is too low, likely measured while the "
+                   "machine was busy; `streamsink bench-peak` measures it again\n", peak, peak_source.c_str());
+      warned_peak = true;
+    }
     if (main && (tty || log_now)) {
       std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s  MFU %.1f%%  left %s%s",
                    tty ? "\r" : "", static_cast<long long>(state.step), static_cast<long long>(total_steps), loss_v,

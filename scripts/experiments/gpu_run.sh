@@ -108,7 +108,7 @@ train_both() {
     "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set model.sink=$v \
       --set train.steps=$steps --set train.warmup_steps=$(( steps / 10 + 1 )) --set train.eval_interval=$(( steps / 4 + 1 )) \
       --set train.max_seconds=$(( train_s * 12 / 10 )) --out "$work/$v" 2>&1 |
-      grep -E '^(# |step|\[eval\]|\[train\])' | grep -v '^# resolved' | tee -a "$log"
+      grep --line-buffered -E '^(# |step|\[eval\]|\[train\])' | grep --line-buffered -v '^# resolved' | tee -a "$log"
     timing "train_$v" $(( $(date +%s) - s ))
   done
 }

@@ -49,9 +49,9 @@ def main():
 
     with open(a.csv, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["variant", "policy", "sinks", "window", "seed", "ppl", "tokens", "tokens_per_s"])
+        w.writerow(["variant", "sinks", "window", "seed", "ppl", "policy", "tokens", "tokens_per_s"])
         for r in rows:
-            w.writerow([r["variant"], r["policy"], r["sinks"], r["window"], r["seed"], f"{r['ppl']:.4f}", r["tokens"],
+            w.writerow([r["variant"], r["sinks"], r["window"], r["seed"], f"{r['ppl']:.4f}", r["policy"], r["tokens"],
                         f"{r['tok_s']:.1f}"])
 
     cells = collections.defaultdict(list)

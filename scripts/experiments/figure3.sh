@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The paper's Figure 3 at small scale: perplexity against position over a long held-out stream for the dense,
+# window (0+W), sliding-window-with-recompute and streaming (4+(W-4)) caches, for the vanilla and the sink-token
+# model, as PNG plots in results/figure3_<variant>.png.
+#   scripts/experiments/figure3.sh       RUNS: folder with none/ and token/ runs (default runs/demo, from the demo)
+#                                        TOKENS (default 20000), RECOMPUTE_TOKENS (default TOKENS), W (default 128)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/common.sh"
+runs=${RUNS:-$root/runs/demo}
+data=${DATA:-$runs/data}
+tokens=${TOKENS:-20000}
+recompute_tokens=${RECOMPUTE_TOKENS:-$tokens}
+W=${W:-128}
+out=${OUT:-$root/runs/figure3}
+results=${RESULTS:-$root/results}
+mkdir -p "$out" "$results"
+for v in none token; do
+  [ -d "$runs/$v" ] || { echo "figure3: no run $runs/$v (run scripts/demo.sh first, or set RUNS)" >&2; exit 1; }
+  e() { "$ss" eval-stream --checkpoint "$runs/$v" --data "$data" "$@" | tail -1; }
+  e --policy dense --tokens "$tokens" --out "$out/${v}__dense_0+$tokens.nll.jsonl"
+  e --policy window --window "$W" --tokens "$tokens" --out "$out/${v}__window_0+$W.nll.jsonl"
+  e --policy recompute --sinks 0 --window "$W" --tokens "$recompute_tokens" --out "$out/${v}__recompute_0+$W.nll.jsonl"
+  e --policy streaming --sinks 4 --window $((W - 4)) --tokens "$tokens" --out "$out/${v}__streaming_4+$((W - 4)).nll.jsonl"
+  "$py" "$root/scripts/plots/plot_stream.py" "$results/figure3_$v.png" --title "sink=$v: perplexity along the stream" \
+    --train-len 256 "dense=$out/${v}__dense_0+$tokens.nll.jsonl" "window 0+$W=$out/${v}__window_0+$W.nll.jsonl" \
+    "recompute 0+$W=$out/${v}__recompute_0+$W.nll.jsonl" \
+    "streaming 4+$((W - 4))=$out/${v}__streaming_4+$((W - 4)).nll.jsonl"
+done
+"$py" "$root/scripts/plots/stream_report.py" "$out" --md "$results/figure3.md" --csv "$results/figure3.csv"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The paper's headline at small scale: a stream of 4 million tokens through the streaming cache (4+124) of a trained
+# model; perplexity per 100k tokens should stay flat and so should memory. The held-out split is ~100k tokens, so
+# the stream is the test split followed by the validation split, repeated until it is 4M tokens long (written as one
+# llm.c shard); repeats are far apart (> 100k tokens) compared with the 128-token window, so the cache never sees a
+# repeat it could copy from.
+#   scripts/experiments/long_stream.sh     RUN (default runs/demo/none), TOKENS (default 4000000)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/common.sh"
+run=${RUN:-$root/runs/demo/none}
+data=${DATA:-$root/runs/demo/data}
+tokens=${TOKENS:-4000000}
+out=${OUT:-$root/runs/long-stream}
+results=${RESULTS:-$root/results}
+mkdir -p "$out" "$results"
+"$py" - "$data" "$out/stream.bin" "$tokens" <<'PY'
+import glob, sys
+import numpy as np
+data, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+parts = []
+for split in ("test", "val"):
+    for f in sorted(glob.glob(f"{data}/{split}_*.bin")):
+        h = np.fromfile(f, dtype=np.int32, count=256)
+        dt = np.uint16 if h[0] == 20240520 else np.uint32
+        parts.append(np.fromfile(f, dtype=dt, offset=1024)[: h[2]])
+base = np.concatenate(parts)
+stream = np.resize(base, n).astype(base.dtype)
+header = np.zeros(256, dtype=np.int32)
+header[:3] = (20240520 if stream.dtype == np.uint16 else 20240801, 1, n)
+with open(dst, "wb") as f:
+    f.write(header.tobytes()); f.write(stream.tobytes())
+print(f"stream: {n} tokens from {len(base)} held-out tokens repeated {n / len(base):.1f} times -> {dst}")
+PY
+/usr/bin/time -v "$ss" eval-stream --checkpoint "$run" --data "$out/stream.bin" --policy streaming --sinks 4 --window 124 \
+  --block 100000 --out "$out/streaming_4+124.nll.jsonl" 2> "$out/time.txt" | tee "$out/eval.txt" | tail -30
+grep -E "Maximum resident|Elapsed" "$out/time.txt" | tee -a "$out/eval.txt"
+"$py" "$root/scripts/plots/plot_stream.py" "$results/long_stream.png" --smooth 100000 \
+  --title "4+124 streaming cache over $tokens tokens" "streaming 4+124=$out/streaming_4+124.nll.jsonl"
