@@ -1,10 +1,15 @@
 // Helpers shared by the test suites: running the real executable, temporary folders, tiny models.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <initializer_list>
 #include <sys/wait.h>
+
+#include "common/error.h"
 
 namespace streamsink::testing {
 
@@ -46,5 +51,16 @@ class TempDir {
 };
 
 inline std::string source_dir() { return STREAMSINK_SOURCE_DIR; }
+
+// Expects `f` to throw streamsink::Error with a message that contains every one of `parts`.
+template <class F>
+void expect_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace streamsink::testing

@@ -48,15 +48,7 @@ class TokenizerTest : public ::testing::Test {
 TempDir* TokenizerTest::dir_ = nullptr;
 Tokenizer* TokenizerTest::tok_ = nullptr;
 
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
+using streamsink::testing::expect_error;
 
 }  // namespace
 
