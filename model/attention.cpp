@@ -40,12 +40,6 @@ at::Tensor AttentionImpl::sink_logit() const {
 
 namespace {
 
-// rotate_half(x) = [-x2, x1] over the last dim (the RoPE convention of model/rope.h)
-at::Tensor rotate_half(const at::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
-}
-
 // q [B, H, Tq, D] · k [B, Hkv, Tk, D]ᵀ → [B, H, Tq, Tk], sharing each key head among its G query heads. The G query
 // heads of a key head are stacked as rows ([B, Hkv, G·Tq, D]) so one batched matmul per key head reads K in place:
 // broadcasting K over a G axis instead makes at::matmul materialise (copy) the whole key window G times per call.

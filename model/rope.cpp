@@ -13,12 +13,13 @@ std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& positions, int64
   return {angles.cos().to(dtype), angles.sin().to(dtype)};
 }
 
-at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+at::Tensor rotate_half(const at::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
-  auto x1 = x.narrow(-1, 0, half);
-  auto x2 = x.narrow(-1, half, half);
-  auto rotated = at::cat({-x2, x1}, -1);  // rotate_half(x)
-  return x * cos + rotated * sin;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  return x * cos + rotate_half(x) * sin;
 }
 
 }  // namespace streamsink

@@ -13,6 +13,9 @@ namespace streamsink {
 std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& positions, int64_t head_dim, double theta,
                                               at::ScalarType dtype);
 
+// rotate_half(x) = [-x2, x1] over the last dim (x1, x2 its halves).
+at::Tensor rotate_half(const at::Tensor& x);
+
 // x·cos + rotate_half(x)·sin. x [B, H, T, D]; cos/sin broadcastable to it ([T, D] or [B, 1, T, D]).
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
