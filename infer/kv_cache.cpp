@@ -21,10 +21,8 @@ KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t ba
   Wcap_ = policy.kind() == PolicyKind::kDense ? W_ : W_ + max_chunk - 1;
   const int64_t Hkv = model.n_kv_heads, D = model.head_dim(), R = Wcap_ + 1;
   for (int64_t l = 0; l < L_; ++l) {
-    sink_k_.push_back(at::zeros({B_, Hkv, S_, D}, options));  // [B, Hkv, S, D]
-    sink_v_.push_back(at::zeros({B_, Hkv, S_, D}, options));
-    ring_k_.push_back(at::zeros({B_, Hkv, R, D}, options));  // [B, Hkv, R, D]
-    ring_v_.push_back(at::zeros({B_, Hkv, R, D}, options));
+    k_.push_back(at::zeros({B_, Hkv, S_ + R, D}, options));  // [B, Hkv, S + R, D]
+    v_.push_back(at::zeros({B_, Hkv, S_ + R, D}, options));
   }
   ring_pos_host_ = at::full({B_, R}, -1, at::TensorOptions().dtype(at::kLong));  // [B, R]
   ring_pos_ = options.device().is_cpu() ? ring_pos_host_ : ring_pos_host_.to(options.device());
@@ -48,21 +46,20 @@ StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid
   const auto cpu_long = at::TensorOptions().dtype(at::kLong);
   const auto cpu_bool = at::TensorOptions().dtype(at::kBool);
   auto text = at::empty({B_, C}, cpu_long), sinkq = at::empty({B_, C}, cpu_long);  // [B, C]
-  auto win = at::empty({B_, 1, C, R}, cpu_bool), sink = at::empty({B_, 1, C, S_}, cpu_bool);
+  auto mask = at::empty({B_, 1, C, S_ + R}, cpu_bool);  // [B, 1, C, S + R]
   int64_t* tp = text.data_ptr<int64_t>();
   int64_t* qp = sinkq.data_ptr<int64_t>();
-  bool* wm = win.data_ptr<bool>();
-  bool* sm = sink.data_ptr<bool>();
+  bool* mp = mask.data_ptr<bool>();
   int64_t* rpos = ring_pos_host_.data_ptr<int64_t>();  // [B, R], contiguous
   runs_.clear();
   for (int64_t b = 0; b < B_; ++b) {
     const int64_t t0 = seen_[b], nv = valid[b];
     // sink rows: tokens t0.. < S; ring rows: the rest, consecutive slots (t - S) mod Wcap, split at the wrap
     const int64_t n_sink = std::clamp<int64_t>(S_ - t0, 0, nv);
-    if (n_sink > 0) runs_.push_back({b, 0, n_sink, t0, true});
+    if (n_sink > 0) runs_.push_back({b, 0, n_sink, t0});
     for (int64_t c = n_sink; c < nv;) {
       const int64_t slot = (t0 + c - S_) % Wcap_, n = std::min(nv - c, Wcap_ - slot);
-      runs_.push_back({b, c, n, slot, false});
+      runs_.push_back({b, c, n, S_ + slot});
       for (int64_t i = 0; i < n; ++i) rpos[b * R + slot + i] = t0 + c + i;
       c += n;
     }
@@ -70,8 +67,8 @@ StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid
       const int64_t t = t0 + c;
       tp[b * C + c] = t;
       qp[b * C + c] = policy_.sink_query_position(t);
-      bool* wrow = wm + (b * C + c) * R;
-      bool* srow = sm + (b * C + c) * S_;
+      bool* srow = mp + (b * C + c) * (S_ + R);  // the sink columns, then the ring columns
+      bool* wrow = srow + S_;
       if (c < nv) {
         for (int64_t j = 0; j < R; ++j) {
           const int64_t p = rpos[b * R + j];
@@ -89,10 +86,9 @@ StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid
   const auto dev = ring_pos_.device();
   if (!dev.is_cpu()) {
     ring_pos_.copy_(ring_pos_host_, /*non_blocking=*/false);
-    text = text.to(dev), sinkq = sinkq.to(dev), win = win.to(dev), sink = sink.to(dev);
+    text = text.to(dev), sinkq = sinkq.to(dev), mask = mask.to(dev);
   }
-  win_mask_ = win;    // [B, 1, C, R]
-  sink_mask_ = sink;  // [B, 1, C, S]
+  mask_ = mask;  // [B, 1, C, S + R]
   step_C_ = C;
   return StepPositions{text, sinkq};
 }
@@ -104,12 +100,10 @@ CacheView KVCache::append(int64_t layer, const at::Tensor& k_rot, const at::Tens
               " (call begin_step first)");
   // Padding rows are not written at all: no real query sees the scratch slot, and a padded one only reads junk.
   for (const auto& r : runs_) {
-    auto& dk = r.sink ? sink_k_[layer] : ring_k_[layer];
-    auto& dv = r.sink ? sink_v_[layer] : ring_v_[layer];
-    dk.select(0, r.b).narrow(1, r.slot, r.n).copy_(k_rot.select(0, r.b).narrow(1, r.c0, r.n));  // [Hkv, n, D]
-    dv.select(0, r.b).narrow(1, r.slot, r.n).copy_(v.select(0, r.b).narrow(1, r.c0, r.n));
+    k_[layer].select(0, r.b).narrow(1, r.slot, r.n).copy_(k_rot.select(0, r.b).narrow(1, r.c0, r.n));  // [Hkv, n, D]
+    v_[layer].select(0, r.b).narrow(1, r.slot, r.n).copy_(v.select(0, r.b).narrow(1, r.c0, r.n));
   }
-  return CacheView{sink_k_[layer], sink_v_[layer], sink_mask_, ring_k_[layer], ring_v_[layer], win_mask_};
+  return CacheView{k_[layer], v_[layer], mask_, S_};
 }
 
 at::Tensor KVCache::positions() const {
@@ -127,8 +121,7 @@ void KVCache::reset() {
 
 int64_t KVCache::bytes() const {
   int64_t n = ring_pos_.nbytes();
-  for (int64_t l = 0; l < L_; ++l)
-    n += sink_k_[l].nbytes() + sink_v_[l].nbytes() + ring_k_[l].nbytes() + ring_v_[l].nbytes();
+  for (int64_t l = 0; l < L_; ++l) n += k_[l].nbytes() + v_[l].nbytes();
   return n;
 }
 

@@ -5,8 +5,9 @@
 // Shapes: B streams, C new tokens per step, L layers, Hkv key/value heads, D head_dim, S sink slots,
 // R = Wcap + 1 ring slots (Wcap = W + max_chunk - 1, plus one scratch slot for padding), N = R.
 //
-// Layout per layer: sink_k/v [B, Hkv, S, D] and ring_k/v [B, Hkv, R, D]. The token at text position t of stream b
-// lives in sink slot t when t < S, else in ring slot S' = (t - S) mod Wcap. Keys arrive rotated by their text
+// Layout per layer: one k/v buffer [B, Hkv, S + R, D], the S sink slots first and the R ring slots after them, so a
+// step attends over both with one matmul. The token at text position t of stream b lives in slot t when t < S,
+// else in ring slot r = (t - S) mod Wcap, i.e. buffer slot S + r. Keys arrive rotated by their text
 // position and are never re-rotated or moved (model/kv_cache_interface.h explains why): a step writes C slots
 // per stream with plain copies and returns the whole storage with masks. Wcap leaves room so a prefill chunk of
 // up to max_chunk tokens never overwrites a key an earlier query of the same chunk still needs.
@@ -50,19 +51,17 @@ class KVCache : public KVCacheInterface {
   CachePolicy policy_;
   int64_t B_, L_, S_, W_, Wcap_, max_chunk_;
   std::vector<int64_t> seen_;               // per stream
-  std::vector<at::Tensor> sink_k_, sink_v_;  // per layer [B, Hkv, S, D]
-  std::vector<at::Tensor> ring_k_, ring_v_;  // per layer [B, Hkv, R, D]
+  std::vector<at::Tensor> k_, v_;            // per layer [B, Hkv, S + R, D]: sink slots, then ring slots
   at::Tensor ring_pos_;                      // [B, R] int64 text position per ring slot, -1 = empty (device)
   at::Tensor ring_pos_host_;                 // the same on the host (the write plan and masks are made there);
                                              //   on a CPU cache one tensor serves as both
   // This step's write plan and masks, shared by all layers. A stream's new real tokens are consecutive slots
   // (mod Wcap), so each stream writes at most three runs with a plain copy (sinks, ring, ring after the wrap).
   struct Run {
-    int64_t b, c0, n, slot;  // rows c0..c0+n-1 of stream b → slots slot..slot+n-1
-    bool sink;               // sink slots, else ring slots
+    int64_t b, c0, n, slot;  // rows c0..c0+n-1 of stream b → buffer slots slot..slot+n-1
   };
   std::vector<Run> runs_;
-  at::Tensor sink_mask_, win_mask_;  // [B, 1, C, S], [B, 1, C, R] bool
+  at::Tensor mask_;  // [B, 1, C, S + R] bool
   int64_t step_C_ = 0;
 };
 

@@ -46,7 +46,8 @@ namespace {
 at::Tensor gqa_scores(const at::Tensor& q, const at::Tensor& k, double scale) {
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3), Hkv = k.size(1), Tk = k.size(2);
   auto qg = q.reshape({B, Hkv, (H / Hkv) * Tq, D});                  // [B, Hkv, G·Tq, D]
-  auto s = at::matmul(qg, k.transpose(-1, -2)).mul_(scale);          // [B, Hkv, G·Tq, Tk]
+  auto s = at::matmul(qg, k.transpose(-1, -2));                      // [B, Hkv, G·Tq, Tk]
+  if (scale != 1.0) s.mul_(scale);
   return s.view({B, H, Tq, Tk});                                     // [B, H, Tq, Tk]
 }
 
@@ -101,22 +102,20 @@ at::Tensor AttentionImpl::step(const at::Tensor& x, const at::Tensor& cos_t, con
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   const float neg_inf = -std::numeric_limits<float>::infinity();
 
-  // Scores against the window (queries at their text positions) and the sinks (queries at their sink-query
-  // positions: the paper's §3.2 cache positions), then one softmax over both groups. Both query rotations share
-  // rotate_half(q) (RoPE: x·cos + rotate_half(x)·sin).
-  const int64_t S = view.sink_k.defined() ? view.sink_k.size(2) : 0;
-  const auto q_half = rotate_half(q);                                                        // [B, H, C, D]
-  auto s_win = at::where(view.win_mask, gqa_scores(at::addcmul(q * cos_t, q_half, sin_t), view.win_k, scale),
-                         neg_inf);  // [B, H, C, N]
-  at::Tensor scores = s_win;
-  if (S > 0) {
-    auto s_sink = at::where(view.sink_mask,
-                            gqa_scores(at::addcmul(q * cos_s, q_half, sin_s), view.sink_k, scale), neg_inf);  // [B, H, C, S]
-    scores = at::cat({s_sink, s_win}, -1);  // [B, H, C, S + N]: scores only, never keys or values
-  }
-  auto p = softmax_with_sink(at_least_float(scores), sink_logit()).to(v.scalar_type());
-  auto out = gqa_mix(S > 0 ? p.narrow(-1, S, p.size(-1) - S) : p, view.win_v);  // [B, H, C, D]
-  if (S > 0) out.add_(gqa_mix(p.narrow(-1, 0, S), view.sink_v));
+  // Scores against every slot with the queries at their text positions (right for the window), then the S sink
+  // columns rescored with the queries at their sink-query positions (the paper's §3.2 cache positions), one
+  // softmax and one mix over sinks and window together. Both rotations share rotate_half(q) (RoPE: x·cos +
+  // rotate_half(x)·sin).
+  // The 1/√D scale is applied to q ([B, H, C, D]) rather than to the scores ([B, H, C, S + N]).
+  const int64_t S = view.sinks;
+  q = q.mul(scale);
+  const auto q_half = rotate_half(q);                                                      // [B, H, C, D]
+  auto scores = gqa_scores(at::addcmul(q * cos_t, q_half, sin_t), view.k, 1.0);           // [B, H, C, S + N]
+  if (S > 0)
+    scores.narrow(-1, 0, S).copy_(gqa_scores(at::addcmul(q * cos_s, q_half, sin_s), view.k.narrow(2, 0, S), 1.0));
+  scores = at::where(view.mask, scores, neg_inf);
+  auto p = softmax_with_sink(at_least_float(scores), sink_logit()).to(v.scalar_type());  // [B, H, C, S + N]
+  auto out = gqa_mix(p, view.v);                                                          // [B, H, C, D]
   return o_proj->forward(out.transpose(1, 2).reshape({B, C, n_heads_ * head_dim_}));  // [B, C, dim]
 }
 

@@ -10,6 +10,10 @@
 // rotated by j; what moves is the distance from a query to them, so for the sink group the queries are rotated by
 // a second position, `sink_query` (the query's slot in the cache under §3.2, its text position under the
 // `--positions text` ablation). No cached key is ever re-rotated or copied.
+//
+// Why one buffer. The cache hands back sinks and window as one key block (sink slots first), so the step scores
+// and mixes all of it with one matmul each, the same ops a window-only cache costs; only the S sink columns are
+// rescored with the second query rotation (a [C, S] matmul). Sinks are then nearly free per token (issue 8).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -23,10 +27,9 @@ struct StepPositions {
 
 // What the C new queries of one layer may attend to. Every tensor is a view of cache storage (no copies).
 struct CacheView {
-  at::Tensor sink_k, sink_v;  // [B, Hkv, S, D] (S may be 0)
-  at::Tensor sink_mask;       // [B, 1, C, S] bool, true = visible
-  at::Tensor win_k, win_v;    // [B, Hkv, N, D]
-  at::Tensor win_mask;        // [B, 1, C, N] bool, true = visible
+  at::Tensor k, v;     // [B, Hkv, S + N, D]: slots 0..S-1 are the sink group (S may be 0), the rest the window
+  at::Tensor mask;     // [B, 1, C, S + N] bool, true = visible
+  int64_t sinks = 0;   // S
 };
 
 class KVCacheInterface {

@@ -47,14 +47,7 @@ class NaiveDenseCache : public KVCacheInterface {
     auto k_idx = at::arange(total, at::kLong).view({1, total});
     auto visible = (k_idx <= q_idx).view({1, 1, C, total}).expand({B, 1, C, total});
     const int64_t S = std::min(n_sink_, total);
-    CacheView out;
-    out.sink_k = K.narrow(2, 0, S);
-    out.sink_v = V.narrow(2, 0, S);
-    out.sink_mask = visible.narrow(3, 0, S);
-    out.win_k = K.narrow(2, S, total - S);
-    out.win_v = V.narrow(2, S, total - S);
-    out.win_mask = visible.narrow(3, S, total - S);
-    return out;
+    return CacheView{K, V, visible, S};
   }
 
  private:

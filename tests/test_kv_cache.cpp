@@ -102,9 +102,7 @@ class SlotReference : public KVCacheInterface {
     auto k = apply_rope(k_[layer].index_select(2, idx), cs, ss);  // [1, Hkv, n_sel, D]
     auto vv = v_[layer].index_select(2, idx);
     const auto n = static_cast<int64_t>(sel_.size());
-    auto none = k.narrow(2, 0, 0);
-    auto bool_opts = at::TensorOptions().dtype(at::kBool);
-    return CacheView{none, none, at::zeros({1, 1, 1, 0}, bool_opts), k, vv, at::ones({1, 1, 1, n}, bool_opts)};
+    return CacheView{k, vv, at::ones({1, 1, 1, n}, at::TensorOptions().dtype(at::kBool)), /*sinks=*/0};
   }
 
  private:

@@ -9,7 +9,11 @@
 // forward over the last L tokens per token. Streaming and window are timed through infer::Decoder::feed_last on a
 // cache that is full and has wrapped (fed 2L tokens in chunks of --chunk first); recompute is timed as the forward
 // over L tokens that Decoder's recompute step runs for every token once its window is full (filling it through the
-// Decoder would cost L such forwards). Each figure is the median over --repeats rounds of the mean per-token time.
+// Decoder would cost L such forwards). Each ms figure is the median over --repeats rounds of the mean per-token time;
+// streaming_vs_window is the median over paired blocks of 8 tokens (streaming and window alternating) of their
+// time ratio, minus one: the side-by-side figure, far less noisy on a shared machine than a ratio of two medians;
+// streaming_vs_window_cpu is the same in thread CPU time (meaningful with --threads 1, where every op runs on the
+// calling thread), which also leaves out the time other processes hold the core.
 // Prints one line per cache size:  cache=4096 streaming_ms=... window_ms=... recompute_ms=... ratio=...
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -17,6 +21,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -31,6 +36,7 @@ using namespace streamsink;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr int64_t kBlock = 8;  // tokens per timed block in the streaming/window pairs
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -46,15 +52,27 @@ std::vector<int64_t> parse_list(const std::string& s) {
   return out;
 }
 
-// Mean ms per token of `n` single-token steps on a decoder whose cache is already full.
-double time_cached(Decoder& dec, int64_t vocab, int64_t n, int64_t& next_tok) {
+// CPU time of the calling thread, ms: with one intra-op thread every op runs on it, so unlike wall time this
+// leaves out the time a busy neighbour holds the core.
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+// Mean ms per token of `n` single-token steps on a decoder whose cache is already full; `cpu_ms` gets the same
+// in thread CPU time.
+double time_cached(Decoder& dec, int64_t vocab, int64_t n, int64_t& next_tok, double* cpu_ms = nullptr) {
+  const double c0 = thread_cpu_ms();
   const auto t0 = Clock::now();
   for (int64_t i = 0; i < n; ++i) {
     auto tok = at::full({1, 1}, (next_tok++ * 7919) % vocab, at::kLong);
     auto logits = dec.feed_last(tok);  // [1, V]
     (void)logits.argmax().item<int64_t>();  // waits for the step (a host sync on a GPU, as a sampler would)
   }
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / n;
+  const double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / n;
+  if (cpu_ms) *cpu_ms = (thread_cpu_ms() - c0) / n;
+  return wall;
 }
 
 }  // namespace
@@ -83,6 +101,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "decode_latency: unknown flag %s\n", k.c_str());
       return 2;
     }
+  }
+  if (tokens < kBlock) {
+    std::fprintf(stderr, "decode_latency: --tokens must be at least %lld\n", (long long)kBlock);
+    return 2;
   }
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
   mc.context_length = *std::max_element(caches.begin(), caches.end());
@@ -115,12 +137,28 @@ int main(int argc, char** argv) {
     int64_t next_tok = 1;
     time_cached(*streaming, mc.vocab_size, 4, next_tok);  // warm-up
     time_cached(*window, mc.vocab_size, 4, next_tok);
-    std::vector<double> s_ms, w_ms, r_ms;
+    std::vector<double> s_ms, w_ms, r_ms, pair_ratio, pair_ratio_cpu;
     auto ctx = at::randint(mc.vocab_size, {1, L}, at::kLong).to(c10::Device(device));
     model->forward(ctx);  // warm-up
     for (int64_t r = 0; r < repeats; ++r) {  // interleaved, so a noisy neighbour hits all three alike
-      s_ms.push_back(time_cached(*streaming, mc.vocab_size, tokens, next_tok));
-      w_ms.push_back(time_cached(*window, mc.vocab_size, tokens, next_tok));
+      // Streaming and window alternate in blocks of kBlock tokens (order flipped every pair, against drift); each
+      // pair's ratio is one paired sample of streaming / window, immune to noise slower than a block.
+      double s_sum = 0, w_sum = 0;
+      for (int64_t i = 0; i < tokens / kBlock; ++i) {
+        double s_blk, w_blk, s_cpu, w_cpu;
+        if (i % 2 == 0) {
+          s_blk = time_cached(*streaming, mc.vocab_size, kBlock, next_tok, &s_cpu);
+          w_blk = time_cached(*window, mc.vocab_size, kBlock, next_tok, &w_cpu);
+        } else {
+          w_blk = time_cached(*window, mc.vocab_size, kBlock, next_tok, &w_cpu);
+          s_blk = time_cached(*streaming, mc.vocab_size, kBlock, next_tok, &s_cpu);
+        }
+        s_sum += s_blk, w_sum += w_blk;
+        pair_ratio.push_back(s_blk / w_blk);
+        pair_ratio_cpu.push_back(s_cpu / w_cpu);
+      }
+      s_ms.push_back(s_sum / (tokens / kBlock));
+      w_ms.push_back(w_sum / (tokens / kBlock));
       const auto t0 = Clock::now();
       for (int64_t i = 0; i < recompute_tokens; ++i) {
         auto last = model->forward(ctx).select(1, L - 1);  // [1, V]: Decoder::step_recompute's work per token
@@ -133,9 +171,10 @@ int main(int argc, char** argv) {
       return (*std::max_element(v.begin(), v.end()) - *std::min_element(v.begin(), v.end())) / median(v);
     };
     std::printf("cache=%lld streaming_ms=%.4f window_ms=%.4f recompute_ms=%.3f ratio=%.1f streaming_vs_window=%+.1f%% "
-                "spread=%.0f%%/%.0f%%/%.0f%%\n",
-                (long long)L, s, w, rc, rc / s, 100 * (s / w - 1), 100 * spread(s_ms), 100 * spread(w_ms),
-                100 * spread(r_ms));
+                "streaming_vs_window_cpu=%+.1f%% pairs=%zu spread=%.0f%%/%.0f%%/%.0f%%\n",
+                (long long)L, s, w, rc, rc / s, 100 * (median(pair_ratio) - 1), 100 * (median(pair_ratio_cpu) - 1),
+                pair_ratio.size(), 100 * spread(s_ms),
+                100 * spread(w_ms), 100 * spread(r_ms));
     std::fflush(stdout);
   }
   return 0;
