@@ -43,6 +43,17 @@ std::string format_double(double v) {
   return s;
 }
 
+std::string parse_text(const std::string& s, const std::string& where) {
+  for (const unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) {
+      char code[8];
+      std::snprintf(code, sizeof code, "0x%02x", c);
+      throw Error(where + ": the value holds a control character (byte " + code +
+                  (c == '\r' ? ", a carriage return: Windows line endings?" : "") + ")");
+    }
+  return s;
+}
+
 void apply_yaml_map(const YAML::Node& node, const std::string& where,
                     const std::function<bool(const std::string&, const std::string&, const std::string&)>& set_key) {
   if (!node || node.IsNull()) return;

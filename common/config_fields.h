@@ -15,6 +15,9 @@ namespace streamsink {
 int64_t parse_int(const std::string& s, const std::string& where);
 double parse_double(const std::string& s, const std::string& where);
 bool parse_bool(const std::string& s, const std::string& where);
+// A text value (a path, a name): any byte below 0x20 or 0x7f is an error. A stray carriage return (a file edited with
+// Windows line endings) would otherwise end up inside a path, and not survive the resolved config's round trip.
+std::string parse_text(const std::string& s, const std::string& where);
 
 template <class C>
 struct Field {
@@ -41,7 +44,7 @@ Field<C> bool_field(const std::string& key, bool C::*m) {
 }
 template <class C>
 Field<C> string_field(const std::string& key, std::string C::*m) {
-  return {key, [m](C& c, const std::string& v, const std::string&) { c.*m = v; },
+  return {key, [m](C& c, const std::string& v, const std::string& w) { c.*m = parse_text(v, w); },
           [m](const C& c) { return c.*m; }};
 }
 

@@ -122,6 +122,8 @@ std::vector<Case> cases() {
       yaml_case("yaml_int_overflow", yaml_with("", "  tokens: 99999999999999999999999\n"), {"tokens"}),
       yaml_case("yaml_float_for_int", yaml_with("  dim: 64.5\n", ""), {"dim"}),
       yaml_case("yaml_nested_value", yaml_with("", "  lr: {a: 1}\n"), {"lr"}),
+      yaml_case("yaml_control_char_in_path", yaml_with("", "  tokenizer: tok\r   # a lone CR\n"),
+                {"key 'tokenizer'", "control character"}),  // found by fuzz_config: a lone CR broke the round trip
       yaml_case("yaml_keep_zero", yaml_with("", "  keep_checkpoints: 0\n"), {"train.keep_checkpoints"}),
       {"set_bad_value", none, "train {CFG} --set train.steps=abc --out {D}/run", {"train.steps", "abc"}},
       {"set_unknown_key", none, "train {CFG} --set train.nope=1 --out {D}/run", {"train.nope"}},
