@@ -1,19 +1,39 @@
 # Shared by the experiment scripts (sourced): the built executable, the Python with plotting, and the default
 # corpus prepared once (the Linux kernel docs, 4096-piece tokenizer) under $DATA_ROOT (default runs/kernel-docs).
+# STREAMSINK_BIN=PATH uses an already built executable: no set-up, no build (build/ is left alone); the Python is
+# then $STREAMSINK_PYTHON, else the set-up's venv if there is one, else python3.
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-"$root/scripts/setup.sh" --corpus >/dev/null
-"$root/scripts/build.sh" "$root/build" >/dev/null
-source "$("$root/scripts/setup.sh" --print-env)"
-ss="$root/build/streamsink"
-py="$STREAMSINK_PYTHON"
+if [ -n "${STREAMSINK_BIN:-}" ]; then
+  [ -x "$STREAMSINK_BIN" ] || { echo "common.sh: STREAMSINK_BIN=$STREAMSINK_BIN is not an executable" >&2; exit 1; }
+  ss=$STREAMSINK_BIN
+  if [ -z "${STREAMSINK_PYTHON:-}" ] && [ -f "$("$root/scripts/setup.sh" --print-env)" ]; then
+    source "$("$root/scripts/setup.sh" --print-env)"
+  fi
+  py=${STREAMSINK_PYTHON:-python3}
+else
+  "$root/scripts/setup.sh" --corpus >/dev/null
+  "$root/scripts/build.sh" "$root/build" >/dev/null
+  source "$("$root/scripts/setup.sh" --print-env)"
+  ss="$root/build/streamsink"
+  py="$STREAMSINK_PYTHON"
+fi
 
-# prepare_corpus DIR: tokenizer + shards of the kernel docs in DIR/data (reused when complete).
+# prepare_corpus DIR [VOCAB]: tokenizer (VOCAB pieces, default 4096) + shards in DIR/data (reused when complete).
+# The text: $CORPUS, one or more files or folders separated by white space (default: the kernel docs);
+# $SPLIT_FRACTION of the documents (default 0.005) go to each of val and test.
 prepare_corpus() {
-  local dir=$1 corpus=/usr/share/doc/linux-doc-6.1/Documentation
+  local dir=$1 vocab=${2:-4096} split=${SPLIT_FRACTION:-0.005} c
+  local -a corpus
+  read -r -d '' -a corpus <<< "${CORPUS:-/usr/share/doc/linux-doc-6.1/Documentation}" || true
   if [ -f "$dir/data/manifest.json" ]; then return; fi
+  for c in "${corpus[@]}"; do
+    [ -e "$c" ] || { echo "prepare_corpus: corpus path $c does not exist (scripts/setup.sh --corpus installs the" \
+                          "kernel docs; or set CORPUS)" >&2; return 1; }
+  done
   mkdir -p "$dir"
-  "$ss" tokenizer train --input "$corpus" --vocab-size 4096 --max-sentences 200000 --out "$dir/tokenizer.model" 2>&1 |
+  "$ss" tokenizer train --input "${corpus[@]}" --vocab-size "$vocab" --max-sentences 200000 --out "$dir/tokenizer.model" 2>&1 |
     grep -v "LOG(INFO)" | tail -2
-  "$ss" data prepare --tokenizer "$dir/tokenizer.model" --input "$corpus" --out "$dir/data" 2>&1 | tail -2
+  "$ss" data prepare --tokenizer "$dir/tokenizer.model" --input "${corpus[@]}" --out "$dir/data" \
+    --val-fraction "$split" --test-fraction "$split" 2>&1 | tail -2
   cp "$dir/tokenizer.model" "$dir/data/tokenizer.model"
 }

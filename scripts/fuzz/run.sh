@@ -29,6 +29,10 @@ cmake --build "$build" -j "${STREAMSINK_JOBS:-$(nproc)}" || exit 1
 # Seeds: the repository's configs, and small valid shards and safetensors files.
 mkdir -p "$build/corpus"/{config,shard,safetensors}
 cp "$root"/configs/*.yaml "$build/corpus/config/" 2>/dev/null
+# Inputs that once crashed a target (fixed since) are seeds too, so every run replays them first.
+for t in config shard safetensors; do
+  [ -d "$root/scripts/fuzz/regressions/$t" ] && cp "$root/scripts/fuzz/regressions/$t"/* "$build/corpus/$t/"
+done
 python3 - "$build/corpus" <<'PY'
 import json, os, struct, sys
 out = sys.argv[1]

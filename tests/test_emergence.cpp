@@ -1,0 +1,105 @@
+// ctest-labels: integration slow
+// Rehearses scripts/experiments/emergence.sh with scripts/experiments/emergence-quick.conf (two tiny runs of a few
+// seconds, one per tokenizer, on a synthetic corpus): the CSV holds one row per evaluation x layer that the
+// trainer logged (its metrics.jsonl is the oracle), the Markdown a verdict per run, and the plot is a PNG.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "tests/corpus_fixture.h"
+
+using namespace streamsink::testing;
+
+namespace {
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string part;
+  while (std::getline(in, part, sep)) out.push_back(part);
+  return out;
+}
+
+// The evaluation records (step -> record) of RUN/metrics.jsonl.
+std::map<int64_t, nlohmann::json> eval_records(const std::string& run) {
+  std::map<int64_t, nlohmann::json> out;
+  std::ifstream in(run + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("val_loss")) out[j["step"].get<int64_t>()] = j;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(EmergenceStudy, QuickConfWritesOneRowPerEvalAndLayerAVerdictPerRunAndAPlot) {
+  TempDir dir;
+  write_synthetic_corpus(dir.path() / "text", 60, 40);
+  const std::string out = dir.str() + "/out", res = dir.str() + "/results";
+  const std::string cmd = "CORPUS=" + dir.str() + "/text OUT=" + out + " RESULTS=" + res +
+                          " STREAMSINK_BIN=" + STREAMSINK_BINARY + " bash " + source_dir() +
+                          "/scripts/experiments/emergence.sh " + source_dir() +
+                          "/scripts/experiments/emergence-quick.conf > " + dir.str() + "/log.txt 2>&1";
+  const int rc = std::system(cmd.c_str());
+  const std::string log = streamsink::read_file(dir.str() + "/log.txt");
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("# emergence study:"), std::string::npos) << log;  // the resolved settings
+  EXPECT_NE(log.find("criterion:"), std::string::npos) << log;          // the summary
+
+  const auto lines = split(streamsink::read_file(res + "/emergence.csv"), '\n');
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines[0], "run,step,tokens,layer,first_share,window_loss,sink4_loss,sink_window,val_loss");
+  std::map<std::string, std::map<int64_t, std::vector<std::vector<std::string>>>> rows;  // run -> step -> rows
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (lines[i].empty()) continue;
+    auto f = split(lines[i], ',');
+    ASSERT_EQ(f.size(), 9u) << lines[i];
+    rows[f[0]][std::stoll(f[1])].push_back(f);
+  }
+  const std::vector<std::string> runs = {"tiny-sp512", "tiny-bytes-lr3x"};
+  ASSERT_EQ(rows.size(), runs.size());
+  for (const auto& run : runs) {
+    SCOPED_TRACE(run);
+    const auto evals = eval_records(out + "/" + run);
+    ASSERT_FALSE(evals.empty());
+    ASSERT_EQ(rows[run].size(), evals.size());  // every evaluation the trainer logged, no more
+    for (const auto& [step, rec] : evals) {
+      const auto& r = rows[run][step];
+      const auto& shares = rec["sink_first_share"];
+      ASSERT_EQ(r.size(), shares.size()) << "one row per layer at step " << step;
+      for (size_t layer = 0; layer < r.size(); ++layer) {
+        EXPECT_EQ(std::stoll(r[layer][2]), step * 8 * 64);  // tiny.yaml: 8 x 64 tokens a step
+        EXPECT_EQ(std::stoll(r[layer][3]), static_cast<int64_t>(layer));
+        EXPECT_NEAR(std::stod(r[layer][4]), shares[layer].get<double>(), 1e-5);
+        EXPECT_NEAR(std::stod(r[layer][5]), rec["window_loss"].get<double>(), 1e-4);
+        EXPECT_NEAR(std::stod(r[layer][6]), rec["sink4_loss"].get<double>(), 1e-4);
+        EXPECT_EQ(std::stoll(r[layer][7]), 32);  // W = seq_len / 2
+        EXPECT_NEAR(std::stod(r[layer][8]), rec["val_loss"].get<double>(), 1e-4);
+      }
+    }
+  }
+
+  const std::string md = streamsink::read_file(res + "/emergence.md");
+  EXPECT_NE(md.find("## The criterion"), std::string::npos) << md;
+  for (const auto& run : runs) {
+    const auto at = md.find("- **" + run + "**: ");
+    ASSERT_NE(at, std::string::npos) << run << "\n" << md;
+    const std::string verdict = md.substr(at, md.find('\n', at) - at);
+    bool named = false;
+    for (const char* v : {"**: sink after", "**: attention only after", "**: loss gap only after", "**: no sink after"})
+      named = named || verdict.find(v) != std::string::npos;
+    EXPECT_TRUE(named) << verdict;
+  }
+
+  const std::string png = streamsink::read_file(res + "/emergence.png");
+  ASSERT_GT(png.size(), 1000u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+}
