@@ -292,7 +292,9 @@ void expect_survivor_names_lost_rank(const std::string& mode, int victim) {
   EXPECT_NE(dead.exit_code, 0) << dead.output;
   EXPECT_EQ(alive.exit_code, 3) << alive.output;
   EXPECT_NE(alive.output.find("ERROR: distributed"), std::string::npos) << alive.output;
-  EXPECT_NE(alive.output.find("on rank " + std::to_string(survivor) + " of 2"), std::string::npos) << alive.output;
+  // "... on rank R of 2" when the victim dies at the survivor's first collective, "rank R of 2 could not connect
+  // its gloo process group" when it dies first, while the survivor is still connecting (seen under ASan's timing).
+  EXPECT_NE(alive.output.find("rank " + std::to_string(survivor) + " of 2"), std::string::npos) << alive.output;
   EXPECT_NE(alive.output.find("lost rank " + std::to_string(victim)), std::string::npos) << alive.output;
   // The error comes within the timeout (plus the short liveness check), never a hang.
   const auto at = alive.output.find("ELAPSED_MS ");
