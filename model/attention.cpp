@@ -92,7 +92,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
 }
 
 at::Tensor AttentionImpl::step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t,
-                               const at::Tensor& cos_s, const at::Tensor& sin_s, KVCacheInterface& cache,
+                               const at::Tensor& cos_q, const at::Tensor& sin_q, KVCacheInterface& cache,
                                int64_t layer) {
   const int64_t B = x.size(0), C = x.size(1);
   auto q = q_proj->forward(x).view({B, C, n_heads_, head_dim_}).transpose(1, 2);     // [B, H, C, D]
@@ -104,15 +104,21 @@ at::Tensor AttentionImpl::step(const at::Tensor& x, const at::Tensor& cos_t, con
 
   // Scores against every slot with the queries at their text positions (right for the window), then the S sink
   // columns rescored with the queries at their sink-query positions (the paper's §3.2 cache positions), one
-  // softmax and one mix over sinks and window together. Both rotations share rotate_half(q) (RoPE: x·cos +
-  // rotate_half(x)·sin).
-  // The 1/√D scale is applied to q ([B, H, C, D]) rather than to the scores ([B, H, C, S + N]).
+  // softmax and one mix over sinks and window together. With sinks, both query rotations come out of one
+  // mul + addcmul over the stacked tables (RoPE: x·cos + rotate_half(x)·sin), so the sinks cost two small ops per
+  // layer over a window-only cache: the [C, S] score matmul and its copy. The 1/√D scale is applied to q
+  // ([B, H, C, D]) rather than to the scores ([B, H, C, S + N]).
   const int64_t S = view.sinks;
   q = q.mul(scale);
-  const auto q_half = rotate_half(q);                                                      // [B, H, C, D]
-  auto scores = gqa_scores(at::addcmul(q * cos_t, q_half, sin_t), view.k, 1.0);           // [B, H, C, S + N]
-  if (S > 0)
-    scores.narrow(-1, 0, S).copy_(gqa_scores(at::addcmul(q * cos_s, q_half, sin_s), view.k.narrow(2, 0, S), 1.0));
+  const auto q_half = rotate_half(q);  // [B, H, C, D]
+  at::Tensor scores;                   // [B, H, C, S + N]
+  if (S == 0) {
+    scores = gqa_scores(at::addcmul(q * cos_t, q_half, sin_t), view.k, 1.0);
+  } else {
+    auto q2 = at::addcmul(q.unsqueeze(-2) * cos_q, q_half.unsqueeze(-2), sin_q);  // [B, H, C, 2, D]
+    scores = gqa_scores(q2.select(-2, 0), view.k, 1.0);                             // text rotation: every slot
+    scores.narrow(-1, 0, S).copy_(gqa_scores(q2.select(-2, 1), view.k.narrow(2, 0, S), 1.0));  // sink columns
+  }
   scores = at::where(view.mask, scores, neg_inf);
   auto p = softmax_with_sink(at_least_float(scores), sink_logit()).to(v.scalar_type());  // [B, H, C, S + N]
   auto out = gqa_mix(p, view.v);                                                          // [B, H, C, D]

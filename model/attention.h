@@ -55,10 +55,11 @@ class AttentionImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, AttentionProbe* probe,
                      const AttentionWindow* window = nullptr);
 
-  // Decode step over a KV cache. x [B, C, dim]; (cos_t, sin_t) for the text positions and (cos_s, sin_s) for
-  // the sink-query positions, each [B, 1, C, D]. Returns [B, C, dim].
-  at::Tensor step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t, const at::Tensor& cos_s,
-                  const at::Tensor& sin_s, KVCacheInterface& cache, int64_t layer);
+  // Decode step over a KV cache. x [B, C, dim]; (cos_t, sin_t) [B, 1, C, D] for the text positions (keys, and
+  // queries against the window); (cos_q, sin_q) [B, 1, C, 2, D] for the queries' two rotations, the text and the
+  // sink-query positions stacked (model/kv_cache_interface.h says why two). Returns [B, C, dim].
+  at::Tensor step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t, const at::Tensor& cos_q,
+                  const at::Tensor& sin_q, KVCacheInterface& cache, int64_t layer);
 
   // The variant's extra logit as [1, H, 1, 1], or undefined for none/token.
   at::Tensor sink_logit() const;

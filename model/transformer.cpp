@@ -23,9 +23,9 @@ at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& cos, const 
 }
 
 at::Tensor BlockImpl::step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t,
-                           const at::Tensor& cos_s, const at::Tensor& sin_s, KVCacheInterface& cache,
+                           const at::Tensor& cos_q, const at::Tensor& sin_q, KVCacheInterface& cache,
                            int64_t layer) {
-  auto h = x + self_attn->step(input_layernorm->forward(x), cos_t, sin_t, cos_s, sin_s, cache, layer);
+  auto h = x + self_attn->step(input_layernorm->forward(x), cos_t, sin_t, cos_q, sin_q, cache, layer);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -94,12 +94,12 @@ at::Tensor TransformerImpl::loss(const at::Tensor& logits, const at::Tensor& tar
 at::Tensor TransformerImpl::step(const at::Tensor& tokens, const StepPositions& pos, KVCacheInterface& cache) {
   auto h = embed_tokens_->forward(tokens);  // [B, C, dim]
   const auto dt = h.scalar_type();
-  auto [cos_t, sin_t] = rope_tables(pos.text, cfg_.head_dim(), cfg_.rope_theta, dt);        // [B, C, D]
-  auto [cos_s, sin_s] = rope_tables(pos.sink_query, cfg_.head_dim(), cfg_.rope_theta, dt);  // [B, C, D]
-  cos_t = cos_t.unsqueeze(1), sin_t = sin_t.unsqueeze(1);  // [B, 1, C, D]: broadcast over heads
-  cos_s = cos_s.unsqueeze(1), sin_s = sin_s.unsqueeze(1);
+  // One table lookup for both query positions: [B, C, 2] (text, sink query) → cos/sin [B, C, 2, D].
+  auto [cos_q, sin_q] = rope_tables(at::stack({pos.text, pos.sink_query}, -1), cfg_.head_dim(), cfg_.rope_theta, dt);
+  cos_q = cos_q.unsqueeze(1), sin_q = sin_q.unsqueeze(1);                  // [B, 1, C, 2, D]: broadcast over heads
+  const auto cos_t = cos_q.select(-2, 0), sin_t = sin_q.select(-2, 0);  // [B, 1, C, D]: text positions
   for (size_t i = 0; i < blocks_.size(); ++i)
-    h = blocks_[i]->step(h, cos_t, sin_t, cos_s, sin_s, cache, static_cast<int64_t>(i));
+    h = blocks_[i]->step(h, cos_t, sin_t, cos_q, sin_q, cache, static_cast<int64_t>(i));
   h = norm_->forward(h);
   auto logits = lm_head_ ? lm_head_->forward(h) : at::linear(h, embed_tokens_->weight);  // [B, C, V]
   return at_least_float(logits);

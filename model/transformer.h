@@ -23,8 +23,8 @@ class BlockImpl : public torch::nn::Module {
   explicit BlockImpl(const ModelConfig& cfg);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, AttentionProbe* probe,
                      const AttentionWindow* window);
-  at::Tensor step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t, const at::Tensor& cos_s,
-                  const at::Tensor& sin_s, KVCacheInterface& cache, int64_t layer);
+  at::Tensor step(const at::Tensor& x, const at::Tensor& cos_t, const at::Tensor& sin_t, const at::Tensor& cos_q,
+                  const at::Tensor& sin_q, KVCacheInterface& cache, int64_t layer);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
