@@ -52,6 +52,15 @@ class TempDir {
 
 inline std::string source_dir() { return STREAMSINK_SOURCE_DIR; }
 
+// The set-up's Python (scripts/setup.sh): $STREAMSINK_PYTHON, else $STREAMSINK_CACHE/venv, else
+// ~/.cache/streamsink/venv. It may not exist; callers check.
+inline std::string venv_python() {
+  if (const char* p = std::getenv("STREAMSINK_PYTHON"); p && *p) return p;
+  if (const char* c = std::getenv("STREAMSINK_CACHE"); c && *c) return std::string(c) + "/venv/bin/python";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "") + "/.cache/streamsink/venv/bin/python";
+}
+
 // Expects `f` to throw streamsink::Error with a message that contains every one of `parts`.
 template <class F>
 void expect_error(F&& f, std::initializer_list<std::string> parts) {

@@ -103,3 +103,46 @@ TEST(EmergenceStudy, QuickConfWritesOneRowPerEvalAndLayerAVerdictPerRunAndAPlot)
   ASSERT_GT(png.size(), 1000u);
   EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
 }
+
+// The verdict against runs whose metrics are made up so that the answer is known: at T = 256 uniform causal
+// attention gives the first position (H(256) - 1) / 255 = 2.0% (the mean over queries t = 1..255 of 1/(t+1)), so the
+// attention bar at 5x is 10.0%; the loss bar is window > 4 sinks by 1%. Only the last evaluation decides.
+TEST(EmergenceStudy, VerdictFollowsTheStatedCriterionOnRunsWithKnownMetrics) {
+  TempDir dir;
+  struct Run {
+    std::string name;
+    double share, window_loss;  // last evaluation: the strongest layer's share; window loss (4-sink loss is 4.0)
+    std::string verdict;
+  };
+  const std::vector<Run> runs = {{"both", 0.30, 4.20, "sink after"},
+                                 {"attention", 0.30, 4.02, "attention only after"},  // +0.5%: under the bar
+                                 {"gap", 0.09, 4.20, "loss gap only after"},         // 4.5x uniform: under the bar
+                                 {"neither", 0.02, 4.00, "no sink after"}};
+  std::string args;
+  for (const auto& r : runs) {
+    const std::string d = dir.str() + "/" + r.name;
+    std::filesystem::create_directories(d);
+    streamsink::write_file_atomic(d + "/config.yaml",
+                                  "model:\n  sink: none\ntrain:\n  batch_size: 8\n  seq_len: 256\n  steps: 20\n");
+    nlohmann::json train = {{"step", 10}, {"loss", 5.0}, {"tokens_seen", 20480}};
+    // The first evaluation shows a sink in every run: the verdict must come from the last one.
+    nlohmann::json e1 = {{"step", 10}, {"val_loss", 5.0}, {"sink_first_share", {0.5, 0.5}}, {"window_loss", 5.0},
+                         {"sink4_loss", 4.0}, {"sink_window", 128}};
+    nlohmann::json e2 = {{"step", 20}, {"val_loss", 4.5}, {"sink_first_share", {0.01, r.share}},
+                         {"window_loss", r.window_loss}, {"sink4_loss", 4.0}, {"sink_window", 128}};
+    streamsink::write_file_atomic(d + "/metrics.jsonl", train.dump() + "\n" + e1.dump() + "\n" + e2.dump() + "\n");
+    args += " " + r.name + "=" + d;
+  }
+  const std::string res = dir.str() + "/res";
+  const std::string cmd = "'" + venv_python() + "' " + source_dir() + "/scripts/plots/emergence_plot.py" + args +
+                          " --csv " + res + "/e.csv --md " + res + "/e.md --png " + res + "/e.png > " + dir.str() +
+                          "/log.txt 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << streamsink::read_file(dir.str() + "/log.txt");
+  const std::string md = streamsink::read_file(res + "/e.md");
+  EXPECT_NE(md.find("2.0% at T = 256"), std::string::npos) << md;  // the uniform share, closed form above
+  for (const auto& r : runs) {
+    const auto at = md.find("- **" + r.name + "**: ");
+    ASSERT_NE(at, std::string::npos) << r.name << "\n" << md;
+    EXPECT_EQ(md.substr(at, md.find('\n', at) - at).find("**: " + r.verdict), 4 + r.name.size()) << md;
+  }
+}

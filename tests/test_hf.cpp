@@ -100,16 +100,10 @@ std::string random_token_checkpoint(const std::string& dir) {
   return dir;
 }
 
-std::string python() {
-  if (const char* p = std::getenv("STREAMSINK_PYTHON"); p && *p) return p;
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : "") + "/.cache/streamsink/venv/bin/python";
-}
-
 // Empty when transformers, sentencepiece, protobuf and torch import; otherwise the reason.
 std::string python_unavailable() {
   static const std::string why = [] {
-    const std::string py = python();
+    const std::string py = streamsink::testing::venv_python();
     if (!fs::exists(py)) return "no Python at " + py + " (set STREAMSINK_PYTHON or run scripts/setup.sh)";
     auto r = streamsink::testing::RunResult{-1, {}};
     FILE* p = popen(("'" + py + "' -c 'import transformers, sentencepiece, google.protobuf, torch' 2>&1").c_str(), "r");
@@ -127,8 +121,9 @@ std::string python_unavailable() {
 json hf_check(const std::string& model_dir, const json& request) {
   TempDir tmp;
   write_file_atomic(tmp.str() + "/req.json", request.dump());
-  const std::string cmd = "'" + python() + "' " + streamsink::testing::source_dir() + "/scripts/hf_check.py '" +
-                          model_dir + "' --request " + tmp.str() + "/req.json 2>" + tmp.str() + "/err.txt";
+  const std::string cmd = "'" + streamsink::testing::venv_python() + "' " + streamsink::testing::source_dir() +
+                          "/scripts/hf_check.py '" + model_dir + "' --request " + tmp.str() + "/req.json 2>" + tmp.str() +
+                          "/err.txt";
   std::string out;
   FILE* p = popen(cmd.c_str(), "r");
   char buf[65536];
