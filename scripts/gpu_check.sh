@@ -1,53 +1,86 @@
 #!/usr/bin/env bash
-# The GPU check (issue 8), one script for whenever a GPU machine is at hand: builds against that machine's PyTorch
-# (scripts/gpu_build.sh, with the .devdeps/ that scripts/pack_gpu_deps.sh packs), runs the `cuda`-labelled tests,
-# the bf16 training benchmark of the GPT-2-124M-sized config, and the decode-latency benchmark on the GPU, and writes
-# every figure to $OUT/gpu_check.txt (OUT defaults to runs/gpu/out). Without a GPU it says so and exits 0 after the
-# build and the (skipping) tests: it fails soft.
-#   scripts/gpu_check.sh            WORK (default runs/gpu) keeps the build and data between calls
+# The GPU check (issue 8), for whenever a GPU machine is at hand: the `cuda`-labelled tests (tests/test_cuda.cpp),
+# the bf16 training benchmark of the GPT-2-124M-sized config, and the decode-latency benchmark on the GPU, every
+# figure into $OUT/gpu_check.txt (OUT defaults to runs/gpu/out) as key=value lines. Without a GPU it says so and
+# exits 0 after the (skipping) tests: it fails soft. scripts/gpu_lease.sh runs it inside the one lease call.
+#
+#   scripts/gpu_check.sh [tests|bench|all]      (default all)
+#
+# Programs: $STREAMSINK_BIN, $TEST_CUDA and $DECODE_LATENCY when set (gpu_lease.sh points them at the carried
+# bundle), else those of $WORK/build, built here first by scripts/gpu_build.sh when missing. WORK (default runs/gpu)
+# keeps the build and the data between calls; DATA (default $WORK/data, made by gpu_run.sh corpus when missing) is
+# the corpus the training benchmark reads. BENCH_STEPS (default 40) bounds the benchmark's training steps.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+what=${1:-all}
 work=${WORK:-$root/runs/gpu}
 out=${OUT:-$work/out}
 mkdir -p "$work" "$out"
 report="$out/gpu_check.txt"
 log="$out/gpu_check.log"
-: > "$report"
+[ "$what" = all ] && : > "$report"
 say() { echo "$*" | tee -a "$report"; }
 export LD_LIBRARY_PATH="$root/.devdeps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 t0=$(date +%s)
 
 ss=${STREAMSINK_BIN:-$work/build/streamsink}
-if [ -z "${STREAMSINK_BIN:-}" ]; then
+test_cuda=${TEST_CUDA:-$work/build/tests/test_cuda}
+decode_latency=${DECODE_LATENCY:-$work/build/scripts/bench/decode_latency}
+if [ ! -x "$ss" ] || [ ! -x "$test_cuda" ] || [ ! -x "$decode_latency" ]; then
   "$root/scripts/gpu_build.sh" "$work/build" "$log" || { say "build=failed (see $log)"; exit 1; }
-fi
-say "build_s=$(( $(date +%s) - t0 ))"
-"$ss" --version | tee -a "$report"
-
-# 1. the cuda-labelled tests (they skip themselves without a GPU)
-if [ -d "$work/build/tests" ]; then
-  (cd "$work/build" && ctest -L cuda --output-on-failure 2>&1) | tee -a "$log" | tail -3 | sed 's/^/ctest: /' | tee -a "$report"
-fi
-if ! python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  say "gpu=none: no CUDA device here; the training and decode benchmarks need one (nothing more to measure)"
-  exit 0
+  say "build_s=$(( $(date +%s) - t0 ))"
 fi
 
-# 2. bf16 training throughput of the GPT-2-124M-sized config, on a corpus made from this machine's own text
-data=$work/data
-if [ ! -f "$data/manifest.json" ]; then
-  CORPUS_MB=${CORPUS_MB:-100} WORK="$work" OUT="$out" \
-    bash "$root/scripts/experiments/gpu_run.sh" corpus >> "$log" 2>&1 || say "corpus=failed (see $log)"
-fi
-rm -rf "$work/bench-124m"
-"$ss" train "$root/configs/gpt2-124m.yaml" --set train.data_dir="$data" --set train.steps=${BENCH_STEPS:-60} \
-  --set train.warmup_steps=10 --set train.log_interval=10 --set train.eval_interval=0 \
-  --set train.checkpoint_interval=0 --out "$work/bench-124m" >> "$log" 2>&1 || say "train_bench=failed (see $log)"
-grep '"tok_s"' "$work/bench-124m/metrics.jsonl" | tail -1 |
-  python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print("config=gpt2-124m precision=bf16 tok_s=%.0f mfu=%.3f" % (j["tok_s"], j["mfu"]))' |
-  tee -a "$report"
+gpu_usable() { "$ss" --version 2>/dev/null | grep -q '^cuda *usable'; }
 
-# 3. decode latency on the GPU: streaming vs window vs recompute at 256..4096
-"$work/build/scripts/bench/decode_latency" --device cuda --caches 256,512,1024,2048,4096 --tokens 64 --repeats 3 \
-  --recompute-tokens 4 2>&1 | tee -a "$report"
-say "total_s=$(( $(date +%s) - t0 ))"
+# 1. the cuda-labelled tests (they skip themselves without a GPU). test_cuda finds the executable and the source
+#    tree through STREAMSINK_BIN / STREAMSINK_SOURCE_DIR, so a bundle built on another machine runs here.
+run_tests() {
+  local dir s=$(date +%s)
+  dir=$(mktemp -d "$work/test-cuda-XXXXXX")
+  (cd "$dir" && STREAMSINK_BIN="$ss" STREAMSINK_SOURCE_DIR="$root" "$test_cuda" --gtest_color=no 2>&1) > "$dir/log.txt"
+  local rc=$?
+  cat "$dir/log.txt" >> "$log"
+  local passed skipped failed
+  passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$dir/log.txt")
+  skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$dir/log.txt")
+  grep '^\[  FAILED  \] [A-Za-z]' "$dir/log.txt" | sed 's/ (.*//' | sort -u > "$dir/failed.txt"
+  failed=$(wc -l < "$dir/failed.txt")
+  say "cuda_tests rc=$rc passed=${passed:-0} skipped=${skipped:-0} failed=$failed seconds=$(( $(date +%s) - s ))"
+  sed 's/^\[  FAILED  \] /cuda_test_failed: /' "$dir/failed.txt" | tee -a "$report"
+  rm -rf "$dir"
+}
+
+# 2. bf16 training throughput and MFU of the GPT-2-124M-sized config, on a corpus made from this machine's text;
+# 3. decode latency on the GPU: streaming vs window vs recompute at caches of 256..4096.
+run_bench() {
+  if ! gpu_usable; then
+    say "gpu=none: no usable CUDA device here; the training and decode benchmarks need one (nothing more to measure)"
+    return 0
+  fi
+  local data=${DATA:-$work/data} s=$(date +%s)
+  if [ ! -f "$data/manifest.json" ]; then
+    CORPUS_MB=${CORPUS_MB:-100} WORK="$work" OUT="$out" STREAMSINK_BIN="$ss" \
+      bash "$root/scripts/experiments/gpu_run.sh" corpus >> "$log" 2>&1 || say "corpus=failed (see $log)"
+  fi
+  rm -rf "$work/bench-124m"
+  "$ss" train "$root/configs/gpt2-124m.yaml" --set train.data_dir="$data" --set train.steps=${BENCH_STEPS:-40} \
+    --set train.warmup_steps=10 --set train.log_interval=10 --set train.eval_interval=0 \
+    --set train.checkpoint_interval=0 --out "$work/bench-124m" >> "$log" 2>&1 || say "train_bench=failed (see $log)"
+  grep '"tok_s"' "$work/bench-124m/metrics.jsonl" 2>/dev/null | tail -1 |
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print("config=gpt2-124m precision=bf16 tok_s=%.0f mfu=%.3f" % (j["tok_s"], j["mfu"]))' |
+    tee -a "$report"
+  say "train_bench_s=$(( $(date +%s) - s ))"
+  s=$(date +%s)
+  "$decode_latency" --device cuda --caches 256,512,1024,2048,4096 --tokens 64 --repeats 3 --recompute-tokens 4 \
+    2>&1 | tee -a "$report"
+  say "decode_bench_s=$(( $(date +%s) - s ))"
+}
+
+case "$what" in
+  tests) run_tests ;;
+  bench) run_bench ;;
+  all) run_tests; run_bench ;;
+  *) echo "usage: gpu_check.sh [tests|bench|all]" >&2; exit 2 ;;
+esac
+say "gpu_check_${what}_s=$(( $(date +%s) - t0 ))"

@@ -37,8 +37,9 @@ inline pid_t spawn_streamsink(const std::string& args, const std::vector<std::pa
   // Everything is built before fork(): the child only calls async-signal-safe functions (this process may have
   // LibTorch threads).
   const auto argv_s = split_args(args);
+  const std::string binary = streamsink_binary();
   std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(STREAMSINK_BINARY));
+  argv.push_back(const_cast<char*>(binary.c_str()));
   for (const auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   std::vector<std::string> env_s;
@@ -61,7 +62,7 @@ inline pid_t spawn_streamsink(const std::string& args, const std::vector<std::pa
       dup2(fd, 2);
       close(fd);
     }
-    execve(STREAMSINK_BINARY, argv.data(), envp.data());
+    execve(binary.c_str(), argv.data(), envp.data());
     _exit(127);
   }
   setpgid(pid, pid);  // also here, so a kill(-pid) right after this returns finds the group

@@ -18,9 +18,20 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
+// The executable under test and the source tree, as built; $STREAMSINK_BIN and $STREAMSINK_SOURCE_DIR override
+// them, so that test binaries built on one machine run on another (scripts/gpu_lease.sh carries them to a GPU).
+inline std::string streamsink_binary() {
+  if (const char* p = std::getenv("STREAMSINK_BIN"); p && *p) return p;
+  return STREAMSINK_BINARY;
+}
+inline std::string source_dir() {
+  if (const char* p = std::getenv("STREAMSINK_SOURCE_DIR"); p && *p) return p;
+  return STREAMSINK_SOURCE_DIR;
+}
+
 // Runs `streamsink ARGS` through the shell (ARGS is pasted as is: quote what needs it).
 inline RunResult run_streamsink(const std::string& args) {
-  std::string cmd = std::string(STREAMSINK_BINARY) + " " + args + " 2>&1";
+  std::string cmd = streamsink_binary() + " " + args + " 2>&1";
   RunResult r{-1, {}};
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -49,8 +60,6 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
-
-inline std::string source_dir() { return STREAMSINK_SOURCE_DIR; }
 
 // The set-up's Python (scripts/setup.sh): $STREAMSINK_PYTHON, else $STREAMSINK_CACHE/venv, else
 // ~/.cache/streamsink/venv. It may not exist; callers check.

@@ -89,15 +89,11 @@ TEST_P(CudaPerSink, StreamingDecoderMatchesTheCpu) {
   EXPECT_LT((la - lb).abs().max().item<double>(), 1e-4);
 }
 
-TEST(Cuda, Bf16TrainingThroughTheExecutableLowersTheLoss) {
-  REQUIRE_CUDA();
-  TempDir dir;
-  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.device=cuda --set train.precision=bf16 "
-                                                              "--set train.steps=60 --set train.log_interval=1"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("device cuda"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("bf16 autocast"), std::string::npos) << r.output;
-  std::ifstream in(dir.str() + "/run/metrics.jsonl");
+namespace {
+
+// The first and the last training loss a run's metrics.jsonl holds.
+std::pair<double, double> first_and_last_loss(const std::string& metrics) {
+  std::ifstream in(metrics);
   std::string line;
   double first = -1, last = -1;
   while (std::getline(in, line)) {
@@ -106,5 +102,33 @@ TEST(Cuda, Bf16TrainingThroughTheExecutableLowersTheLoss) {
     if (first < 0) first = j["loss"].get<double>();
     last = j["loss"].get<double>();
   }
+  return {first, last};
+}
+
+}  // namespace
+
+TEST(Cuda, Bf16TrainingThroughTheExecutableLowersTheLoss) {
+  REQUIRE_CUDA();
+  TempDir dir;
+  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.device=cuda --set train.precision=bf16 "
+                                                              "--set train.steps=60 --set train.log_interval=1"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("device cuda"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("bf16 autocast"), std::string::npos) << r.output;
+  const auto [first, last] = first_and_last_loss(dir.str() + "/run/metrics.jsonl");
+  EXPECT_LT(last, first - 1.0);
+}
+
+// Issue 5: one rank through the launcher takes the data-parallel path on ProcessGroupNCCL (parameter broadcast and
+// bucketed all-reduce included) and still trains.
+TEST(Cuda, NcclWithOneRankTrainsInBf16) {
+  REQUIRE_CUDA();
+  TempDir dir;
+  auto r = run_streamsink("launch --nproc 1 -- " +
+                          tiny_train_args(dir.str() + "/run", "--set train.device=cuda --set train.precision=bf16 "
+                                                              "--set train.steps=60 --set train.log_interval=1"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("(nccl)"), std::string::npos) << r.output;
+  const auto [first, last] = first_and_last_loss(dir.str() + "/run/metrics.jsonl");
   EXPECT_LT(last, first - 1.0);
 }

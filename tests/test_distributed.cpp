@@ -183,6 +183,22 @@ TEST(Distributed, WorldOfOneIsANoOp) {
   EXPECT_EQ(d->allreduce_sum(2.5), 2.5);
 }
 
+TEST(Distributed, LaunchedWorldOfOneBuildsAGroupOfOne) {
+  DistEnv env;
+  env.launcher = "streamsink-launch";
+  env.master_port = streamsink::free_local_port();
+  auto d = streamsink::Distributed::init(env, c10::Device(c10::kCPU), std::chrono::milliseconds(20000));
+  EXPECT_EQ(d->world_size(), 1);
+  EXPECT_EQ(d->backend_name(), "gloo");
+  std::vector<at::Tensor> t{at::arange(5, at::kFloat), at::full({3}, 0.25, at::kDouble)};
+  d->allreduce_mean(t);
+  d->broadcast(t);
+  d->barrier();
+  EXPECT_TRUE(at::equal(t[0], at::arange(5, at::kFloat)));
+  EXPECT_TRUE(at::equal(t[1], at::full({3}, 0.25, at::kDouble)));
+  EXPECT_EQ(d->allreduce_sum(2.5), 2.5);
+}
+
 // ---- two real processes ----
 
 struct Proc {
@@ -391,7 +407,7 @@ TEST(Launch, ForwardsSigintToTheRanks) {
   TempDir dir;
   // Both ranks would block for 30 s (rank 1 sleeps, rank 0 waits for it); SIGINT to the launcher must end them now.
   Proc launcher = spawn((dir.path() / "launch.log").string(),
-                        {STREAMSINK_BINARY, "launch", "--nproc", "2", "--exec", STREAMSINK_DIST_WORKER, "--", "hang",
+                        {streamsink::testing::streamsink_binary(), "launch", "--nproc", "2", "--exec", STREAMSINK_DIST_WORKER, "--", "hang",
                          "30", "1"},
                         {});
   // Wait until the launcher has started both ranks (so its handler is installed), however loaded the machine is.

@@ -45,7 +45,7 @@ TEST(EmergenceStudy, QuickConfWritesOneRowPerEvalAndLayerAVerdictPerRunAndAPlot)
   write_synthetic_corpus(dir.path() / "text", 60, 40);
   const std::string out = dir.str() + "/out", res = dir.str() + "/results";
   const std::string cmd = "CORPUS=" + dir.str() + "/text OUT=" + out + " RESULTS=" + res +
-                          " STREAMSINK_BIN=" + STREAMSINK_BINARY + " bash " + source_dir() +
+                          " STREAMSINK_BIN=" + streamsink_binary() + " bash " + source_dir() +
                           "/scripts/experiments/emergence.sh " + source_dir() +
                           "/scripts/experiments/emergence-quick.conf > " + dir.str() + "/log.txt 2>&1";
   const int rc = std::system(cmd.c_str());

@@ -1,6 +1,7 @@
 // ctest-labels: integration slow
-// Rehearses scripts/experiments/gpu_run.sh end to end on the CPU (tiny config, synthetic corpus, seconds of
-// training), so the one GPU lease is never spent on a typo: every phase runs and the summary and archive appear.
+// Rehearses the one call of a GPU lease, scripts/gpu_lease.sh, end to end on the CPU (tiny config, synthetic
+// corpus, seconds of training), so the lease is never spent on a typo: every phase runs, the GPU-only parts say
+// they skipped, and the lease record, the check report, the summary and the archive appear.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -10,16 +11,27 @@
 
 using namespace streamsink::testing;
 
-TEST(GpuRunRehearsal, EveryPhaseRunsAndTheSummaryHoldsTheTable) {
+TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
   TempDir dir;
   write_synthetic_corpus(dir.path() / "text", 60, 40);
   const std::string cmd = "REHEARSE=1 WORK=" + dir.str() + "/work OUT=" + dir.str() + "/out CORPUS_SRC=" + dir.str() +
-                          "/text TRAIN_S=3 EVAL_TOKENS=1200 RECOMPUTE_TOKENS=150 STREAMSINK_BIN=" + STREAMSINK_BINARY +
-                          " bash " + source_dir() + "/scripts/experiments/gpu_run.sh all > " + dir.str() +
-                          "/log.txt 2>&1";
+                          "/text TRAIN_S=3 EVAL_TOKENS=1200 RECOMPUTE_TOKENS=150 STREAMSINK_BIN=" + streamsink_binary() +
+                          " bash " + source_dir() + "/scripts/gpu_lease.sh > " + dir.str() + "/log.txt 2>&1";
   const int rc = std::system(cmd.c_str());
   const std::string log = streamsink::read_file(dir.str() + "/log.txt");
   ASSERT_EQ(rc, 0) << log;
+
+  const std::string lease = streamsink::read_file(dir.str() + "/out/lease.txt");
+  for (const char* want : {"phase=cuda_tests rc=0", "phase=corpus rc=0", "phase=benchmarks rc=0", "phase=probe rc=0",
+                           "train_s=3 per model", "phase=train_eval rc=0", "total_s="})
+    EXPECT_NE(lease.find(want), std::string::npos) << want << "\n" << lease << log;
+
+  // Without a GPU the cuda tests skip themselves (none fails) and the benchmarks say there is nothing to measure.
+  const std::string check = streamsink::read_file(dir.str() + "/out/gpu_check.txt");
+  EXPECT_NE(check.find("cuda_tests rc=0 passed=0 skipped="), std::string::npos) << check;
+  EXPECT_NE(check.find(" failed=0 "), std::string::npos) << check;
+  EXPECT_NE(check.find("gpu=none"), std::string::npos) << check;
+
   const std::string summary = streamsink::read_file(dir.str() + "/out/summary.txt");
   for (const char* want : {"| vanilla |", "| learnable sink token |", "streaming 0+32", "streaming 4+28", "dense",
                            "recompute", "train_none", "eval", "first-token attention per layer"})

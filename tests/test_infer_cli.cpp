@@ -148,7 +148,7 @@ TEST_F(InferCli, BadInputIsAClearErrorAndANonZeroExit) {
 }
 
 TEST_F(InferCli, GreedyGenerationIsReproducibleAndPrintsText) {
-  const std::string args = std::string(STREAMSINK_BINARY) + " generate --device cpu --threads 1 --checkpoint " +
+  const std::string args = streamsink::testing::streamsink_binary() + " generate --device cpu --threads 1 --checkpoint " +
                            ckpt() + " --prompt 'The attention sink' --max-new-tokens 40 --ignore-eos --sinks 4 "
                            "--window 16";
   auto a = run_shell("(" + args + " --temperature 0 2>/dev/null)");  // stdout only: the text
@@ -163,7 +163,7 @@ TEST_F(InferCli, GreedyGenerationIsReproducibleAndPrintsText) {
 
 TEST_F(InferCli, AnEndlessGenerationStopsCleanlyOnSigint) {
   // stdout (the text) to /dev/null, stderr (the closing line) to the pipe
-  auto r = run_shell("(timeout --preserve-status -s INT 4 " + std::string(STREAMSINK_BINARY) +
+  auto r = run_shell("(timeout --preserve-status -s INT 4 " + streamsink::testing::streamsink_binary() +
                      " generate --device cpu --threads 1 --checkpoint " + ckpt() +
                      " --prompt 'x' --max-new-tokens -1 --ignore-eos --window 8 --sinks 2 >/dev/null)");
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -173,7 +173,7 @@ TEST_F(InferCli, AnEndlessGenerationStopsCleanlyOnSigint) {
 TEST_F(InferCli, ChatKeepsOneCacheAcrossRounds) {
   const std::string in = dir_->str() + "/turns.txt";
   write_file_atomic(in, "hello there\nhow are you\nbye\n");
-  auto r = run_shell(std::string(STREAMSINK_BINARY) + " chat --device cpu --threads 1 --checkpoint " + ckpt() +
+  auto r = run_shell(streamsink::testing::streamsink_binary() + " chat --device cpu --threads 1 --checkpoint " + ckpt() +
                      " --max-new-tokens 10 --temperature 0 --window 16 < " + in);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("3 turns"), std::string::npos) << r.output;

@@ -57,3 +57,19 @@ TEST(TrainerDistributed, TwoRanksEqualOneRankWithTwiceTheBatchAndAccumulation) {
   // and training moved the parameters (the comparisons are not between untouched initialisations)
   EXPECT_GT(max_param_diff_steps(dir.str() + "/one", "step_0000001", "step_0000005"), 1e-4);
 }
+
+// A world of one started by the launcher builds a Gloo group of one (as torchrun with DDP does; on a GPU the same
+// path gives the cuda test its NCCL group) and trains exactly as a single process: the mean over one rank is the
+// rank's own gradient, so the parameters are bit for bit the same.
+TEST(TrainerDistributed, LaunchedWorldOfOneTrainsThroughItsGroupExactlyAsASingleProcess) {
+  TempDir dir;
+  const std::string common = "--set train.steps=3 --set train.eval_interval=0 --set train.checkpoint_interval=3 "
+                             "--set train.threads=1 --set train.timeout_s=60 --set train.batch_size=4";
+  auto single = run_streamsink(tiny_train_args(dir.str() + "/single", common));
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+  EXPECT_NE(single.output.find("1 rank(s) via single (none)"), std::string::npos) << single.output;
+  auto launched = run_streamsink("launch --nproc 1 -- " + tiny_train_args(dir.str() + "/launched", common));
+  ASSERT_EQ(launched.exit_code, 0) << launched.output;
+  EXPECT_NE(launched.output.find("1 rank(s) via streamsink-launch (gloo)"), std::string::npos) << launched.output;
+  EXPECT_EQ(max_param_diff(dir.str() + "/single", dir.str() + "/launched", "step_0000003"), 0.0);
+}

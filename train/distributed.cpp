@@ -207,7 +207,9 @@ std::unique_ptr<Distributed> Distributed::init(const DistEnv& env, c10::Device d
   d->world_size_ = env.world_size;
   d->device_ = device;
   d->timeout_ = timeout;
-  if (env.world_size == 1) return d;
+  // A single process builds no process group; a world of one that a launcher started builds one, as torchrun with
+  // DDP does (so `launch --nproc 1` exercises the same collectives as a larger world: the cuda tests use it).
+  if (env.world_size == 1 && env.launcher == "single") return d;
 
   if (device.is_cuda() && !device.has_index()) d->device_ = c10::Device(c10::kCUDA, env.local_rank);
   if (!d->device_.is_cpu() && !d->device_.is_cuda())
@@ -283,7 +285,7 @@ Distributed::~Distributed() {
 // ---- collectives ----
 
 void Distributed::broadcast(std::vector<at::Tensor>& tensors, int root) {
-  if (world_size_ == 1) return;
+  if (!pg_) return;
   if (root < 0 || root >= world_size_)
     throw Error("distributed broadcast: root " + std::to_string(root) + " is outside a world of " +
                 std::to_string(world_size_));
@@ -291,7 +293,7 @@ void Distributed::broadcast(std::vector<at::Tensor>& tensors, int root) {
 }
 
 void Distributed::allreduce_mean(std::vector<at::Tensor>& tensors) {
-  if (world_size_ == 1) return;
+  if (!pg_) return;
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (tensors[i].defined() && !at::isFloatingType(tensors[i].scalar_type()))
       throw Error("distributed all-reduce (mean): tensor " + std::to_string(i) + " has the non-floating dtype " +
@@ -301,14 +303,14 @@ void Distributed::allreduce_mean(std::vector<at::Tensor>& tensors) {
 }
 
 double Distributed::allreduce_sum(double v) {
-  if (world_size_ == 1) return v;
+  if (!pg_) return v;
   std::vector<at::Tensor> t{at::full({1}, v, at::TensorOptions().dtype(at::kDouble).device(device_))};
   run_bucketed(t, Op::kAllreduceSum, 0, /*divide=*/false, "all-reduce (scalar sum)");
   return t[0].item<double>();
 }
 
 void Distributed::barrier() {
-  if (world_size_ == 1) return;
+  if (!pg_) return;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   try {
     c10d::BarrierOptions o;

@@ -53,7 +53,8 @@ class Distributed {
 
   // Rendezvous and process group set-up: a TCPStore (hosted by rank 0 unless env.agent_store) and
   // ProcessGroupGloo for a CPU device or ProcessGroupNCCL for a CUDA device. `timeout` bounds the rendezvous and
-  // every collective. world_size 1 creates nothing.
+  // every collective. A single process (launcher "single") creates nothing, and its collectives do nothing; a world
+  // of one started by a launcher gets a process group of one.
   static std::unique_ptr<Distributed> init(const DistEnv& env, c10::Device device,
                                            std::chrono::milliseconds timeout);
   ~Distributed();

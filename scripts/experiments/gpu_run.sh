@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# One GPU lease, one real result (issue 11): on a machine with a GPU and its own PyTorch, build streamsink, make a
-# corpus from text the machine already holds, train a vanilla and a `sink: token` model of the same size and
-# budget in bf16, stream both over the held-out split with 0+W, 1+(W-1), 4+(W-4) caches and the dense / window /
-# recompute baselines, inspect their attention, and pack every figure into one results archive.
+# One GPU lease, one real result (issue 11): on a machine with a GPU and its own PyTorch, make a corpus from text
+# the machine already holds, train a vanilla and a `sink: token` model of the same size and budget in bf16, stream
+# both over the held-out split with 0+W, 1+(W-1), 4+(W-4) caches and the dense / window / recompute baselines,
+# inspect their attention, and pack every figure into one results archive. scripts/gpu_lease.sh runs it, with the
+# cuda tests and the benchmarks, as the one device call of a lease; it can also run phase by phase:
 #
-#   scripts/experiments/gpu_run.sh [prepare|train-eval|all]    (default all; `corpus` and `report` run one phase)
+#   scripts/experiments/gpu_run.sh [all|prepare|corpus|probe|train-eval|report]    (default all)
 #
-# The device tool runs a command for at most 10 minutes, so a lease runs it as two calls on the same warm machine:
-# `prepare` (build, corpus, tokenizer, shards, throughput probe) then `train-eval`. Work lives in $WORK
-# (default runs/gpu, git-ignored, kept between calls); results go to $OUT (the device tool's folder) or runs/gpu/out.
+# prepare = build (unless STREAMSINK_BIN names a built streamsink), corpus, probe; train-eval = training of both
+# models sized from the probe, streaming evaluation, report. Work lives in $WORK (default runs/gpu, git-ignored, kept
+# between calls); results go to $OUT (the device tool's folder) or runs/gpu/out.
 #
-# Budgets (seconds, enforced: training stops in time to evaluate): TRAIN_S per model (default 150), EVAL_TOKENS
-# (default 50000), RECOMPUTE_TOKENS (default 3000). REHEARSE=1 runs the whole flow on the CPU in about a minute
-# with the tiny config, a small corpus and an already built binary (tests/test_gpu_rehearsal.cpp does this).
+# Budgets (enforced: training stops in time to evaluate): TRAIN_S seconds per model (default 150), EVAL_TOKENS
+# (default 50000), RECOMPUTE_TOKENS (default 3000), CORPUS_MB (default 400). REHEARSE=1 runs the whole flow on the
+# CPU in about a minute with the tiny config, a small corpus and an already built binary
+# (tests/test_gpu_rehearsal.cpp does this).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 what=${1:-all}
@@ -25,6 +27,7 @@ recompute_tokens=${RECOMPUTE_TOKENS:-3000}
 config=${CONFIG:-$root/configs/gpu-sink.yaml}
 vocab=${VOCAB:-8192}
 corpus_mb=${CORPUS_MB:-400}
+corpus_min_bytes=1024
 split_fraction=${SPLIT_FRACTION:-0.01}  # of the documents, for each of val and test
 mkdir -p "$work" "$out"
 log="$out/gpu_run.log"
@@ -38,10 +41,11 @@ if [ "$rehearse" = 1 ]; then
   config=$root/configs/tiny.yaml
   vocab=${VOCAB:-512}
   split_fraction=${SPLIT_FRACTION:-0.1}
+  corpus_min_bytes=1
   py=${STREAMSINK_PYTHON:-$HOME/.cache/streamsink/venv/bin/python}
   extra_set=(--set train.device=cpu --set train.precision=fp32 --set model.vocab_size=$vocab)
 else
-  ss=$work/build/streamsink
+  ss=${STREAMSINK_BIN:-$work/build/streamsink}
   py=python3
   extra_set=()
 fi
@@ -59,20 +63,14 @@ build() {
 make_corpus() {
   local s=$(date +%s)
   phase "corpus from text this machine holds"
-  local src
+  local src  # folders, space-separated: CORPUS_SRC, else the Python installation's packages and standard library
   if [ "$rehearse" = 1 ]; then src=${CORPUS_SRC:-$root/tests/data/corpus}; else
-    src=${CORPUS_SRC:-$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')}; fi
-  rm -rf "$work/corpus" && mkdir -p "$work/corpus"
-  # Source and documentation text, deduplicated by content, capped at CORPUS_MB; one file per document so the
-  # split into train / val / test is by file.
-  find -L "$src" -type f \( -name '*.py' -o -name '*.md' -o -name '*.rst' -o -name '*.txt' -o -name '*.pyi' \
-      -o -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.gz' \) -size -2M -size +1k -print0 2>/dev/null |
-    xargs -0 md5sum 2>/dev/null | sort -k1,1 -u | sort -k2 |
-    awk -v cap=$((corpus_mb * 1024 * 1024)) -v dst="$work/corpus" '
-      { cmd = "stat -c %s \"" substr($0, 35) "\""; cmd | getline size; close(cmd); total += size;
-        if (total > cap) exit; print substr($0, 35) "\t" dst "/" $1 }' |
-    while IFS=$'\t' read -r from to; do cp "$from" "$to.txt"; done
-  echo "corpus: $(ls "$work/corpus" | wc -l) files, $(du -sh "$work/corpus" | cut -f1)" | tee -a "$log"
+    src=${CORPUS_SRC:-$(python3 -c 'import sysconfig; p = sysconfig.get_paths(); print(p["purelib"], p["stdlib"])')}; fi
+  rm -rf "$work/corpus"
+  # Source and documentation text, deduplicated by content, capped at CORPUS_MB; one file per document, so the split
+  # into train / val / test is by file.
+  "$py" "$root/scripts/experiments/make_corpus.py" $src --out "$work/corpus" --cap-mb "$corpus_mb" \
+    --min-bytes "$corpus_min_bytes" | tee -a "$log"
   "$ss" tokenizer train --input "$work/corpus" --vocab-size "$vocab" --max-sentences 300000 \
     --out "$work/tokenizer.model" >> "$log" 2>&1
   "$ss" data prepare --tokenizer "$work/tokenizer.model" --input "$work/corpus" --out "$work/data" \
@@ -85,7 +83,7 @@ probe() {
   local s=$(date +%s)
   phase "throughput probe"
   rm -rf "$work/probe"
-  "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set train.steps=30 \
+  "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set train.steps=20 \
     --set train.log_interval=10 --set train.eval_interval=0 --set train.checkpoint_interval=0 \
     --out "$work/probe" >> "$log" 2>&1
   # tokens/s of the last logged window (past warm-up)
@@ -107,7 +105,7 @@ train_both() {
     rm -rf "$work/$v"
     "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set model.sink=$v \
       --set train.steps=$steps --set train.warmup_steps=$(( steps / 10 + 1 )) --set train.eval_interval=$(( steps / 4 + 1 )) \
-      --set train.max_seconds=$(( train_s * 12 / 10 )) --out "$work/$v" 2>&1 |
+      --set train.max_seconds=$(( train_s * 11 / 10 )) --out "$work/$v" 2>&1 |
       grep --line-buffered -E '^(# |step|\[eval\]|\[train\])' | grep --line-buffered -v '^# resolved' | tee -a "$log"
     timing "train_$v" $(( $(date +%s) - s ))
   done
@@ -157,11 +155,13 @@ report() {
 }
 
 case "$what" in
-  prepare) rm -f "$work/phase_seconds.txt"; [ "$rehearse" = 1 ] || build; make_corpus; probe ;;
+  prepare) rm -f "$work/phase_seconds.txt"; [ "$rehearse" = 1 ] || [ -n "${STREAMSINK_BIN:-}" ] || build; make_corpus; probe ;;
   corpus) make_corpus ;;
+  probe) probe ;;
   train-eval) train_both; evaluate; report ;;
   report) report ;;
-  all) rm -f "$work/phase_seconds.txt"; [ "$rehearse" = 1 ] || build; make_corpus; probe; train_both; evaluate; report ;;
-  *) echo "usage: gpu_run.sh [prepare|corpus|train-eval|report|all]" >&2; exit 2 ;;
+  all) rm -f "$work/phase_seconds.txt"; [ "$rehearse" = 1 ] || [ -n "${STREAMSINK_BIN:-}" ] || build
+    make_corpus; probe; train_both; evaluate; report ;;
+  *) echo "usage: gpu_run.sh [all|prepare|corpus|probe|train-eval|report]" >&2; exit 2 ;;
 esac
 phase "done ($what)"

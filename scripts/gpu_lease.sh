@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Everything the toolkit has to show on a GPU, as the ONE device call of a lease (issues 3, 5, 8 and 11), ending
+# before DEADLINE_S seconds (default 560) so that the call (timeout 595 s) returns its results:
+#
+#   here:       scripts/pack_gpu_deps.sh            (libraries + the programs built here, into .devdeps/)
+#   the lease:  run(command="bash scripts/gpu_lease.sh", carry=[".devdeps"], timeout_s=595)
+#
+# Phases, each under a time limit; every figure lands in $OUT as it is measured, so a phase that fails or runs out of
+# time still leaves the earlier ones' results:
+#   1. programs: the bundle in .devdeps/bin when its source hash matches this tree and it starts against this
+#      machine's torch (the same 2.11.0+cu130 as the venv it was built against), else a build here with all cores;
+#   2. the cuda-labelled tests (tests/test_cuda.cpp: CPU-vs-GPU logits, fused SDPA, decoder, bf16, NCCL);
+#   3. corpus: text this machine holds, deduplicated, tokenizer trained here, shards (gpu_run.sh corpus);
+#   4. benchmarks: bf16 GPT-2-124M training tokens/s and MFU, decode latency on the GPU (gpu_check.sh bench);
+#   5. the sink experiment (gpu_run.sh): throughput probe, vanilla and sink-token training each given half of the
+#      time that is left once evaluation and the report are set aside (EVAL_RESERVE_S, default 120; TRAIN_S
+#      overrides), streaming evaluation, attention, report.
+#
+# Results in $OUT: lease.txt (phase times and where the programs came from), gpu_check.txt (tests, benchmarks),
+# summary.txt and results.tar.gz (the experiment), gpu_run.log and gpu_check.log.
+# REHEARSE=1 runs every phase on the CPU with the tiny config and a small corpus, in about two minutes
+# (tests/test_gpu_rehearsal.cpp): the GPU-only parts then skip themselves.
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=${WORK:-$root/runs/gpu}
+out=${OUT:-$work/out}
+deadline=$(( $(date +%s) + ${DEADLINE_S:-560} ))
+eval_reserve=${EVAL_RESERVE_S:-120}  # seconds kept for the streaming evaluation and the report
+rehearse=${REHEARSE:-0}
+mkdir -p "$work" "$out"
+lease="$out/lease.txt"
+: > "$lease"
+note() { echo "$*" | tee -a "$lease"; }
+left() { echo $(( deadline - $(date +%s) )); }
+# phase NAME LIMIT_S CMD...: runs CMD under min(LIMIT_S, time left), records its seconds and exit status.
+phase() {
+  local name=$1 limit=$2 s rc
+  shift 2
+  [ "$limit" -gt "$(left)" ] && limit=$(left)
+  if [ "$limit" -le 5 ]; then note "phase=$name skipped: only $(left) s left"; return 1; fi
+  s=$(date +%s)
+  echo "=== $name (limit ${limit}s, $(left)s left)"
+  timeout --kill-after=10 "$limit" "$@"
+  rc=$?
+  note "phase=$name rc=$rc seconds=$(( $(date +%s) - s ))$([ $rc = 124 ] && echo ' (time limit)')"
+  return $rc
+}
+
+# ---- 1. programs ----
+if [ "$rehearse" = 1 ]; then
+  bin=$(dirname "${STREAMSINK_BIN:?REHEARSE=1 needs STREAMSINK_BIN (a built streamsink)}")
+  export STREAMSINK_BIN TEST_CUDA=$bin/tests/test_cuda DECODE_LATENCY=$bin/scripts/bench/decode_latency
+  note "programs=given ($bin)"
+else
+  torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+  export LD_LIBRARY_PATH="$torch_lib:$root/.devdeps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+  note "torch=$(python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no-gpu")')"
+  bundle=$root/.devdeps/bin
+  want=$("$root/scripts/source_hash.sh" "$root")
+  have=$(sed -n 's/^source_hash //p' "$bundle/BUNDLE" 2>/dev/null)
+  if [ "$have" = "$want" ] && "$bundle/streamsink" --version > "$work/version.txt" 2>&1; then
+    export STREAMSINK_BIN=$bundle/streamsink TEST_CUDA=$bundle/test_cuda DECODE_LATENCY=$bundle/decode_latency
+    note "programs=carried ($(sed -n 's/^built //p' "$bundle/BUNDLE"))"
+  else
+    note "programs=built here (carried bundle: ${have:-missing}, this tree: $want$(
+      [ "$have" = "$want" ] && echo "; it did not start: $(tail -1 "$work/version.txt")"))"
+    phase build 300 "$root/scripts/gpu_build.sh" "$work/build" "$out/gpu_check.log" || { note "build failed"; exit 1; }
+    export STREAMSINK_BIN=$work/build/streamsink TEST_CUDA=$work/build/tests/test_cuda
+    export DECODE_LATENCY=$work/build/scripts/bench/decode_latency
+  fi
+fi
+"$STREAMSINK_BIN" --version | tee -a "$lease"
+
+# ---- 2. tests, 3. corpus, 4. benchmarks ----
+export WORK=$work OUT=$out
+phase cuda_tests 120 bash "$root/scripts/gpu_check.sh" tests
+phase corpus 150 bash "$root/scripts/experiments/gpu_run.sh" corpus || { note "no corpus: nothing to train on"; exit 1; }
+phase benchmarks 90 bash "$root/scripts/gpu_check.sh" bench
+
+# ---- 5. the sink experiment ----
+phase probe 60 bash "$root/scripts/experiments/gpu_run.sh" probe || { note "the throughput probe failed"; exit 1; }
+if [ -n "${TRAIN_S:-}" ]; then
+  train_s=$TRAIN_S  # given (the rehearsal gives 3 s)
+else
+  train_s=$(( ($(left) - eval_reserve) / 2 - 15 ))  # 15 s per model for start-up and its final checkpoint
+  if [ "$train_s" -lt 10 ]; then note "only $(left) s left: no time to train"; exit 1; fi
+fi
+note "train_s=$train_s per model"
+export TRAIN_S=$train_s
+phase train_eval $(( $(left) - 5 )) bash "$root/scripts/experiments/gpu_run.sh" train-eval
+note "total_s=$(( $(date +%s) - deadline + ${DEADLINE_S:-560} ))"
