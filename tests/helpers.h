@@ -29,19 +29,22 @@ inline std::string source_dir() {
   return STREAMSINK_SOURCE_DIR;
 }
 
-// Runs `streamsink ARGS` through the shell (ARGS is pasted as is: quote what needs it).
-inline RunResult run_streamsink(const std::string& args) {
-  std::string cmd = streamsink_binary() + " " + args + " 2>&1";
+// Runs a shell command line and collects what it prints (ARGS is pasted as is: quote what needs it); stderr is
+// collected too unless `merge_stderr` is false (then it goes wherever the command line sends it).
+inline RunResult run_shell(const std::string& cmd, bool merge_stderr = true) {
   RunResult r{-1, {}};
-  FILE* p = popen(cmd.c_str(), "r");
+  FILE* p = popen((merge_stderr ? cmd + " 2>&1" : cmd).c_str(), "r");
   if (!p) return r;
-  char buf[4096];
+  char buf[65536];
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
   int status = pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
 }
+
+// Runs `streamsink ARGS` through the shell.
+inline RunResult run_streamsink(const std::string& args) { return run_shell(streamsink_binary() + " " + args); }
 
 // A fresh, empty temporary folder, removed when the object dies.
 class TempDir {

@@ -105,13 +105,8 @@ std::string python_unavailable() {
   static const std::string why = [] {
     const std::string py = streamsink::testing::venv_python();
     if (!fs::exists(py)) return "no Python at " + py + " (set STREAMSINK_PYTHON or run scripts/setup.sh)";
-    auto r = streamsink::testing::RunResult{-1, {}};
-    FILE* p = popen(("'" + py + "' -c 'import transformers, sentencepiece, google.protobuf, torch' 2>&1").c_str(), "r");
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-    const int st = pclose(p);
-    if (st != 0) return "cannot import transformers/sentencepiece/protobuf with " + py + ": " + r.output;
+    const auto r = streamsink::testing::run_shell("'" + py + "' -c 'import transformers, sentencepiece, google.protobuf, torch'");
+    if (r.exit_code != 0) return "cannot import transformers/sentencepiece/protobuf with " + py + ": " + r.output;
     return std::string();
   }();
   return why;
@@ -124,16 +119,12 @@ json hf_check(const std::string& model_dir, const json& request) {
   const std::string cmd = "'" + streamsink::testing::venv_python() + "' " + streamsink::testing::source_dir() +
                           "/scripts/hf_check.py '" + model_dir + "' --request " + tmp.str() + "/req.json 2>" + tmp.str() +
                           "/err.txt";
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
+  const auto r = streamsink::testing::run_shell(cmd, /*merge_stderr=*/false);
   std::string err;
   if (fs::exists(tmp.str() + "/err.txt")) err = read_file(tmp.str() + "/err.txt");
-  if (st != 0) throw std::runtime_error("hf_check.py failed (status " + std::to_string(st) + "):\n" + err + out);
-  return json::parse(out);
+  if (r.exit_code != 0)
+    throw std::runtime_error("hf_check.py failed (status " + std::to_string(r.exit_code) + "):\n" + err + r.output);
+  return json::parse(r.output);
 }
 
 // The largest |ours - theirs| over the logits of every sequence.

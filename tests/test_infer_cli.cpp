@@ -18,6 +18,7 @@
 
 using namespace streamsink;
 using streamsink::testing::run_streamsink;
+using streamsink::testing::run_shell;
 using streamsink::testing::TempDir;
 
 namespace {
@@ -36,18 +37,6 @@ void write_checkpoint(const std::string& dir, const ModelConfig& cfg, uint64_t s
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-// Runs a shell command line (for stdin redirection and signals); output is stdout + stderr.
-streamsink::testing::RunResult run_shell(const std::string& cmd) {
-  streamsink::testing::RunResult r{-1, {}};
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
 }
 
 class InferCli : public ::testing::Test {
