@@ -7,8 +7,9 @@
 #
 # Phases, each under a time limit; every figure lands in $OUT as it is measured, so a phase that fails or runs out of
 # time still leaves the earlier ones' results:
-#   1. programs: the bundle in .devdeps/bin when its source hash matches this tree and it starts against this
-#      machine's torch (the same 2.11.0+cu130 as the venv it was built against), else a build here with all cores;
+#   1. programs (scripts/gpu_programs.sh): the bundle in .devdeps/bin when its source hash matches this tree and it
+#      starts against this machine's torch (the same 2.11.0+cu130 as the venv it was built against), else a build
+#      here with all cores;
 #   2. the cuda-labelled tests (tests/test_cuda.cpp: CPU-vs-GPU logits, fused SDPA, decoder, bf16, NCCL);
 #   3. corpus: text this machine holds, deduplicated, tokenizer trained here, shards (gpu_run.sh corpus);
 #   4. benchmarks: bf16 GPT-2-124M training tokens/s and MFU, decode latency on the GPU (gpu_check.sh bench);
@@ -28,6 +29,7 @@ deadline=$(( $(date +%s) + ${DEADLINE_S:-560} ))
 eval_reserve=${EVAL_RESERVE_S:-120}  # seconds kept for the streaming evaluation and the report
 rehearse=${REHEARSE:-0}
 mkdir -p "$work" "$out"
+export WORK=$work OUT=$out
 lease="$out/lease.txt"
 : > "$lease"
 note() { echo "$*" | tee -a "$lease"; }
@@ -52,27 +54,16 @@ if [ "$rehearse" = 1 ]; then
   export STREAMSINK_BIN TEST_CUDA=$bin/tests/test_cuda DECODE_LATENCY=$bin/scripts/bench/decode_latency
   note "programs=given ($bin)"
 else
-  torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-  export LD_LIBRARY_PATH="$torch_lib:$root/.devdeps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
   note "torch=$(python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no-gpu")')"
-  bundle=$root/.devdeps/bin
-  want=$("$root/scripts/source_hash.sh" "$root")
-  have=$(sed -n 's/^source_hash //p' "$bundle/BUNDLE" 2>/dev/null)
-  if [ "$have" = "$want" ] && "$bundle/streamsink" --version > "$work/version.txt" 2>&1; then
-    export STREAMSINK_BIN=$bundle/streamsink TEST_CUDA=$bundle/test_cuda DECODE_LATENCY=$bundle/decode_latency
-    note "programs=carried ($(sed -n 's/^built //p' "$bundle/BUNDLE"))"
-  else
-    note "programs=built here (carried bundle: ${have:-missing}, this tree: $want$(
-      [ "$have" = "$want" ] && echo "; it did not start: $(tail -1 "$work/version.txt")"))"
-    phase build 300 "$root/scripts/gpu_build.sh" "$work/build" "$out/gpu_check.log" || { note "build failed"; exit 1; }
-    export STREAMSINK_BIN=$work/build/streamsink TEST_CUDA=$work/build/tests/test_cuda
-    export DECODE_LATENCY=$work/build/scripts/bench/decode_latency
-  fi
+  s=$(date +%s)
+  source "$root/scripts/gpu_programs.sh"
+  rc=$?
+  note "programs=$STREAMSINK_PROGRAMS seconds=$(( $(date +%s) - s ))"
+  [ $rc = 0 ] || exit 1
 fi
 "$STREAMSINK_BIN" --version | tee -a "$lease"
 
 # ---- 2. tests, 3. corpus, 4. benchmarks ----
-export WORK=$work OUT=$out
 phase cuda_tests 120 bash "$root/scripts/gpu_check.sh" tests
 phase corpus 150 bash "$root/scripts/experiments/gpu_run.sh" corpus || { note "no corpus: nothing to train on"; exit 1; }
 phase benchmarks 90 bash "$root/scripts/gpu_check.sh" bench
