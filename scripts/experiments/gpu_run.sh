@@ -105,8 +105,12 @@ train_both() {
     rm -rf "$work/$v"
     "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set model.sink=$v \
       --set train.steps=$steps --set train.warmup_steps=$(( steps / 10 + 1 )) --set train.eval_interval=$(( steps / 4 + 1 )) \
-      --set train.max_seconds=$(( train_s * 11 / 10 )) --out "$work/$v" 2>&1 |
+      --set train.max_seconds=$(( train_s * 11 / 10 )) --out "$work/$v" 2>&1 | tee "$work/$v.train.log" |
       grep --line-buffered -E '^(# |step|\[eval\]|\[train\])' | grep --line-buffered -v '^# resolved' | tee -a "$log"
+    # the run's full log and what the training report says about it (scripts/plots/emergence_plot.py)
+    mv "$work/$v.train.log" "$work/$v/train.log"
+    "$py" -c 'import json, sys; json.dump({"config": sys.argv[1], "tokenizer": sys.argv[2]}, open(sys.argv[3], "w"))' \
+      "${config#"$root/"}" "sp$vocab" "$work/$v/emergence.json"
     timing "train_$v" $(( $(date +%s) - s ))
   done
 }
@@ -146,10 +150,25 @@ report() {
   cp "$work"/eval/*.summary.json "$res/" 2>/dev/null || true
   "$py" "$root/scripts/plots/sink_summary.py" "vanilla=$work/attention-none/attention.json" \
     "token=$work/attention-token/attention.json" | tee "$res/sinks.txt" | tee -a "$log"
+  # Training: tokens, tokens/s, MFU-bearing metrics and the sink metrics at every evaluation, with the verdict
+  "$py" "$root/scripts/plots/emergence_plot.py" "vanilla=$work/none" "token=$work/token" --csv "$res/training.csv" \
+    --md "$res/training.md" --png "$res/training.png" --command "scripts/gpu_lease.sh" > /dev/null
+  sed -n '/^## Runs/,$p' "$res/training.md" > "$res/training-tables.md"
+  "$py" - "$work" > "$res/throughput.txt" <<'PY'  # tokens/s and MFU of each model's last logged training window
+import json, os, sys
+for v in ("none", "token"):
+    rows = [json.loads(l) for l in open(os.path.join(sys.argv[1], v, "metrics.jsonl")) if '"tok_s"' in l]
+    if rows:
+        j = rows[-1]
+        print("sink=%s steps=%d tokens=%d tok_s=%.0f mfu=%.3f" % (v, j["step"], j["tokens_seen"], j["tok_s"], j["mfu"]))
+    else:
+        print("sink=%s: no training window was logged (the run stopped before its first log_interval)" % v)
+PY
   cp "$work/phase_seconds.txt" "$res/" 2>/dev/null || true
   cp "$log" "$res/" 2>/dev/null || true
   { echo "device: $("$ss" --version | grep -E 'device|cuda' | tr '\n' ' ')"; echo "phase seconds:"; cat "$work/phase_seconds.txt";
-    echo; cat "$res/table.md"; echo; cat "$res/sinks.txt"; } > "$out/summary.txt"
+    echo "training (last logged window):"; cat "$res/throughput.txt"
+    echo; cat "$res/table.md"; echo; cat "$res/sinks.txt"; echo; cat "$res/training-tables.md"; } > "$out/summary.txt"
   tar -czf "$out/results.tar.gz" -C "$work" results
   echo "results: $out/summary.txt and $out/results.tar.gz" | tee -a "$log"
 }

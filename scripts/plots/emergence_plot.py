@@ -94,7 +94,7 @@ def load_run(name, d):
     sink = cfg.get("model.sink", "none")
     prefix = (num(cfg.get("model.sink_tokens"), int) or 1) if sink == "token" else 0  # sink tokens per sample
     first = max(1, prefix)
-    return {"name": name, "dir": d, "cfg": cfg, "evals": evals, "train": train, "info": info, "params": params,
+    return {"name": name, "dir": d, "cfg": cfg, "sink": sink, "evals": evals, "train": train, "info": info, "params": params,
             "device": device, "threads": threads, "seq": seq, "per_step": per_step,
             "uniform": uniform_first_share(seq, first) if seq > first else float("nan"),
             "planned_steps": num(cfg.get("train.steps"), int)}
@@ -185,11 +185,14 @@ def main():
     uni = ", ".join(f"{100 * uniform_first_share(T, 1):.1f}% at T = {T}" for T in T_list)
     L = []
     L.append("# When do attention sinks emerge? (`scripts/experiments/emergence.sh`)\n")
+    variants = ("Every run is vanilla (`sink: none`)" if all(r["sink"] == "none" for r in runs) else
+                "Sink variants: " + ", ".join(f"{r['name']} `sink: {r['sink']}`" for r in runs) +
+                " (for `token` the first position is the sink token)")
     L.append(f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `{a.command or 'emergence_plot.py'}` on "
-             f"{cpu}, {os.cpu_count()} cores (training device and threads per run below). Every run is vanilla "
-             "(`sink: none`); the trainer logs its sink metrics at each evaluation (`train/sink_metrics.h`), on "
-             "the first 4 sequences of the validation split. Curves: `emergence.png`; every evaluation and layer: "
-             "`emergence.csv`.\n")
+             f"{cpu}, {os.cpu_count()} cores (training device and threads per run below). {variants}; the trainer "
+             "logs its sink metrics at each evaluation (`train/sink_metrics.h`), on the first 4 sequences of the "
+             f"validation split. Curves: `{os.path.basename(a.png)}`; every evaluation and layer: "
+             f"`{os.path.basename(a.csv)}`.\n")
     L.append("## The criterion\n")
     L.append(f"A run **has a sink** when, at its last evaluation, both of these hold (computed by "
              f"`scripts/plots/emergence_plot.py` from `metrics.jsonl`; \"sink first at\" is the first evaluation "
