@@ -13,6 +13,7 @@
 
 #include "infer/decoder.h"
 #include "model/transformer.h"
+#include "tests/checkpoint_fixture.h"
 #include "tests/corpus_fixture.h"
 #include "tests/model_fixtures.h"
 
@@ -131,4 +132,14 @@ TEST(Cuda, NcclWithOneRankTrainsInBf16) {
   EXPECT_NE(r.output.find("(nccl)"), std::string::npos) << r.output;
   const auto [first, last] = first_and_last_loss(dir.str() + "/run/metrics.jsonl");
   EXPECT_LT(last, first - 1.0);
+}
+
+// Issue 5: a checkpoint of a GPU run holds the GPU generator's state, and a resume continues its random stream.
+TEST(Cuda, ResumeContinuesTheCudaRandomStream) {
+  REQUIRE_CUDA();
+  expect_random_stream_continues_after_resume(c10::Device(c10::kCUDA, 0));
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCUDA, 0));
+  const auto path = save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, TrainState{}, "", 1);
+  EXPECT_EQ(load_safetensors(path + "/optimizer.safetensors").count("rng.cuda"), 1u);
 }

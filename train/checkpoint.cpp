@@ -43,6 +43,37 @@ std::string latest_checkpoint(const std::string& run_dir) {
   return resolve_checkpoint_dir(run_dir);
 }
 
+namespace {
+
+// The generators a resumed run must continue: the CPU's, and the training GPU's when the model lives on one.
+// Every rank draws the same numbers (same seed, same initialisation, nothing random after it), so rank 0's states
+// are every rank's.
+at::Generator cuda_generator_of(const Transformer& model) {
+  const auto dev = model->parameters().front().device();
+  return dev.is_cuda() ? at::globalContext().defaultGenerator(dev) : at::Generator();
+}
+
+void save_rng_states(TensorMap& o, const Transformer& model) {
+  o["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+  if (auto gen = cuda_generator_of(model); gen.defined()) o["rng.cuda"] = gen.get_state();
+}
+
+// Restores the states found and removes them from `o` (what is left is the optimizer's). A CUDA state is restored
+// only when the model is on a GPU: a GPU run resumed on a CPU has no CUDA generator to continue.
+void restore_rng_states(TensorMap& o, const Transformer& model) {
+  if (auto it = o.find("rng.cpu"); it != o.end()) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(it->second);
+    o.erase(it);
+  }
+  if (auto it = o.find("rng.cuda"); it != o.end()) {
+    if (auto gen = cuda_generator_of(model); gen.defined()) gen.set_state(it->second);
+    o.erase(it);
+  }
+}
+
+}  // namespace
+
 std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Transformer& model, const AdamW& opt,
                             const TrainState& state, const std::string& tokenizer_path, int64_t keep) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
@@ -60,7 +91,7 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
     fault::checkpoint_pause();
     fault::maybe_fail_checkpoint_write(state.step, (tmp / "optimizer.safetensors").string());
     TensorMap o = opt.state();
-    o["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+    save_rng_states(o, model);
     save_safetensors((tmp / "optimizer.safetensors").string(), o);
     fault::checkpoint_pause();
     nlohmann::json j = {{"step", state.step},
@@ -106,12 +137,7 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
   load_model_weights(ckpt_dir, model);
   const std::string opt_path = ckpt_dir + "/optimizer.safetensors";
   auto o = load_safetensors(opt_path);
-  auto rng = o.find("rng.cpu");
-  if (rng != o.end()) {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    gen.set_state(rng->second);
-    o.erase(rng);
-  }
+  restore_rng_states(o, model);
   opt.load_state(o, opt_path);
   const std::string state_path = ckpt_dir + "/state.json";
   try {
