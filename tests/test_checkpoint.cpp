@@ -32,3 +32,15 @@ TEST(Checkpoint, AMissingOptimizerFileIsNamed) {
   TrainState s;
   expect_error([&] { load_checkpoint(path, b.model, *b.opt, s); }, {"optimizer.safetensors"});
 }
+
+TEST(Checkpoint, ACorruptRandomStateIsAnErrorNamingTheFile) {
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCPU));
+  const auto path = save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, TrainState{}, "", 1);
+  auto o = load_safetensors(path + "/optimizer.safetensors");
+  o["rng.cpu"] = at::zeros({3}, at::kByte);  // not a generator state
+  save_safetensors(path + "/optimizer.safetensors", o);
+  CheckpointSubject b(c10::Device(c10::kCPU));
+  TrainState s;
+  expect_error([&] { load_checkpoint(path, b.model, *b.opt, s); }, {"optimizer.safetensors", "rng.cpu", "not a generator state"});
+}

@@ -59,15 +59,18 @@ void save_rng_states(TensorMap& o, const Transformer& model) {
 }
 
 // Restores the states found and removes them from `o` (what is left is the optimizer's). A CUDA state is restored
-// only when the model is on a GPU: a GPU run resumed on a CPU has no CUDA generator to continue.
-void restore_rng_states(TensorMap& o, const Transformer& model) {
-  if (auto it = o.find("rng.cpu"); it != o.end()) {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    gen.set_state(it->second);
-    o.erase(it);
-  }
-  if (auto it = o.find("rng.cuda"); it != o.end()) {
-    if (auto gen = cuda_generator_of(model); gen.defined()) gen.set_state(it->second);
+// only when the model is on a GPU: a GPU run resumed on a CPU has no CUDA generator to continue. A state that is not
+// one (a corrupt or foreign file) is an error naming `where`.
+void restore_rng_states(TensorMap& o, const Transformer& model, const std::string& where) {
+  for (const char* key : {"rng.cpu", "rng.cuda"}) {
+    auto it = o.find(key);
+    if (it == o.end()) continue;
+    at::Generator gen = std::string(key) == "rng.cpu" ? at::detail::getDefaultCPUGenerator() : cuda_generator_of(model);
+    try {
+      if (gen.defined()) gen.set_state(it->second);
+    } catch (const c10::Error& e) {
+      fail(where, std::string(key) + " is not a generator state (" + e.msg() + ")");
+    }
     o.erase(it);
   }
 }
@@ -137,7 +140,7 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
   load_model_weights(ckpt_dir, model);
   const std::string opt_path = ckpt_dir + "/optimizer.safetensors";
   auto o = load_safetensors(opt_path);
-  restore_rng_states(o, model);
+  restore_rng_states(o, model, opt_path);
   opt.load_state(o, opt_path);
   const std::string state_path = ckpt_dir + "/state.json";
   try {
