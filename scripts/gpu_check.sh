@@ -20,6 +20,7 @@ report="$out/gpu_check.txt"
 log="$out/gpu_check.log"
 [ "$what" = all ] && : > "$report"
 say() { echo "$*" | tee -a "$report"; }
+status=0  # the exit status: non-zero when a test failed or a benchmark did not run
 export LD_LIBRARY_PATH="$root/.devdeps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 t0=$(date +%s)
 
@@ -48,6 +49,7 @@ run_tests() {
   failed=$(wc -l < "$dir/failed.txt")
   say "cuda_tests rc=$rc passed=${passed:-0} skipped=${skipped:-0} failed=$failed seconds=$(( $(date +%s) - s ))"
   sed 's/^\[  FAILED  \] /cuda_test_failed: /' "$dir/failed.txt" | tee -a "$report"
+  [ "$rc" = 0 ] && [ "$failed" = 0 ] || status=1
   rm -rf "$dir"
 }
 
@@ -66,14 +68,14 @@ run_bench() {
   rm -rf "$work/bench-124m"
   "$ss" train "$root/configs/gpt2-124m.yaml" --set train.data_dir="$data" --set train.steps=${BENCH_STEPS:-40} \
     --set train.warmup_steps=10 --set train.log_interval=10 --set train.eval_interval=0 \
-    --set train.checkpoint_interval=0 --out "$work/bench-124m" >> "$log" 2>&1 || say "train_bench=failed (see $log)"
+    --set train.checkpoint_interval=0 --out "$work/bench-124m" >> "$log" 2>&1 || { say "train_bench=failed (see $log)"; status=1; }
   grep '"tok_s"' "$work/bench-124m/metrics.jsonl" 2>/dev/null | tail -1 |
     python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print("config=gpt2-124m precision=bf16 tok_s=%.0f mfu=%.3f" % (j["tok_s"], j["mfu"]))' |
     tee -a "$report"
   say "train_bench_s=$(( $(date +%s) - s ))"
   s=$(date +%s)
   "$decode_latency" --device cuda --caches 256,512,1024,2048,4096 --tokens 64 --repeats 3 --recompute-tokens 4 \
-    2>&1 | tee -a "$report"
+    2>&1 | tee -a "$report" || { say "decode_bench=failed"; status=1; }
   say "decode_bench_s=$(( $(date +%s) - s ))"
 }
 
@@ -83,4 +85,5 @@ case "$what" in
   all) run_tests; run_bench ;;
   *) echo "usage: gpu_check.sh [tests|bench|all]" >&2; exit 2 ;;
 esac
-say "gpu_check_${what}_s=$(( $(date +%s) - t0 ))"
+say "gpu_check_${what}_s=$(( $(date +%s) - t0 )) status=$status"
+exit $status

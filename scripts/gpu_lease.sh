@@ -64,9 +64,10 @@ fi
 "$STREAMSINK_BIN" --version | tee -a "$lease"
 
 # ---- 2. tests, 3. corpus, 4. benchmarks ----
-phase cuda_tests 120 bash "$root/scripts/gpu_check.sh" tests
+status=0  # the exit status: non-zero when any phase failed (its results so far are in $OUT all the same)
+phase cuda_tests 120 bash "$root/scripts/gpu_check.sh" tests || status=1
 phase corpus 150 bash "$root/scripts/experiments/gpu_run.sh" corpus || { note "no corpus: nothing to train on"; exit 1; }
-phase benchmarks 90 bash "$root/scripts/gpu_check.sh" bench
+phase benchmarks 90 bash "$root/scripts/gpu_check.sh" bench || status=1
 
 # ---- 5. the sink experiment ----
 phase probe 60 bash "$root/scripts/experiments/gpu_run.sh" probe || { note "the throughput probe failed"; exit 1; }
@@ -78,5 +79,6 @@ else
 fi
 note "train_s=$train_s per model"
 export TRAIN_S=$train_s
-phase train_eval $(( $(left) - 5 )) bash "$root/scripts/experiments/gpu_run.sh" train-eval
-note "total_s=$(( $(date +%s) - deadline + ${DEADLINE_S:-560} ))"
+phase train_eval $(( $(left) - 5 )) bash "$root/scripts/experiments/gpu_run.sh" train-eval || status=1
+note "total_s=$(( $(date +%s) - deadline + ${DEADLINE_S:-560} )) status=$status"
+exit $status
