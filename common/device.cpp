@@ -14,6 +14,10 @@ namespace streamsink {
 
 bool cuda_usable() { return torch::cuda::is_available(); }
 
+void synchronize(c10::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
 std::vector<std::string> cuda_device_names() {
   std::vector<std::string> out;
   if (!cuda_usable()) return out;

@@ -29,6 +29,10 @@ Decoder::Decoder(Transformer model, const DecodeConfig& cfg, int64_t batch)
   }
 }
 
+at::TensorOptions Decoder::logits_options() const {
+  return at::TensorOptions().dtype(at::kFloat).device(model_->parameters().front().device());
+}
+
 void Decoder::reset() {
   std::fill(seen_.begin(), seen_.end(), 0);
   if (cache_) cache_->reset();
@@ -113,7 +117,7 @@ void Decoder::step_recompute(const std::vector<std::vector<int64_t>>& streams, i
       logits.select(0, b).select(0, c).copy_(last.squeeze(0));
     }
   }
-  if (!logits.defined()) logits = at::zeros({B_, C, model_->config().vocab_size}, at::kFloat);
+  if (!logits.defined()) logits = at::zeros({B_, C, model_->config().vocab_size}, logits_options());
   on_logits(offset, n_valid, logits);
 }
 
@@ -138,7 +142,8 @@ std::vector<at::Tensor> Decoder::feed_all(const std::vector<std::vector<int64_t>
   });
   std::vector<at::Tensor> out(B_);
   for (int64_t b = 0; b < B_; ++b)
-    out[b] = parts[b].empty() ? at::empty({0, model_->config().vocab_size}) : at::cat(parts[b], 0);  // [T_b, V]
+    out[b] = parts[b].empty() ? at::empty({0, model_->config().vocab_size}, logits_options())  // [T_b, V]
+                              : at::cat(parts[b], 0);
   return out;
 }
 

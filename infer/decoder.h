@@ -49,6 +49,7 @@ class Decoder {
   Transformer& model() { return model_; }
 
  private:
+  at::TensorOptions logits_options() const;  // float32 on the model's device
   void feed_prefix_if_fresh();
   void step_cached(const std::vector<std::vector<int64_t>>& streams, int64_t offset, int64_t C,
                    const std::vector<int64_t>& n_valid, const LogitsFn& on_logits);

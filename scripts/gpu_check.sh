@@ -9,7 +9,7 @@
 # Programs: $STREAMSINK_BIN, $TEST_CUDA and $DECODE_LATENCY when set (gpu_lease.sh points them at the carried
 # bundle), else those of $WORK/build, built here first by scripts/gpu_build.sh when missing. WORK (default runs/gpu)
 # keeps the build and the data between calls; DATA (default $WORK/data, made by gpu_run.sh corpus when missing) is
-# the corpus the training benchmark reads. BENCH_STEPS (default 40) bounds the benchmark's training steps.
+# the corpus the training benchmark reads. BENCH_STEPS (default 50) bounds the benchmark's training steps.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 what=${1:-all}
@@ -66,9 +66,13 @@ run_bench() {
       bash "$root/scripts/experiments/gpu_run.sh" corpus >> "$log" 2>&1 || say "corpus=failed (see $log)"
   fi
   rm -rf "$work/bench-124m"
-  "$ss" train "$root/configs/gpt2-124m.yaml" --set train.data_dir="$data" --set train.steps=${BENCH_STEPS:-40} \
+  # Steps 21-25 are profiled (LibTorch's profiler: where a step's time goes, $OUT/profile_124m.txt); the figure is
+  # the last logged window (steps 41-50), which the profiler does not touch.
+  "$ss" train "$root/configs/gpt2-124m.yaml" --set train.data_dir="$data" --set train.steps=${BENCH_STEPS:-50} \
     --set train.warmup_steps=10 --set train.log_interval=10 --set train.eval_interval=0 \
-    --set train.checkpoint_interval=0 --out "$work/bench-124m" >> "$log" 2>&1 || { say "train_bench=failed (see $log)"; status=1; }
+    --set train.checkpoint_interval=0 --profile 21:5 --out "$work/bench-124m" >> "$log" 2>&1 ||
+    { say "train_bench=failed (see $log)"; status=1; }
+  cp "$work/bench-124m/profile.txt" "$out/profile_124m.txt" 2>/dev/null && head -2 "$out/profile_124m.txt" | tee -a "$report"
   grep '"tok_s"' "$work/bench-124m/metrics.jsonl" 2>/dev/null | tail -1 |
     python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print("config=gpt2-124m precision=bf16 tok_s=%.0f mfu=%.3f" % (j["tok_s"], j["mfu"]))' |
     tee -a "$report"

@@ -131,7 +131,7 @@ std::vector<Case> cases() {
       {"train_missing_data_dir", none, "train {CFG} --set train.data_dir={D}/nope --out {D}/run", {"{D}/nope"}},
       {"train_vocab_smaller_than_data", none,
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=100 --set train.steps=2 --out {D}/run",
-       {"vocab"}},
+       {"manifest.json", "the data's tokenizer has 512 pieces, more than model.vocab_size = 100"}},
       // ---- shards ----
       shard_case("shard_truncated_tokens", shard_bytes(20240520, 1, 100, 100), {"truncated or corrupt shard"}),
       shard_case("shard_shorter_than_header", std::string(100, 'x'), {"shorter than the 1024-byte header"}),

@@ -252,7 +252,9 @@ std::unique_ptr<Distributed> Distributed::init(const DistEnv& env, c10::Device d
 #if STREAMSINK_WITH_CUDA
       c10::cuda::set_device(d->device_.index());
       auto opts = c10d::ProcessGroupNCCL::Options::create();
-      opts->timeout = timeout;
+      // NCCL's watchdog aborts the process when a collective outlives this; give it a margin, so that our own
+      // wait (bounded by `timeout`) fails first and names the lost rank, as with Gloo.
+      opts->timeout = timeout + std::chrono::seconds(30);
       d->pg_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(d->store_, env.rank, env.world_size, opts);
       d->backend_name_ = "nccl";
 #else
@@ -271,7 +273,15 @@ std::unique_ptr<Distributed> Distributed::init(const DistEnv& env, c10::Device d
 }
 
 Distributed::~Distributed() {
-  if (!failed_) return;
+  if (!failed_) {
+    // A clean end: NCCL wants its communicators shut down before they are destroyed (else it warns and aborts
+    // them); Gloo's shutdown does nothing.
+    try {
+      if (pg_) pg_->shutdown();
+    } catch (...) {
+    }
+    return;
+  }
   // After a failure a worker thread may still be blocked in a collective; the destructor would join it. Abort
   // what can be aborted, and leak the rest: the process is about to exit.
   try {

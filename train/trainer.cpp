@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/fault_injection.h"
 #include "common/file_util.h"
+#include "data/prepare.h"
 #include "model/model_io.h"
 #include "model/transformer.h"
 #include "train/adamw.h"
@@ -29,6 +30,7 @@
 #include "train/peak_flops.h"
 #include "train/schedule.h"
 #include "train/sink_metrics.h"
+#include "train/step_profiler.h"
 
 namespace streamsink {
 
@@ -134,6 +136,15 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   }
   AdamW opt(named, {tc.beta1, tc.beta2, tc.adam_eps, tc.weight_decay});
   const auto prefix = sink_prefix(cfg.model);
+  // The data's ids must index the model's embedding: past it, a CPU run stops with an index error but a GPU run
+  // hits a device-side assert that poisons the whole process, so check the manifest first.
+  if (std::filesystem::exists(std::filesystem::path(tc.data_dir) / "manifest.json")) {
+    const Manifest m = read_manifest(tc.data_dir);
+    if (m.vocab_size > cfg.model.vocab_size)
+      fail(m.path, "the data's tokenizer has " + std::to_string(m.vocab_size) + " pieces, more than model.vocab_size = " +
+                       std::to_string(cfg.model.vocab_size) + " (set model.vocab_size to at least " +
+                       std::to_string(m.vocab_size) + ")");
+  }
   Loader loader({tc.data_dir, "train", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(),
                  world, prefix, true});
   const int64_t tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum * world;
@@ -235,8 +246,10 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   int exit_code = 0;
   bool warned_peak = false;
 
+  StepProfiler profiler(main ? opts.profile_first : 0, opts.profile_count, opts.out_dir, device);
   while (state.step < total_steps) {
     fault::maybe_exit(state.step + 1, dist->rank());  // test-only hook (common/fault_injection.h)
+    profiler.before_step(state.step + 1);
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = learning_rate(tc, state.step, total_steps);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device));
@@ -277,6 +290,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
       }
       ++state.skipped_steps;
       ++state.step;
+      profiler.after_step(state.step);
       state.tokens_seen += tokens_per_step;
       std::fprintf(stderr, "\n[train] non-finite loss/gradient at step %lld: step skipped (%lld so far)\n",
                    static_cast<long long>(state.step), static_cast<long long>(state.skipped_steps));
@@ -291,6 +305,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     opt.step(lr);
     opt.zero_grad();
     ++state.step;
+    profiler.after_step(state.step);
     state.tokens_seen += tokens_per_step;
 
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -331,6 +346,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
       break;
     }
   }
+  profiler.finish();
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   if (main && exit_code == 0 && state.step == total_steps)

@@ -12,6 +12,8 @@ struct TrainOptions {
   std::string out_dir;         // the run folder: config.yaml, metrics.jsonl, checkpoints/
   std::string resume;          // "" = fresh run (refused if out_dir already has checkpoints), "auto", or a path
   int64_t stop_after = -1;     // stop cleanly (after a checkpoint) once this many steps are done; -1 = never
+  int64_t profile_first = 0;   // profile steps profile_first .. + profile_count - 1 on rank 0 (train/step_profiler.h)
+  int64_t profile_count = 0;   // 0: no profile
 };
 
 // Returns the process exit code: 0 when the budget is done or the run stopped cleanly on a signal / time budget
