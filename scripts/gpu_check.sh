@@ -56,30 +56,38 @@ run_tests() {
 # 2. bf16 training throughput and MFU of the GPT-2-124M-sized config, on a corpus made from this machine's text;
 # 3. decode latency on the GPU: streaming vs window vs recompute at caches of 256..4096.
 run_bench() {
-  if ! gpu_usable; then
+  # The benchmarks' settings; REHEARSE=1 runs the same command lines on the CPU at toy size (the rehearsal test).
+  local config=$root/configs/gpt2-124m.yaml steps=${BENCH_STEPS:-50} profile=21:5 dev=cuda
+  local -a sets=() decode=(--caches 256,512,1024,2048,4096 --tokens 64 --repeats 3 --recompute-tokens 4)
+  if [ "${REHEARSE:-0}" = 1 ]; then
+    config=$root/configs/tiny.yaml steps=12 profile=3:2 dev=cpu
+    sets=(--set train.device=cpu --set train.precision=fp32 --set model.vocab_size=512 --set train.warmup_steps=2
+          --set train.log_interval=4)
+    decode=(--caches 64,128 --tokens 16 --repeats 1 --recompute-tokens 2 --dim 64 --layers 2 --vocab 512)
+    say "rehearsal: the benchmarks' command lines on the CPU at toy size (the figures mean nothing)"
+  elif ! gpu_usable; then
     say "gpu=none: no usable CUDA device here; the training and decode benchmarks need one (nothing more to measure)"
     return 0
   fi
-  local data=${DATA:-$work/data} s=$(date +%s)
+  local data=${DATA:-$work/data} s=$(date +%s) name
+  name=$(basename "$config" .yaml)
   if [ ! -f "$data/manifest.json" ]; then
     CORPUS_MB=${CORPUS_MB:-100} WORK="$work" OUT="$out" STREAMSINK_BIN="$ss" \
       bash "$root/scripts/experiments/gpu_run.sh" corpus >> "$log" 2>&1 || say "corpus=failed (see $log)"
   fi
-  rm -rf "$work/bench-124m"
-  # Steps 21-25 are profiled (LibTorch's profiler: where a step's time goes, $OUT/profile_124m.txt); the figure is
+  rm -rf "$work/bench-train"
+  # Steps 21-25 are profiled (LibTorch's profiler: where a step's time goes, $OUT/profile_train.txt); the figure is
   # the last logged window (steps 41-50), which the profiler does not touch.
-  "$ss" train "$root/configs/gpt2-124m.yaml" --set train.data_dir="$data" --set train.steps=${BENCH_STEPS:-50} \
-    --set train.warmup_steps=10 --set train.log_interval=10 --set train.eval_interval=0 \
-    --set train.checkpoint_interval=0 --profile 21:5 --out "$work/bench-124m" >> "$log" 2>&1 ||
-    { say "train_bench=failed (see $log)"; status=1; }
-  cp "$work/bench-124m/profile.txt" "$out/profile_124m.txt" 2>/dev/null && head -2 "$out/profile_124m.txt" | tee -a "$report"
-  grep '"tok_s"' "$work/bench-124m/metrics.jsonl" 2>/dev/null | tail -1 |
-    python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print("config=gpt2-124m precision=bf16 tok_s=%.0f mfu=%.3f" % (j["tok_s"], j["mfu"]))' |
-    tee -a "$report"
+  "$ss" train "$config" --set train.data_dir="$data" --set train.steps="$steps" --set train.warmup_steps=10 \
+    --set train.log_interval=10 --set train.eval_interval=0 --set train.checkpoint_interval=0 "${sets[@]}" \
+    --profile "$profile" --out "$work/bench-train" >> "$log" 2>&1 || { say "train_bench=failed (see $log)"; status=1; }
+  cp "$work/bench-train/profile.txt" "$out/profile_train.txt" 2>/dev/null && head -2 "$out/profile_train.txt" | tee -a "$report"
+  grep '"tok_s"' "$work/bench-train/metrics.jsonl" 2>/dev/null | tail -1 |
+    python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print("config=%s precision=%s tok_s=%.0f mfu=%.3f" % (sys.argv[1], sys.argv[2], j["tok_s"], j["mfu"]))' \
+      "$name" "$(sed -n 's/^  precision: *//p' "$work/bench-train/config.yaml")" | tee -a "$report"
   say "train_bench_s=$(( $(date +%s) - s ))"
   s=$(date +%s)
-  "$decode_latency" --device cuda --caches 256,512,1024,2048,4096 --tokens 64 --repeats 3 --recompute-tokens 4 \
-    2>&1 | tee -a "$report" || { say "decode_bench=failed"; status=1; }
+  "$decode_latency" --device "$dev" "${decode[@]}" 2>&1 | tee -a "$report" || { say "decode_bench=failed"; status=1; }
   say "decode_bench_s=$(( $(date +%s) - s ))"
 }
 

@@ -17,10 +17,11 @@
 #      time that is left once evaluation and the report are set aside (EVAL_RESERVE_S, default 120; TRAIN_S
 #      overrides), streaming evaluation, attention, report.
 #
-# Results in $OUT: lease.txt (phase times and where the programs came from), gpu_check.txt (tests, benchmarks),
+# Results in $OUT (7 files; the device tool returns at most 8): lease.txt (phase times, where the programs came
+# from), gpu_check.txt (tests, benchmarks), profile_train.txt (where a 124M training step's time goes),
 # summary.txt and results.tar.gz (the experiment), gpu_run.log and gpu_check.log.
-# REHEARSE=1 runs every phase on the CPU with the tiny config and a small corpus, in about two minutes
-# (tests/test_gpu_rehearsal.cpp): the GPU-only parts then skip themselves.
+# REHEARSE=1 runs every phase on the CPU with the tiny config and a small corpus, in about a minute
+# (tests/test_gpu_rehearsal.cpp): the cuda tests skip themselves and the benchmarks run at toy size.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=${WORK:-$root/runs/gpu}
