@@ -233,6 +233,13 @@ std::vector<Case> cases() {
               resume, {"{D}/ck/optimizer.safetensors"}),
       ck_case("ck_optimizer_missing", [](const fs::path& ck) { fs::remove(ck / "optimizer.safetensors"); }, resume,
               {"{D}/ck/optimizer.safetensors"}),
+      ck_case("ck_rng_state_corrupt",
+              [](const fs::path& ck) {
+                auto o = streamsink::load_safetensors((ck / "optimizer.safetensors").string());
+                o["rng.cpu"] = at::zeros({3}, at::kByte);  // not a generator state
+                streamsink::save_safetensors((ck / "optimizer.safetensors").string(), o);
+              },
+              resume, {"{D}/ck/optimizer.safetensors", "rng.cpu is not a generator state"}),
       {"run_latest_names_a_missing_step",
        [](const fs::path& d, const Paths&) { write(d / "run" / "checkpoints" / "latest", "step_0000099\n"); },
        "eval-stream --checkpoint {D}/run --data {DATA} --tokens 64", {"{D}/run/checkpoints/latest", "step_0000099"}},
