@@ -6,9 +6,9 @@
 #
 #   scripts/gpu_check.sh [tests|bench|all]      (default all)
 #
-# Programs: $STREAMSINK_BIN, $TEST_CUDA and $DECODE_LATENCY when set (gpu_lease.sh points them at the carried
-# bundle), else those of $WORK/build, built here first by scripts/gpu_build.sh when missing. WORK (default runs/gpu)
-# keeps the build and the data between calls; DATA (default $WORK/data, made by gpu_run.sh corpus when missing) is
+# Programs: $STREAMSINK_BIN, $TEST_CUDA and $DECODE_LATENCY when set (gpu_lease.sh sets them), else
+# scripts/gpu_programs.sh's (the carried bundle, or a build here). WORK (default runs/gpu) keeps the build and the
+# data between calls; DATA (default $WORK/data, made by gpu_run.sh corpus when missing) is
 # the corpus the training benchmark reads. BENCH_STEPS (default 50) bounds the benchmark's training steps.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,16 +21,15 @@ log="$out/gpu_check.log"
 [ "$what" = all ] && : > "$report"
 say() { echo "$*" | tee -a "$report"; }
 status=0  # the exit status: non-zero when a test failed or a benchmark did not run
-export LD_LIBRARY_PATH="$root/.devdeps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 t0=$(date +%s)
 
-ss=${STREAMSINK_BIN:-$work/build/streamsink}
-test_cuda=${TEST_CUDA:-$work/build/tests/test_cuda}
-decode_latency=${DECODE_LATENCY:-$work/build/scripts/bench/decode_latency}
-if [ ! -x "$ss" ] || [ ! -x "$test_cuda" ] || [ ! -x "$decode_latency" ]; then
-  "$root/scripts/gpu_build.sh" "$work/build" "$log" || { say "build=failed (see $log)"; exit 1; }
-  say "build_s=$(( $(date +%s) - t0 ))"
+if [ -z "${STREAMSINK_BIN:-}" ]; then  # the carried programs, or a build here (scripts/gpu_programs.sh)
+  source "$root/scripts/gpu_programs.sh" || { say "programs=none: $STREAMSINK_PROGRAMS"; exit 1; }
+  say "programs=$STREAMSINK_PROGRAMS"
 fi
+ss=$STREAMSINK_BIN
+test_cuda=${TEST_CUDA:?TEST_CUDA must name test_cuda when STREAMSINK_BIN is given}
+decode_latency=${DECODE_LATENCY:?DECODE_LATENCY must name decode_latency when STREAMSINK_BIN is given}
 
 gpu_usable() { "$ss" --version 2>/dev/null | grep -q '^cuda *usable'; }
 

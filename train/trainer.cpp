@@ -246,7 +246,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   int exit_code = 0;
   bool warned_peak = false;
 
-  StepProfiler profiler(main ? opts.profile_first : 0, opts.profile_count, opts.out_dir, device);
+  StepProfiler profiler(opts.profile_first, main ? opts.profile_count : 0, opts.out_dir, device);  // rank 0 only
   while (state.step < total_steps) {
     fault::maybe_exit(state.step + 1, dist->rank());  // test-only hook (common/fault_injection.h)
     profiler.before_step(state.step + 1);

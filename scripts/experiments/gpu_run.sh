@@ -7,8 +7,8 @@
 #
 #   scripts/experiments/gpu_run.sh [all|prepare|corpus|probe|train-eval|report]    (default all)
 #
-# prepare = build (unless STREAMSINK_BIN names a built streamsink), corpus, probe; train-eval = training of both
-# models sized from the probe, streaming evaluation, report. Work lives in $WORK (default runs/gpu, git-ignored, kept
+# prepare = corpus, probe; train-eval = training of both models sized from the probe, streaming evaluation, report.
+# The programs: $STREAMSINK_BIN when set, else scripts/gpu_programs.sh (the carried bundle, or a build here). Work lives in $WORK (default runs/gpu, git-ignored, kept
 # between calls); results go to $OUT (the device tool's folder) or runs/gpu/out.
 #
 # Budgets (enforced: training stops in time to evaluate): TRAIN_S seconds per model (default 150), EVAL_TOKENS
@@ -35,7 +35,6 @@ t0=$(date +%s)
 phase() { echo "=== [$(( $(date +%s) - t0 ))s] $*" | tee -a "$log"; }
 timing() { echo "$1 $2" >> "$work/phase_seconds.txt"; }
 
-export LD_LIBRARY_PATH="$root/.devdeps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 if [ "$rehearse" = 1 ]; then
   ss=${STREAMSINK_BIN:-$root/build/streamsink}
   config=$root/configs/tiny.yaml
@@ -45,20 +44,15 @@ if [ "$rehearse" = 1 ]; then
   py=${STREAMSINK_PYTHON:-$HOME/.cache/streamsink/venv/bin/python}
   extra_set=(--set train.device=cpu --set train.precision=fp32 --set model.vocab_size=$vocab)
 else
-  ss=${STREAMSINK_BIN:-$work/build/streamsink}
+  # the carried programs, or a build against this machine's PyTorch (scripts/gpu_programs.sh), unless given
+  if [ -z "${STREAMSINK_BIN:-}" ]; then
+    source "$root/scripts/gpu_programs.sh" || { echo "gpu_run: no programs: $STREAMSINK_PROGRAMS" >&2; exit 1; }
+  fi
+  ss=$STREAMSINK_BIN
   py=python3
   extra_set=()
 fi
 W=$(( $(sed -n 's/^  context_length: *\([0-9]*\).*/\1/p' "$config") / 2 ))  # half the training context
-
-build() {
-  local s=$(date +%s)
-  phase "build against this machine's PyTorch"
-  export LD_LIBRARY_PATH="$root/.devdeps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-  "$root/scripts/gpu_build.sh" "$work/build" "$log"
-  "$ss" --version | tee -a "$log"
-  timing build $(( $(date +%s) - s ))
-}
 
 make_corpus() {
   local s=$(date +%s)
@@ -174,13 +168,12 @@ PY
 }
 
 case "$what" in
-  prepare) rm -f "$work/phase_seconds.txt"; [ "$rehearse" = 1 ] || [ -n "${STREAMSINK_BIN:-}" ] || build; make_corpus; probe ;;
+  prepare) rm -f "$work/phase_seconds.txt"; make_corpus; probe ;;
   corpus) make_corpus ;;
   probe) probe ;;
   train-eval) train_both; evaluate; report ;;
   report) report ;;
-  all) rm -f "$work/phase_seconds.txt"; [ "$rehearse" = 1 ] || [ -n "${STREAMSINK_BIN:-}" ] || build
-    make_corpus; probe; train_both; evaluate; report ;;
+  all) rm -f "$work/phase_seconds.txt"; make_corpus; probe; train_both; evaluate; report ;;
   *) echo "usage: gpu_run.sh [all|prepare|corpus|probe|train-eval|report]" >&2; exit 2 ;;
 esac
 phase "done ($what)"

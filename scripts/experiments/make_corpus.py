@@ -26,9 +26,8 @@ def candidate_files(roots, exts, min_bytes, max_bytes, counts):
     """(path, size) of every regular file under roots with a wanted extension and size, in the fixed shuffled order."""
     found = []
     for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in sorted(filenames):
+        for dirpath, _, filenames in os.walk(root):
+            for name in filenames:
                 if not name.endswith(exts):
                     continue
                 path = os.path.join(dirpath, name)
