@@ -10,7 +10,8 @@
 #   1. programs (scripts/gpu_programs.sh): the bundle in .devdeps/bin when its source hash matches this tree and it
 #      starts against this machine's torch (the same 2.11.0+cu130 as the venv it was built against), else a build
 #      here with all cores;
-#   2. the cuda-labelled tests (tests/test_cuda.cpp: CPU-vs-GPU logits, fused SDPA, decoder, bf16, NCCL);
+#   2. the cuda-labelled tests (tests/test_cuda.cpp: CPU-vs-GPU logits, fused SDPA, decoder, bf16, NCCL), and beside
+#      them (they use the GPU, it the CPUs)
 #   3. corpus: text this machine holds, deduplicated, tokenizer trained here, shards (gpu_run.sh corpus);
 #   4. benchmarks: bf16 GPT-2-124M training tokens/s and MFU, decode latency on the GPU (gpu_check.sh bench);
 #   5. the sink experiment (gpu_run.sh): throughput probe, vanilla and sink-token training each given half of the
@@ -35,17 +36,20 @@ lease="$out/lease.txt"
 : > "$lease"
 note() { echo "$*" | tee -a "$lease"; }
 left() { echo $(( deadline - $(date +%s) )); }
-# phase NAME LIMIT_S CMD...: runs CMD under min(LIMIT_S, time left), records its seconds and exit status.
+start_ms=$(date +%s%3N)
+since_ms() { echo $(( $(date +%s%3N) - start_ms )); }  # milliseconds since the lease began (the phases' spans)
+# phase NAME LIMIT_S CMD...: runs CMD under min(LIMIT_S, time left), records its exit status, seconds and span.
 phase() {
   local name=$1 limit=$2 s rc
   shift 2
   [ "$limit" -gt "$(left)" ] && limit=$(left)
   if [ "$limit" -le 5 ]; then note "phase=$name skipped: only $(left) s left"; return 1; fi
-  s=$(date +%s)
+  s=$(since_ms)
   echo "=== $name (limit ${limit}s, $(left)s left)"
   timeout --kill-after=10 "$limit" "$@"
   rc=$?
-  note "phase=$name rc=$rc seconds=$(( $(date +%s) - s ))$([ $rc = 124 ] && echo ' (time limit)')"
+  local e=$(since_ms)
+  note "phase=$name rc=$rc seconds=$(( (e - s + 500) / 1000 )) span_ms=$s-$e$([ $rc = 124 ] && echo ' (time limit)')"
   return $rc
 }
 
@@ -66,8 +70,14 @@ fi
 
 # ---- 2. tests, 3. corpus, 4. benchmarks ----
 status=0  # the exit status: non-zero when any phase failed (its results so far are in $OUT all the same)
-phase cuda_tests 120 bash "$root/scripts/gpu_check.sh" tests || status=1
-phase corpus 150 bash "$root/scripts/experiments/gpu_run.sh" corpus || { note "no corpus: nothing to train on"; exit 1; }
+# The tests keep the GPU busy and the corpus the CPUs, so they run side by side (the tests' output follows the corpus').
+phase cuda_tests 120 bash "$root/scripts/gpu_check.sh" tests > "$work/cuda_tests.out" 2>&1 &
+tests_pid=$!
+phase corpus 150 bash "$root/scripts/experiments/gpu_run.sh" corpus
+corpus_rc=$?
+wait $tests_pid || status=1
+cat "$work/cuda_tests.out"
+[ $corpus_rc = 0 ] || { note "no corpus: nothing to train on"; exit 1; }
 phase benchmarks 90 bash "$root/scripts/gpu_check.sh" bench || status=1
 
 # ---- 5. the sink experiment ----

@@ -4,7 +4,9 @@
 // lines at toy size on the CPU), and the lease record, the check report, the summary and the archive appear.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <utility>
 
 #include "common/file_util.h"
 #include "tests/corpus_fixture.h"
@@ -25,6 +27,19 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
   for (const char* want : {"phase=cuda_tests rc=0", "phase=corpus rc=0", "phase=benchmarks rc=0", "phase=probe rc=0",
                            "train_s=3 per model", "phase=train_eval rc=0", "total_s="})
     EXPECT_NE(lease.find(want), std::string::npos) << want << "\n" << lease << log;
+  // The cuda tests (GPU) and the corpus (CPUs) run side by side: the corpus starts before the tests end.
+  const auto span = [&](const std::string& name) {
+    const auto at = lease.find("phase=" + name + " ");
+    const auto s = lease.find("span_ms=", at);
+    if (at == std::string::npos || s == std::string::npos) return std::pair<long, long>{-1, -1};
+    const auto dash = lease.find('-', s);
+    return std::pair<long, long>{std::stol(lease.substr(s + 8, dash - s - 8)), std::stol(lease.substr(dash + 1))};
+  };
+  const auto tests = span("cuda_tests"), corpus = span("corpus"), bench = span("benchmarks");
+  ASSERT_GE(tests.first, 0) << lease;
+  ASSERT_GE(corpus.first, 0) << lease;
+  EXPECT_LT(corpus.first, tests.second) << lease;
+  EXPECT_GE(bench.first, std::max(tests.second, corpus.second)) << "the benchmarks time the GPU alone\n" << lease;
 
   // Without a GPU the cuda tests skip themselves (none fails); the benchmarks run their command lines at toy size
   // on the CPU: the profiled training benchmark and the decode benchmark each leave their lines.
