@@ -55,4 +55,40 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
                            "training (last logged window):", "## Final metrics (last evaluation)", "| vanilla | `configs/tiny.yaml`"})
     EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz"));
+
+  // The report from a partial evaluation (the deadline cut it short): the sink model's dense run and attention maps
+  // are gone; its other cells, the vanilla row, the training tables and the archive remain.
+  namespace fs = std::filesystem;
+  fs::remove(dir.path() / "work/eval/token__dense_0+1200.nll.jsonl.summary.json");
+  fs::remove_all(dir.path() / "work/attention-token");
+  fs::remove(dir.path() / "out/summary.txt");
+  const std::string again = "REHEARSE=1 WORK=" + dir.str() + "/work OUT=" + dir.str() + "/out EVAL_TOKENS=1200 " +
+                            "STREAMSINK_BIN=" + streamsink_binary() + " bash " + source_dir() +
+                            "/scripts/experiments/gpu_run.sh report > " + dir.str() + "/log2.txt 2>&1";
+  ASSERT_EQ(std::system(again.c_str()), 0) << streamsink::read_file(dir.str() + "/log2.txt");
+  const std::string partial = streamsink::read_file(dir.str() + "/out/summary.txt");
+  for (const char* want : {"| vanilla |", "| learnable sink token |", "dense (0+1200)", "| — |", "vanilla: first-token",
+                           "## Final metrics (last evaluation)"})
+    EXPECT_NE(partial.find(want), std::string::npos) << want << "\n" << partial;
+  EXPECT_EQ(partial.find("token: first-token"), std::string::npos) << partial;
+}
+
+// The deadline cuts the training and evaluation phase off (here after 6 s, in the first model's 30 s): the lease
+// still ends with a report of what there is, says which phase ran out of time, and exits non-zero.
+TEST(GpuLeaseRehearsal, ACutOffExperimentStillEndsWithAReport) {
+  TempDir dir;
+  write_synthetic_corpus(dir.path() / "text", 60, 40);
+  const std::string cmd = "REHEARSE=1 WORK=" + dir.str() + "/work OUT=" + dir.str() + "/out CORPUS_SRC=" + dir.str() +
+                          "/text TRAIN_S=30 TRAIN_EVAL_LIMIT_S=6 STREAMSINK_BIN=" + streamsink_binary() + " bash " +
+                          source_dir() + "/scripts/gpu_lease.sh > " + dir.str() + "/log.txt 2>&1";
+  const int rc = std::system(cmd.c_str());
+  const std::string log = streamsink::read_file(dir.str() + "/log.txt");
+  EXPECT_NE(rc, 0) << log;
+  const std::string lease = streamsink::read_file(dir.str() + "/out/lease.txt");
+  for (const char* want : {"phase=train_eval rc=124", "(time limit)", "phase=report rc=0", "status=1"})
+    EXPECT_NE(lease.find(want), std::string::npos) << want << "\n" << lease << log;
+  const std::string summary = streamsink::read_file(dir.str() + "/out/summary.txt");
+  for (const char* want : {"No streaming evaluation finished", "No attention was inspected", "sink=token: no training"})
+    EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
+  EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz"));
 }
