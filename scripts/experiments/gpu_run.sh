@@ -12,7 +12,8 @@
 # between calls); results go to $OUT (the device tool's folder) or runs/gpu/out.
 #
 # Budgets (enforced: training stops in time to evaluate): TRAIN_S seconds per model (default 150), EVAL_TOKENS
-# (default 50000), RECOMPUTE_TOKENS (default 3000), CORPUS_MB (default 400). REHEARSE=1 runs the whole flow on the
+# (default 50000), RECOMPUTE_TOKENS (default 3000), CORPUS_MB (default 400); SEED (default the config's).
+# REHEARSE=1 runs the whole flow on the
 # CPU in about 20 s with the tiny config, 4 MB of the set-up Python's standard library (CORPUS_SRC), an already built
 # binary (STREAMSINK_BIN) and budgets of TRAIN_S=3, EVAL_TOKENS=1200, RECOMPUTE_TOKENS=150 unless given
 # (tests/test_gpu_rehearsal.cpp does this).
@@ -58,6 +59,7 @@ else
   py=python3
   extra_set=()
 fi
+[ -n "${SEED:-}" ] && extra_set+=(--set train.seed="$SEED")  # another initialisation and data order (default: the config's)
 W=$(( $(sed -n 's/^  context_length: *\([0-9]*\).*/\1/p' "$config") / 2 ))  # half the training context
 
 make_corpus() {
