@@ -36,6 +36,7 @@ mkdir -p "$work" "$out"
 export WORK=$work OUT=$out
 lease="$out/lease.txt"
 : > "$lease"
+rm -f "$out/summary.txt" "$out/results.tar.gz"  # an earlier lease's (a local $OUT is kept): the report below checks for it
 note() { echo "$*" | tee -a "$lease"; }
 left() { echo $(( deadline - $(date +%s) )); }
 start_ms=$(date +%s%3N)
