@@ -132,6 +132,10 @@ std::vector<Case> cases() {
       {"train_vocab_smaller_than_data", none,
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=100 --set train.steps=2 --out {D}/run",
        {"manifest.json", "the data's tokenizer has 512 pieces, more than model.vocab_size = 100"}},
+      {"train_val_split_smaller_than_a_batch", none,
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.steps=2 "
+       "--set train.batch_size=128 --out {D}/run",
+       {"{DATA}", "the val split has", "fewer than one global batch"}},
       // ---- shards ----
       shard_case("shard_truncated_tokens", shard_bytes(20240520, 1, 100, 100), {"truncated or corrupt shard"}),
       shard_case("shard_shorter_than_header", std::string(100, 'x'), {"shorter than the 1024-byte header"}),

@@ -53,6 +53,18 @@ TEST(Trainer, AFreshRunIntoAFolderWithCheckpointsIsRefused) {
   EXPECT_EQ(read_file(dir.str() + "/a/checkpoints/step_0000002/model.safetensors"), before);
 }
 
+// Every run evaluates at its last step: a validation split smaller than one batch must stop the run before its
+// first step, not after the whole training (when the error would cost the run its final checkpoint).
+TEST(Trainer, AValidationSplitSmallerThanABatchIsAnErrorBeforeTheFirstStep) {
+  TempDir dir;
+  // The fixture's val split: 4266 tokens = 65 windows of 65; train: 946 windows, enough for a batch of 128.
+  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.steps=2 --set train.batch_size=128"));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("the val split has"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("fewer than one global batch (batch_size x world_size = 128)"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("step 1/2"), std::string::npos) << "no step before the error\n" << r.output;
+}
+
 TEST(Trainer, LossFallsOnASmallCorpus) {
   TempDir dir;
   auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.steps=60 --set train.eval_interval=60 --set train.log_interval=1"));

@@ -147,6 +147,9 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   }
   Loader loader({tc.data_dir, "train", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(),
                  world, prefix, true});
+  // The last step always evaluates: a validation split too small for one batch is an error now, not after training.
+  Loader({tc.data_dir, "val", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(), world, prefix,
+          false});
   const int64_t tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum * world;
   const int64_t total_steps = tc.steps > 0 ? tc.steps : (tc.tokens + tokens_per_step - 1) / tokens_per_step;
 
