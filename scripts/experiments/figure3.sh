@@ -2,8 +2,9 @@
 # The paper's Figure 3 at small scale: perplexity against position over a long held-out stream for the dense,
 # window (0+W), sliding-window-with-recompute and streaming (4+(W-4)) caches, for the vanilla and the sink-token
 # model, as PNG plots in results/figure3_<variant>.png.
-#   scripts/experiments/figure3.sh       RUNS: folder with none/ and token/ runs (default runs/demo, from the demo)
-#                                        TOKENS (default 20000), RECOMPUTE_TOKENS (default TOKENS), W (default 128)
+#   scripts/experiments/figure3.sh       RUNS: folder with none/ and token/ runs and data/ (default runs/demo, from
+#                                        the demo), TOKENS (default 20000), RECOMPUTE_TOKENS (default TOKENS),
+#                                        W (default half the models' training context)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/common.sh"
@@ -11,7 +12,9 @@ runs=${RUNS:-$root/runs/demo}
 data=${DATA:-$runs/data}
 tokens=${TOKENS:-20000}
 recompute_tokens=${RECOMPUTE_TOKENS:-$tokens}
-W=${W:-128}
+[ -f "$runs/none/config.yaml" ] || { echo "figure3: no run $runs/none (run scripts/demo.sh first, or set RUNS)" >&2; exit 1; }
+context=$(sed -n 's/^  context_length: *\([0-9]*\).*/\1/p' "$runs/none/config.yaml")
+W=${W:-$(( context / 2 ))}
 out=${OUT:-$root/runs/figure3}
 results=${RESULTS:-$root/results}
 mkdir -p "$out" "$results"
@@ -23,7 +26,7 @@ for v in none token; do
   e --policy recompute --sinks 0 --window "$W" --tokens "$recompute_tokens" --out "$out/${v}__recompute_0+$W.nll.jsonl"
   e --policy streaming --sinks 4 --window $((W - 4)) --tokens "$tokens" --out "$out/${v}__streaming_4+$((W - 4)).nll.jsonl"
   "$py" "$root/scripts/plots/plot_stream.py" "$results/figure3_$v.png" --title "sink=$v: perplexity along the stream" \
-    --train-len 256 "dense=$out/${v}__dense_0+$tokens.nll.jsonl" "window 0+$W=$out/${v}__window_0+$W.nll.jsonl" \
+    --train-len "$context" "dense=$out/${v}__dense_0+$tokens.nll.jsonl" "window 0+$W=$out/${v}__window_0+$W.nll.jsonl" \
     "recompute 0+$W=$out/${v}__recompute_0+$W.nll.jsonl" \
     "streaming 4+$((W - 4))=$out/${v}__streaming_4+$((W - 4)).nll.jsonl"
 done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The paper's headline at small scale: a stream of 4 million tokens through the streaming cache (4+124) of a trained
-# model; perplexity per 100k tokens should stay flat and so should memory. The held-out split is ~100k tokens, so
+# The paper's headline at small scale: a stream of 4 million tokens through the streaming cache (4+(W-4), W half the
+# training context; 4+124 for the kernel-docs models of results/long_stream.png) of a trained model; perplexity per
+# 100k tokens should stay flat and so should memory. The held-out split is ~100k tokens, so
 # the stream is the test split followed by the validation split, repeated until it is 4M tokens long (written as one
-# llm.c shard); repeats are far apart (> 100k tokens) compared with the 128-token window, so the cache never sees a
+# llm.c shard); repeats are far apart (> 100k tokens) compared with the window (W tokens), so the cache never sees a
 # repeat it could copy from.
 #   scripts/experiments/long_stream.sh     RUN (default runs/demo/none), TOKENS (default 4000000)
 set -euo pipefail
@@ -10,6 +11,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/common.sh"
 run=${RUN:-$root/runs/demo/none}
 data=${DATA:-$root/runs/demo/data}
+[ -f "$run/config.yaml" ] || { echo "long_stream: no run $run (run scripts/demo.sh first, or set RUN and DATA)" >&2; exit 1; }
+W=$(( $(sed -n 's/^  context_length: *\([0-9]*\).*/\1/p' "$run/config.yaml") / 2 ))  # 4 sinks + (W-4) recent tokens
 tokens=${TOKENS:-4000000}
 out=${OUT:-$root/runs/long-stream}
 results=${RESULTS:-$root/results}
@@ -32,8 +35,8 @@ with open(dst, "wb") as f:
     f.write(header.tobytes()); f.write(stream.tobytes())
 print(f"stream: {n} tokens from {len(base)} held-out tokens repeated {n / len(base):.1f} times -> {dst}")
 PY
-/usr/bin/time -v "$ss" eval-stream --checkpoint "$run" --data "$out/stream.bin" --policy streaming --sinks 4 --window 124 \
-  --block 100000 --out "$out/streaming_4+124.nll.jsonl" 2> "$out/time.txt" | tee "$out/eval.txt" | tail -30
+/usr/bin/time -v "$ss" eval-stream --checkpoint "$run" --data "$out/stream.bin" --policy streaming --sinks 4 --window $((W - 4)) \
+  --block 100000 --out "$out/streaming_4+$((W - 4)).nll.jsonl" 2> "$out/time.txt" | tee "$out/eval.txt" | tail -30
 grep -E "Maximum resident|Elapsed" "$out/time.txt" | tee -a "$out/eval.txt"
 "$py" "$root/scripts/plots/plot_stream.py" "$results/long_stream.png" --smooth 100000 \
-  --title "4+124 streaming cache over $tokens tokens" "streaming 4+124=$out/streaming_4+124.nll.jsonl"
+  --title "4+$((W - 4)) streaming cache over $tokens tokens" "streaming 4+$((W - 4))=$out/streaming_4+$((W - 4)).nll.jsonl"
