@@ -7,23 +7,22 @@
 # the attention maps, all under runs/demo/. This is the setting in which a sink shows on a CPU (docs/results.md,
 # "A sink on the CPU"): the sink-token model relies on its sink token, the vanilla model grows none.
 #
-#   scripts/demo.sh     # STEPS, EVAL_TOKENS, CORPUS (folders) and OUT can be set in the environment
+#   scripts/demo.sh     # STEPS, EVAL_TOKENS, RECOMPUTE_TOKENS, CORPUS (folders), OUT and STREAMSINK_BIN (an already
+#                       # built executable: no set-up, no build) can be set in the environment
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${OUT:-$root/runs/demo}
 steps=${STEPS:-35974}               # optimizer steps per model (8 x 64 tokens a step): 18.4M tokens
 eval_tokens=${EVAL_TOKENS:-20000}   # tokens of the held-out stream per evaluation
-recompute_tokens=2000               # recompute runs a forward per token: over the stream's first tokens only
+recompute_tokens=${RECOMPUTE_TOKENS:-2000}  # recompute runs a forward per token: the stream's first tokens only
 W=32                                # half the training context (64), as in the paper's Table 3
 start=$(date +%s)
 phase() { echo; echo "=== [$(( $(date +%s) - start ))s] $*"; }
 
 phase "set-up and build"
-"$root/scripts/setup.sh"
-"$root/scripts/build.sh" "$root/build" >/dev/null
-source "$("$root/scripts/setup.sh" --print-env)"
-ss="$root/build/streamsink"
-py="$STREAMSINK_PYTHON"
+SETUP_ARGS=""  # the demo needs no kernel docs
+# the set-up and the build into build/, or STREAMSINK_BIN=PATH (an already built executable: its test)
+source "$root/scripts/experiments/common.sh"
 "$ss" --version
 mkdir -p "$out"
 

@@ -11,7 +11,8 @@ if [ -n "${STREAMSINK_BIN:-}" ]; then
   fi
   py=${STREAMSINK_PYTHON:-python3}
 else
-  "$root/scripts/setup.sh" --corpus >/dev/null
+  # shellcheck disable=SC2086
+  "$root/scripts/setup.sh" ${SETUP_ARGS-"--corpus"} >/dev/null  # SETUP_ARGS="" skips the kernel docs (the demo)
   "$root/scripts/build.sh" "$root/build" >/dev/null
   source "$("$root/scripts/setup.sh" --print-env)"
   ss="$root/build/streamsink"
