@@ -66,8 +66,10 @@ for v in none token; do
   done
   "$ss" eval-stream --checkpoint "$out/$v" --data "$data" --policy dense --tokens "$eval_tokens" \
     --out "$out/eval/${v}__dense_0+${eval_tokens}.nll.jsonl" | tail -1
-  "$ss" eval-stream --checkpoint "$out/$v" --data "$data" --policy recompute --sinks 0 --window $W \
-    --tokens "$recompute_tokens" --out "$out/eval/${v}__recompute_0+$W.nll.jsonl" | tail -1
+  for s in 0 1; do  # 1+(W-1) keeps the sink token: the fair recompute baseline for the sink-token model
+    "$ss" eval-stream --checkpoint "$out/$v" --data "$data" --policy recompute --sinks $s --window $((W - s)) \
+      --tokens "$recompute_tokens" --out "$out/eval/${v}__recompute_${s}+$((W - s)).nll.jsonl" | tail -1
+  done
 done
 
 phase "attention maps (the paper's Figure 2)"

@@ -51,7 +51,7 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
 
   const std::string summary = streamsink::read_file(dir.str() + "/out/summary.txt");
   for (const char* want : {"| vanilla |", "| learnable sink token |", "streaming 0+32", "streaming 4+28", "dense",
-                           "recompute", "train_none", "eval", "first-token attention per layer",
+                           "recompute (0+32)", "recompute (1+31)", "train_none", "eval", "first-token attention per layer",
                            "training (last logged window):", "## Final metrics (last evaluation)", "| vanilla | `configs/tiny.yaml`"})
     EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz"));

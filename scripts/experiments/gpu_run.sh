@@ -129,8 +129,12 @@ eval_model() {
   done
   "$ss" eval-stream --checkpoint "$work/$v" --data "$work/data" --policy dense --tokens "$eval_tokens" \
     --out "$work/eval/${v}__dense_0+${eval_tokens}.nll.jsonl" | tail -1 || rc=1
-  "$ss" eval-stream --checkpoint "$work/$v" --data "$work/data" --policy recompute --sinks 0 --window "$W" \
-    --tokens "$recompute_tokens" --out "$work/eval/${v}__recompute_0+$W.nll.jsonl" | tail -1 || rc=1
+  # recompute keeping the first token too (1+(W-1)): the fair baseline for the sink-token model, every training
+  # sample of which began with its sink token (a fresh forward over the last W tokens alone is the window again)
+  for k in 0 1; do
+    "$ss" eval-stream --checkpoint "$work/$v" --data "$work/data" --policy recompute --sinks $k --window $((W - k)) \
+      --tokens "$recompute_tokens" --out "$work/eval/${v}__recompute_${k}+$((W - k)).nll.jsonl" | tail -1 || rc=1
+  done
   "$ss" inspect-attention --checkpoint "$work/$v" --data "$work/data" --out "$work/attention-$v" \
     --tokens 128 --samples 16 | tail -1 || rc=1
   return $rc
