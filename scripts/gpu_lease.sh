@@ -102,5 +102,5 @@ if [ ! -s "$out/summary.txt" ]; then
   deadline=$(( deadline + ${REPORT_MARGIN_S:-25} ))
   phase report "${REPORT_MARGIN_S:-25}" bash "$root/scripts/experiments/gpu_run.sh" report || status=1
 fi
-note "total_s=$(( $(date +%s) - deadline + ${DEADLINE_S:-560} )) status=$status"
+note "total_s=$(( $(since_ms) / 1000 )) status=$status"
 exit $status

@@ -87,6 +87,9 @@ TEST(GpuLeaseRehearsal, ACutOffExperimentStillEndsWithAReport) {
   const std::string lease = streamsink::read_file(dir.str() + "/out/lease.txt");
   for (const char* want : {"phase=train_eval rc=124", "(time limit)", "phase=report rc=0", "status=1"})
     EXPECT_NE(lease.find(want), std::string::npos) << want << "\n" << lease << log;
+  const auto total = lease.find("total_s=");  // the whole lease, which includes the 6 s phase it cut off
+  ASSERT_NE(total, std::string::npos) << lease;
+  EXPECT_GE(std::stol(lease.substr(total + 8)), 6) << lease;
   const std::string summary = streamsink::read_file(dir.str() + "/out/summary.txt");
   for (const char* want : {"No streaming evaluation finished", "No attention was inspected", "sink=token: no training"})
     EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
