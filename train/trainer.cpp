@@ -147,9 +147,11 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   }
   Loader loader({tc.data_dir, "train", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(),
                  world, prefix, true});
-  // The last step always evaluates: a validation split too small for one batch is an error now, not after training.
-  Loader({tc.data_dir, "val", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(), world, prefix,
-          false});
+  // Evaluation reads the validation split from its start each time. The last step always evaluates, so a split too
+  // small for one batch is an error now (the Loader's own check), not after training.
+  const LoaderConfig val_cfg{tc.data_dir, "val", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed),
+                             dist->rank(), world, prefix, false};
+  (void)Loader(val_cfg);  // constructing it is the check
   const int64_t tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum * world;
   const int64_t total_steps = tc.steps > 0 ? tc.steps : (tc.tokens + tokens_per_step - 1) / tokens_per_step;
 
@@ -205,8 +207,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   auto evaluate = [&]() {
     torch::NoGradGuard g;
     model->eval();
-    Loader val({tc.data_dir, "val", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(), world,
-                prefix, false});
+    Loader val(val_cfg);
     const int64_t n = std::min<int64_t>(tc.eval_batches, val.steps_per_epoch());
     double sum = 0;
     Batch first;

@@ -8,15 +8,15 @@
 #   scripts/experiments/gpu_run.sh [all|prepare|corpus|probe|train-eval|report]    (default all)
 #
 # prepare = corpus, probe; train-eval = training of both models sized from the probe, streaming evaluation, report.
-# The programs: $STREAMSINK_BIN when set, else scripts/gpu_programs.sh (the carried bundle, or a build here). Work lives in $WORK (default runs/gpu, git-ignored, kept
-# between calls); results go to $OUT (the device tool's folder) or runs/gpu/out.
+# The programs: $STREAMSINK_BIN when set, else scripts/gpu_programs.sh (the carried bundle, or a build here). Work
+# lives in $WORK (default runs/gpu, git-ignored, kept between calls); results go to $OUT (the device tool's folder)
+# or runs/gpu/out.
 #
 # Budgets (enforced: training stops in time to evaluate): TRAIN_S seconds per model (default 150), EVAL_TOKENS
 # (default 50000), RECOMPUTE_TOKENS (default 3000), CORPUS_MB (default 400); SEED (default the config's).
-# REHEARSE=1 runs the whole flow on the
-# CPU in about 20 s with the tiny config, 4 MB of the set-up Python's standard library (CORPUS_SRC), an already built
-# binary (STREAMSINK_BIN) and budgets of TRAIN_S=3, EVAL_TOKENS=1200, RECOMPUTE_TOKENS=150 unless given
-# (tests/test_gpu_rehearsal.cpp does this).
+# REHEARSE=1 runs the whole flow on the CPU in about 20 s with the tiny config, 4 MB of the set-up Python's
+# standard library (CORPUS_SRC), an already built binary (STREAMSINK_BIN) and budgets of TRAIN_S=3,
+# EVAL_TOKENS=1200, RECOMPUTE_TOKENS=150 unless given (tests/test_gpu_rehearsal.cpp does this).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 what=${1:-all}
