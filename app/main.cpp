@@ -19,7 +19,7 @@ const Command kCommands[] = {
     {"tokenizer", "train a sentencepiece tokenizer with sink symbols (tokenizer train)", streamsink::app::cmd_tokenizer},
     {"data", "text -> token shards, and a look inside them (data prepare | inspect)", streamsink::app::cmd_data},
     {"train", "pretrain a model from a run config (one process, or N data-parallel ranks)", streamsink::app::cmd_train},
-    {"bench-peak", "measure this CPU's fp32 matmul peak (the MFU denominator)", streamsink::app::cmd_bench_peak},
+    {"bench-peak", "measure this CPU's fp32 and bf16 matmul peaks (the MFU denominators)", streamsink::app::cmd_bench_peak},
     {"eval-stream", "per-token NLL of a long stream under a KV cache policy (dense|window|recompute|streaming)",
      streamsink::app::cmd_eval_stream},
     {"generate", "stream text from a prompt through a sink + window cache, in constant memory",

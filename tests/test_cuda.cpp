@@ -2,7 +2,6 @@
 // On a GPU: the same logits as on the CPU (fp32, and bf16 autocast within its tolerance), the fused SDPA kernel
 // chosen for the none/token variants, the streaming decoder equal to the CPU's, and bf16 training through the real
 // executable with a falling loss. Every test skips itself (never fails) where no CUDA device is usable.
-#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
@@ -12,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "infer/decoder.h"
+#include "model/autocast.h"
 #include "model/transformer.h"
 #include "tests/checkpoint_fixture.h"
 #include "tests/corpus_fixture.h"
@@ -53,11 +53,11 @@ TEST_P(CudaPerSink, LogitsMatchTheCpuInFp32AndBf16) {
   auto ref = cpu->forward(x);
   auto fp32 = gpu->forward(x.to(at::kCUDA)).cpu();
   EXPECT_LT((fp32 - ref).abs().max().item<double>(), 1e-4);
-  at::autocast::set_autocast_enabled(at::kCUDA, true);
-  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  auto bf16 = gpu->forward(x.to(at::kCUDA)).cpu();
-  at::autocast::set_autocast_enabled(at::kCUDA, false);
-  at::autocast::clear_cache();
+  at::Tensor bf16;
+  {
+    AutocastGuard ac(true, at::kCUDA);  // the trainer's guard
+    bf16 = gpu->forward(x.to(at::kCUDA)).cpu();
+  }
   EXPECT_LT((bf16 - ref).abs().max().item<double>(), 0.1 * ref.abs().max().item<double>() + 0.05);
 }
 

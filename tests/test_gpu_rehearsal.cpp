@@ -1,7 +1,8 @@
 // ctest-labels: integration slow
 // Rehearses the one call of a GPU lease, scripts/gpu_lease.sh, end to end on the CPU (tiny config, synthetic
 // corpus, seconds of training), so the lease is never spent on a typo: every phase runs (the benchmarks' command
-// lines at toy size on the CPU), and the lease record, the check report, the summary and the archive appear.
+// lines at toy size on the CPU), and the lease record, the check report, the summary and the archive appear. The
+// models train in bf16 as on the GPU (autocast works on CPUs too); a precision that fails falls back to fp32.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,8 +17,8 @@ using namespace streamsink::testing;
 TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
   TempDir dir;
   write_synthetic_corpus(dir.path() / "text", 60, 40);
-  const std::string cmd = "REHEARSE=1 WORK=" + dir.str() + "/work OUT=" + dir.str() + "/out CORPUS_SRC=" + dir.str() +
-                          "/text TRAIN_S=3 EVAL_TOKENS=1200 RECOMPUTE_TOKENS=150 STREAMSINK_BIN=" + streamsink_binary() +
+  const std::string cmd = "REHEARSE=1 PRECISION=bf16 WORK=" + dir.str() + "/work OUT=" + dir.str() +
+                          "/out CORPUS_SRC=" + dir.str() + "/text TRAIN_S=3 EVAL_TOKENS=1200 RECOMPUTE_TOKENS=150 STREAMSINK_BIN=" + streamsink_binary() +
                           " bash " + source_dir() + "/scripts/gpu_lease.sh > " + dir.str() + "/log.txt 2>&1";
   const int rc = std::system(cmd.c_str());
   const std::string log = streamsink::read_file(dir.str() + "/log.txt");
@@ -52,9 +53,12 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
   const std::string summary = streamsink::read_file(dir.str() + "/out/summary.txt");
   for (const char* want : {"| vanilla |", "| learnable sink token |", "streaming 0+32", "streaming 4+28", "dense",
                            "recompute (0+32)", "recompute (1+31)", "train_none", "eval", "first-token attention per layer",
-                           "training (last logged window):", "## Final metrics (last evaluation)", "| vanilla | `configs/tiny.yaml`"})
+                           "training (last logged window):", "## Final metrics (last evaluation)", "| vanilla | `configs/tiny.yaml`",
+                           "precision: bf16"})
     EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz"));
+  const std::string none_log = streamsink::read_file(dir.str() + "/work/none/train.log");
+  EXPECT_NE(none_log.find("bf16 autocast"), std::string::npos) << none_log;
 
   // The report from a partial evaluation (the deadline cut it short): the sink model's dense run and attention maps
   // are gone; its other cells, the vanilla row, the training tables and the archive remain.
@@ -74,12 +78,14 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
 }
 
 // The deadline cuts the training and evaluation phase off (here after 6 s, in the first model's 30 s): the lease
-// still ends with a report of what there is, says which phase ran out of time, and exits non-zero.
+// still ends with a report of what there is, says which phase ran out of time, and exits non-zero. And the probe
+// fails in the precision asked for (one the trainer refuses, standing in for a bf16 that fails on a GPU): the lease
+// goes on in fp32 and the summary says so.
 TEST(GpuLeaseRehearsal, ACutOffExperimentStillEndsWithAReport) {
   TempDir dir;
   write_synthetic_corpus(dir.path() / "text", 60, 40);
-  const std::string cmd = "REHEARSE=1 WORK=" + dir.str() + "/work OUT=" + dir.str() + "/out CORPUS_SRC=" + dir.str() +
-                          "/text TRAIN_S=30 TRAIN_EVAL_LIMIT_S=6 STREAMSINK_BIN=" + streamsink_binary() + " bash " +
+  const std::string cmd = "REHEARSE=1 PRECISION=bf17 WORK=" + dir.str() + "/work OUT=" + dir.str() +
+                          "/out CORPUS_SRC=" + dir.str() + "/text TRAIN_S=30 TRAIN_EVAL_LIMIT_S=6 STREAMSINK_BIN=" + streamsink_binary() + " bash " +
                           source_dir() + "/scripts/gpu_lease.sh > " + dir.str() + "/log.txt 2>&1";
   const int rc = std::system(cmd.c_str());
   const std::string log = streamsink::read_file(dir.str() + "/log.txt");
@@ -90,8 +96,13 @@ TEST(GpuLeaseRehearsal, ACutOffExperimentStillEndsWithAReport) {
   const auto total = lease.find("total_s=");  // the whole lease, which includes the 6 s phase it cut off
   ASSERT_NE(total, std::string::npos) << lease;
   EXPECT_GE(std::stol(lease.substr(total + 8)), 6) << lease;
+  EXPECT_NE(lease.find("phase=probe rc=0"), std::string::npos) << lease;
+  const std::string run_log = streamsink::read_file(dir.str() + "/out/gpu_run.log");
+  EXPECT_NE(run_log.find("the bf17 probe failed (below); the models will train in fp32"), std::string::npos) << run_log;
+  EXPECT_NE(run_log.find("train.precision"), std::string::npos) << "the refusal names the key\n" << run_log;
   const std::string summary = streamsink::read_file(dir.str() + "/out/summary.txt");
-  for (const char* want : {"No streaming evaluation finished", "No attention was inspected", "sink=token: no training"})
+  for (const char* want : {"No streaming evaluation finished", "No attention was inspected", "sink=token: no training",
+                           "precision: fp32"})
     EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz"));
 }

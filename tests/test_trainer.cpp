@@ -83,6 +83,34 @@ TEST(Trainer, LossFallsOnASmallCorpus) {
   EXPECT_LT(val, first - 2.0) << "validation loss did not fall enough: " << val;
 }
 
+// train.precision: bf16 on the CPU (autocast, as on a GPU): the same run in fp32 is the oracle. MFU is taken against
+// the CPU's bf16 matmul peak, not its fp32 one (which would overstate it several times on AVX512_BF16 CPUs).
+TEST(Trainer, Bf16AutocastOnTheCpuTrainsLikeFp32) {
+  TempDir dir;
+  const std::string common = "--set train.steps=60 --set train.eval_interval=60 --set train.log_interval=10";
+  auto f = run_streamsink(tiny_train_args(dir.str() + "/fp32", common));
+  ASSERT_EQ(f.exit_code, 0) << f.output;
+  auto b = run_streamsink(tiny_train_args(dir.str() + "/bf16", common + " --set train.precision=bf16"));
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_NE(b.output.find("bf16 autocast"), std::string::npos) << b.output;
+  EXPECT_NE(b.output.find("bf16 matmul peak"), std::string::npos) << b.output;
+  EXPECT_NE(f.output.find("fp32 matmul peak"), std::string::npos) << f.output;
+  auto val_loss = [](const std::string& run) {
+    double v = -1;
+    std::ifstream in(run + "/metrics.jsonl");
+    std::string line;
+    while (std::getline(in, line))
+      if (auto j = nlohmann::json::parse(line); j.contains("val_loss")) v = j["val_loss"].get<double>();
+    return v;
+  };
+  const double vf = val_loss(dir.str() + "/fp32"), vb = val_loss(dir.str() + "/bf16");
+  const auto rb = training_records(dir.str() + "/bf16");
+  ASSERT_FALSE(rb.empty());
+  EXPECT_LT(vb, rb.begin()->second["loss"].get<double>() - 2.0) << "bf16: the validation loss did not fall enough";
+  EXPECT_NEAR(vb, vf, 0.02 * vf) << "bf16 and fp32 runs of the same seed part ways";
+  EXPECT_NE(vb, vf) << "bit-identical to fp32: bf16 never engaged";
+}
+
 TEST(TrainConfig, BadConfigsNameTheKeyAndTheFile) {
   TempDir dir;
   struct Case {

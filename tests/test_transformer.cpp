@@ -1,12 +1,15 @@
 // The transformer against oracles: causality, the step path against the full forward, the sink variants against
 // a hand-written softmax with the extra column, finite-difference gradients, GQA against repeated-head MHA, and
-// the parameter count and names against their closed forms.
+// the parameter count and names against their closed forms; bf16 autocast (the trainer's `precision: bf16`, here
+// on the CPU) against fp32.
 #include <gtest/gtest.h>
 #include <torch/utils.h>
 
 #include <cmath>
+#include <map>
 
 #include "model/attention.h"
+#include "model/autocast.h"
 #include "model/transformer.h"
 #include "tests/model_fixtures.h"
 
@@ -151,6 +154,46 @@ TEST_P(PerSink, GradientsMatchFiniteDifferencesInDouble) {
     if (p.key().find("sinks") != std::string::npos) EXPECT_GT(grad.abs().sum().item<double>(), 0) << "sink logits get no gradient";
   }
   EXPECT_GT(checked, 20);
+}
+
+// The trainer's bf16 path (AutocastGuard around forward and loss, backward outside it) on the CPU, where it runs
+// the same autocast machinery as on a GPU (with the CPU's op lists): the fp32 model is the oracle.
+TEST_P(PerSink, Bf16AutocastFollowsFp32InLogitsLossAndGradients) {
+  auto cfg = tiny_config(GetParam());
+  auto m = make_model(cfg, 21);
+  auto x = random_tokens(2, 24, cfg.vocab_size, 22);
+  auto y = random_tokens(2, 24, cfg.vocab_size, 23);
+  auto ref_logits = m->forward(x);
+  auto ref_loss = m->loss(ref_logits, y);
+  m->zero_grad();
+  ref_loss.backward();
+  std::map<std::string, at::Tensor> ref_grads;
+  for (auto& p : m->named_parameters()) ref_grads[p.key()] = p.value().grad().clone();
+  m->zero_grad();
+
+  at::Tensor logits, loss;
+  {
+    AutocastGuard ac(true, at::kCPU);
+    logits = m->forward(x);
+    loss = m->loss(logits, y);
+  }
+  EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU)) << "the guard leaves autocast as it found it";
+  loss.backward();
+  EXPECT_EQ(logits.scalar_type(), at::kFloat) << "the model hands out float logits, whatever it computed in";
+  EXPECT_EQ(loss.scalar_type(), at::kFloat);
+  const double scale = ref_logits.abs().max().item<double>();
+  const double diff = (logits - ref_logits).abs().max().item<double>();
+  EXPECT_GT(diff, 1e-4 * scale) << "no bf16 rounding at all: autocast did not engage, the test compared fp32 to fp32";
+  EXPECT_LT(diff, 0.05 * scale);
+  EXPECT_NEAR(loss.item<double>(), ref_loss.item<double>(), 0.01 * ref_loss.item<double>());
+  for (auto& p : m->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    auto g = p.value().grad().to(at::kDouble).view({-1}), r = ref_grads[p.key()].to(at::kDouble).view({-1});
+    EXPECT_EQ(p.value().scalar_type(), at::kFloat) << p.key() << ": autocast never changes the master weights";
+    EXPECT_TRUE(at::isfinite(g).all().item<bool>()) << p.key();
+    const double cos = (g.dot(r) / (g.norm() * r.norm() + 1e-30)).item<double>();
+    EXPECT_GT(cos, 0.99) << p.key() << ": the bf16 gradient points elsewhere than the fp32 one";
+  }
 }
 
 TEST(Transformer, GroupedQueryAttentionEqualsMultiHeadWithRepeatedKeyValueHeads) {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/error.h"
 #include "common/file_util.h"
 
 namespace streamsink {
@@ -41,10 +42,12 @@ std::string cpu_model_name() {
   return "unknown cpu";
 }
 
-CpuPeak measure_cpu_peak(int threads, int64_t n, double seconds) {
+CpuPeak measure_cpu_peak(int threads, const std::string& precision, int64_t n, double seconds) {
+  if (precision != "fp32" && precision != "bf16") throw Error("cpu peak: precision '" + precision + "': expected fp32 or bf16");
   const int old = at::get_num_threads();
   at::set_num_threads(threads);
-  auto a = at::randn({n, n}), b = at::randn({n, n}), c = at::empty({n, n});
+  const auto opts = at::TensorOptions().dtype(precision == "bf16" ? at::kBFloat16 : at::kFloat);
+  auto a = at::randn({n, n}, opts), b = at::randn({n, n}, opts), c = at::empty({n, n}, opts);
   at::mm_out(c, a, b);  // warm-up
   double best = 0;
   const auto start = std::chrono::steady_clock::now();
@@ -55,15 +58,17 @@ CpuPeak measure_cpu_peak(int threads, int64_t n, double seconds) {
     best = std::max(best, 4 * 2.0 * n * n * n / dt);
   }
   at::set_num_threads(old);
-  return {best, threads, cpu_model_name(), false};
+  return {best, threads, cpu_model_name(), false, precision};
 }
 
-CpuPeak cpu_peak(int threads, bool force) {
+CpuPeak cpu_peak(int threads, const std::string& precision, bool force) {
   const char* home = std::getenv("HOME");
   const std::string dir = std::getenv("STREAMSINK_CACHE") ? std::getenv("STREAMSINK_CACHE")
                                                           : std::string(home ? home : "/tmp") + "/.cache/streamsink";
   const std::string path = dir + "/cpu_peak.json";
-  const std::string key = cpu_model_name() + " | threads=" + std::to_string(threads);
+  // fp32's key is the one earlier versions wrote, so their caches stay good
+  const std::string key =
+      cpu_model_name() + " | threads=" + std::to_string(threads) + (precision == "fp32" ? "" : " | " + precision);
   nlohmann::json cache = nlohmann::json::object();
   try {
     if (std::filesystem::exists(path)) cache = nlohmann::json::parse(read_file(path));
@@ -71,8 +76,8 @@ CpuPeak cpu_peak(int threads, bool force) {
     cache = nlohmann::json::object();  // a damaged cache is re-measured, not fatal
   }
   if (!force && cache.contains(key) && cache[key].is_number())
-    return {cache[key].get<double>(), threads, cpu_model_name(), true};
-  auto p = measure_cpu_peak(threads);
+    return {cache[key].get<double>(), threads, cpu_model_name(), true, precision};
+  auto p = measure_cpu_peak(threads, precision);
   cache[key] = p.flops;
   try {
     std::filesystem::create_directories(dir);

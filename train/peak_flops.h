@@ -1,5 +1,6 @@
 // The peak FLOP/s that MFU is measured against: a table for known GPUs (dense, no sparsity), and for CPUs a
-// measured fp32 matmul peak (`streamsink bench-peak`), cached per CPU model and thread count.
+// measured matmul peak in the training precision (`streamsink bench-peak`), cached per CPU model, thread count and
+// precision: fp32, or bf16 (autocast's matmuls; CPUs with AVX512_BF16 or AMX run them several times faster).
 #pragma once
 #include <string>
 
@@ -9,15 +10,17 @@ namespace streamsink {
 double gpu_peak_flops(const std::string& device_name, const std::string& precision);
 
 struct CpuPeak {
-  double flops = 0;     // best fp32 matmul FLOP/s measured
+  double flops = 0;     // best matmul FLOP/s measured in `precision`
   int threads = 0;      // intra-op threads used
   std::string cpu;      // /proc/cpuinfo model name
   bool cached = false;  // read from the cache rather than measured now
+  std::string precision = "fp32";
 };
-// Best of a few n×n fp32 matmuls (at::mm, the same BLAS the trainer uses) over `seconds`.
-CpuPeak measure_cpu_peak(int threads, int64_t n = 1024, double seconds = 2.0);
-// The cached figure for this CPU and thread count, measuring (and caching) it when absent or `force`.
-CpuPeak cpu_peak(int threads, bool force = false);
+// Best of a few n×n matmuls in `precision` ("fp32" or "bf16"; at::mm, the same BLAS / oneDNN kernels the trainer's
+// linear layers use) over `seconds`.
+CpuPeak measure_cpu_peak(int threads, const std::string& precision = "fp32", int64_t n = 1024, double seconds = 2.0);
+// The cached figure for this CPU, thread count and precision, measuring (and caching) it when absent or `force`.
+CpuPeak cpu_peak(int threads, const std::string& precision = "fp32", bool force = false);
 std::string cpu_model_name();
 
 }  // namespace streamsink

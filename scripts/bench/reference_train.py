@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch eager reference for scripts/bench/train_throughput.sh: the same Llama-style model as streamsink's
 (RMSNorm, RoPE rotate-half, SwiGLU, tied embeddings, GQA through SDPA enable_gqa), the same AdamW (fused=True,
-decay on >=2-D weights only), the same global-norm clipping, batch, seq_len, fp32 and threads, on the same
-llm.c-format shard (256 int32 header, uint16 tokens). Prints `pytorch_tok_s=... step_s=...` (warm-up excluded).
+decay on >=2-D weights only), the same global-norm clipping, batch, seq_len, precision (fp32, or bf16 autocast as
+the trainer's `train.precision: bf16`) and threads, on the same llm.c-format shard (256 int32 header, uint16
+tokens). Prints `pytorch_tok_s=... step_s=...` (warm-up excluded).
 
   reference_train.py --shard DIR/train_000000.bin --dim 64 --n-layers 2 --n-heads 4 --n-kv-heads 2 \
       --hidden-dim 192 --vocab 2048 --batch 8 --seq-len 64 --steps 60 --warmup 10 --threads 2
@@ -23,8 +24,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x):
-        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+    def forward(self, x):  # in float32 under autocast too, as the trainer's RMSNorm
+        xf = x.float()
+        return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
 
 
 def rotate_half(x):
@@ -119,6 +121,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--rope-theta", type=float, default=10000.0)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -143,7 +146,8 @@ def main():
         starts = rng.integers(0, n - L - 1, size=a.batch)
         buf = torch.from_numpy(np.stack([tokens[s:s + L + 1].astype(np.int64) for s in starts]))
         x, y = buf[:, :-1].contiguous(), buf[:, 1:].contiguous()
-        loss = model(x, y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         opt.step()
@@ -153,7 +157,8 @@ def main():
     t = sum(times[a.warmup:])
     nparams = sum(p.numel() for p in model.parameters())
     print(f"pytorch_tok_s={a.steps * a.batch * L / t:.1f} step_s={t / a.steps:.4f} params={nparams} "
-          f"loss={loss_v:.3f} threads={torch.get_num_threads()} torch={torch.__version__} adamw=fused")
+          f"loss={loss_v:.3f} threads={torch.get_num_threads()} torch={torch.__version__} adamw=fused "
+          f"precision={a.precision}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@
 # or runs/gpu/out.
 #
 # Budgets (enforced: training stops in time to evaluate): TRAIN_S seconds per model (default 150), EVAL_TOKENS
-# (default 50000), RECOMPUTE_TOKENS (default 3000), CORPUS_MB (default 400); SEED (default the config's).
+# (default 50000), RECOMPUTE_TOKENS (default 3000), CORPUS_MB (default 400); SEED (default the config's);
+# PRECISION (default the config's: bf16). A probe that fails in bf16 is tried again in fp32, and the models then
+# train in fp32 (slower, but a result): the summary says which precision they trained in.
 # REHEARSE=1 runs the whole flow on the CPU in about 20 s with the tiny config, 4 MB of the set-up Python's
 # standard library (CORPUS_SRC), an already built binary (STREAMSINK_BIN) and budgets of TRAIN_S=3,
 # EVAL_TOKENS=1200, RECOMPUTE_TOKENS=150 unless given (tests/test_gpu_rehearsal.cpp does this).
@@ -49,7 +51,8 @@ if [ "$rehearse" = 1 ]; then
   eval_tokens=${EVAL_TOKENS:-1200}
   recompute_tokens=${RECOMPUTE_TOKENS:-150}
   py=${STREAMSINK_PYTHON:-$HOME/.cache/streamsink/venv/bin/python}
-  extra_set=(--set train.device=cpu --set train.precision=fp32 --set model.vocab_size=$vocab)
+  precision=${PRECISION:-fp32}
+  extra_set=(--set train.device=cpu --set model.vocab_size=$vocab)
 else
   # the carried programs, or a build against this machine's PyTorch (scripts/gpu_programs.sh), unless given
   if [ -z "${STREAMSINK_BIN:-}" ]; then
@@ -57,6 +60,7 @@ else
   fi
   ss=$STREAMSINK_BIN
   py=python3
+  precision=${PRECISION:-$(sed -n 's/^  precision: *\([a-z0-9]*\).*/\1/p' "$config")}
   extra_set=()
 fi
 [ -n "${SEED:-}" ] && extra_set+=(--set train.seed="$SEED")  # another initialisation and data order (default: the config's)
@@ -82,13 +86,28 @@ make_corpus() {
   timing corpus $(( $(date +%s) - s ))
 }
 
+# 20 steps in precision $1, into $work/probe (the trainer's output in probe.log)
+probe_in() {
+  rm -rf "$work/probe"
+  "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set train.precision="$1" \
+    --set train.steps=20 --set train.log_interval=10 --set train.eval_interval=0 --set train.checkpoint_interval=0 \
+    --out "$work/probe" > "$work/probe.log" 2>&1
+  local rc=$?
+  cat "$work/probe.log" >> "$log"
+  return $rc
+}
+
 probe() {
   local s=$(date +%s)
-  phase "throughput probe"
-  rm -rf "$work/probe"
-  "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set train.steps=20 \
-    --set train.log_interval=10 --set train.eval_interval=0 --set train.checkpoint_interval=0 \
-    --out "$work/probe" >> "$log" 2>&1
+  phase "throughput probe ($precision)"
+  if ! probe_in "$precision"; then
+    [ "$precision" != fp32 ] || { tail -5 "$work/probe.log"; echo "gpu_run: the probe failed" >&2; return 1; }
+    echo "gpu_run: the $precision probe failed (below); the models will train in fp32" | tee -a "$log"
+    tail -5 "$work/probe.log" | tee -a "$log"
+    precision=fp32
+    probe_in fp32 || { tail -5 "$work/probe.log"; echo "gpu_run: the fp32 probe failed too" >&2; return 1; }
+  fi
+  echo "$precision" > "$work/precision.txt"
   # tokens/s of the last logged window (past warm-up)
   grep "\"tok_s\"" "$work/probe/metrics.jsonl" | tail -1 | python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print(j["tok_s"], j["mfu"])' \
     > "$work/probe_tok_s.txt"
@@ -99,14 +118,17 @@ probe() {
 train_both() {
   local tok_s per_step steps
   tok_s=$(cut -d' ' -f1 "$work/probe_tok_s.txt")
+  precision=$(cat "$work/precision.txt")  # the probe's: the config's, or fp32 where that failed
   per_step=$(( $(sed -n 's/^  batch_size: *\([0-9]*\).*/\1/p' "$config") * $(sed -n 's/^  seq_len: *\([0-9]*\).*/\1/p' "$config") ))
   steps=$(python3 -c "print(max(20, int($train_s * $tok_s * 0.9 / $per_step)))")
-  echo "training budget: $train_s s per model at $tok_s tokens/s -> $steps steps of $per_step tokens" | tee -a "$log"
+  echo "training budget: $train_s s per model at $tok_s tokens/s ($precision) -> $steps steps of $per_step tokens" |
+    tee -a "$log"
   for v in none token; do
     local s=$(date +%s)
     phase "train sink=$v"
     rm -rf "$work/$v"
-    "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set model.sink=$v \
+    "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set train.precision="$precision" \
+      --set model.sink=$v \
       --set train.steps=$steps --set train.warmup_steps=$(( steps / 10 + 1 )) --set train.eval_interval=$(( steps / 4 + 1 )) \
       --set train.max_seconds=$(( train_s * 11 / 10 )) --out "$work/$v" 2>&1 | tee "$work/$v.train.log" |
       grep --line-buffered -E '^(# |step|\[eval\]|\[train\])' | grep --line-buffered -v '^# resolved' | tee -a "$log"
@@ -211,7 +233,8 @@ for v in ("none", "token"):
 PY
   cp "$work/phase_seconds.txt" "$res/" 2>/dev/null || true
   cp "$log" "$res/" 2>/dev/null || true
-  { echo "device: $("$ss" --version | grep -E 'device|cuda' | tr '\n' ' ')"; echo "phase seconds:"
+  { echo "device: $("$ss" --version | grep -E 'device|cuda' | tr '\n' ' ')"
+    echo "precision: $(cat "$work/precision.txt" 2>/dev/null || echo "? (no probe)")"; echo "phase seconds:"
     cat "$work/phase_seconds.txt" 2>/dev/null; echo "training (last logged window):"; cat "$res/throughput.txt"
     echo; cat "$res/table.md"; echo; cat "$res/sinks.txt"; echo; cat "$res/training-tables.md"; } > "$out/summary.txt"
   tar -czf "$out/results.tar.gz" -C "$work" results

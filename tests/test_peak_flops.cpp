@@ -1,0 +1,85 @@
+// The MFU denominators: the GPU data-sheet table, and the CPU's measured matmul peaks, one per training precision,
+// cached per CPU model and thread count (a cache round trip with planted figures; the fp32 key of earlier versions
+// still read).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "tests/helpers.h"
+#include "train/peak_flops.h"
+
+using namespace streamsink;
+using streamsink::testing::TempDir;
+
+namespace {
+
+// STREAMSINK_CACHE pointed at a fresh folder for one test, restored after.
+class ScopedCache {
+ public:
+  ScopedCache() {
+    if (const char* c = std::getenv("STREAMSINK_CACHE")) old_ = c;
+    setenv("STREAMSINK_CACHE", dir_.str().c_str(), 1);
+  }
+  ~ScopedCache() {
+    if (old_) setenv("STREAMSINK_CACHE", old_->c_str(), 1);
+    else unsetenv("STREAMSINK_CACHE");
+  }
+  std::string file() const { return dir_.str() + "/cpu_peak.json"; }
+
+ private:
+  TempDir dir_;
+  std::optional<std::string> old_;
+};
+
+}  // namespace
+
+TEST(PeakFlops, KnownGpusComeFromTheDataSheetTable) {
+  EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA H100 80GB HBM3", "bf16"), 989e12);
+  EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA H100 PCIe", "bf16"), 756e12);  // matched before the SXM row
+  EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA H200", "fp32"), 67e12);
+  EXPECT_EQ(gpu_peak_flops("Some Future GPU", "bf16"), 0);  // unknown: no MFU rather than a made-up one
+}
+
+TEST(PeakFlops, TheCpuCacheKeepsOneFigurePerPrecisionAndReadsTheOldFp32Key) {
+  ScopedCache cache;
+  const std::string cpu = cpu_model_name();
+  // fp32 under the key earlier versions wrote (no precision suffix), bf16 under its own
+  std::ofstream(cache.file()) << nlohmann::json{{cpu + " | threads=3", 1.5e11}, {cpu + " | threads=3 | bf16", 6.0e11}};
+  const auto f = cpu_peak(3, "fp32"), b = cpu_peak(3, "bf16");
+  EXPECT_TRUE(f.cached);
+  EXPECT_TRUE(b.cached);
+  EXPECT_DOUBLE_EQ(f.flops, 1.5e11);
+  EXPECT_DOUBLE_EQ(b.flops, 6.0e11);
+  EXPECT_EQ(b.precision, "bf16");
+  EXPECT_THROW(cpu_peak(3, "fp16"), Error);
+}
+
+TEST(PeakFlops, AMissingPrecisionIsMeasuredAndCachedBesideTheOthers) {
+  ScopedCache cache;
+  const std::string cpu = cpu_model_name();
+  std::ofstream(cache.file()) << nlohmann::json{{cpu + " | threads=1", 1.5e11}};
+  const auto b = cpu_peak(1, "bf16");  // absent: measured (n = 1024, 2 s), then cached
+  EXPECT_FALSE(b.cached);
+  EXPECT_GT(b.flops, 1e8);
+  auto j = nlohmann::json::parse(read_file(cache.file()));
+  EXPECT_DOUBLE_EQ(j[cpu + " | threads=1"].get<double>(), 1.5e11) << "the fp32 figure is kept";
+  EXPECT_DOUBLE_EQ(j[cpu + " | threads=1 | bf16"].get<double>(), b.flops);
+  const auto again = cpu_peak(1, "bf16");
+  EXPECT_TRUE(again.cached);
+  EXPECT_DOUBLE_EQ(again.flops, b.flops);
+}
+
+// The measurement itself, in each precision: a positive figure, labelled with its precision; others refused.
+TEST(PeakFlops, MeasuresEachPrecisionsMatmul) {
+  const auto f = measure_cpu_peak(1, "fp32", 128, 0.05), b = measure_cpu_peak(1, "bf16", 128, 0.05);
+  EXPECT_GT(f.flops, 1e8);
+  EXPECT_GT(b.flops, 1e8);
+  EXPECT_EQ(f.precision, "fp32");
+  EXPECT_EQ(b.precision, "bf16");
+  EXPECT_THROW(measure_cpu_peak(1, "int8", 128, 0.05), Error);
+}
