@@ -75,6 +75,24 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
                            "## Final metrics (last evaluation)"})
     EXPECT_NE(partial.find(want), std::string::npos) << want << "\n" << partial;
   EXPECT_EQ(partial.find("token: first-token"), std::string::npos) << partial;
+
+  // The evaluation on a device where it fails (here CUDA, absent): every command runs again on the CPU, and the
+  // table and the attention verdicts are all there.
+  fs::remove(dir.path() / "out/summary.txt");
+  const std::string fallback = "REHEARSE=1 EVAL_DEVICE=cuda WORK=" + dir.str() + "/work OUT=" + dir.str() +
+                               "/out EVAL_TOKENS=400 RECOMPUTE_TOKENS=40 STREAMSINK_BIN=" + streamsink_binary() +
+                               " bash " + source_dir() + "/scripts/experiments/gpu_run.sh eval > " + dir.str() +
+                               "/log3.txt 2>&1";
+  ASSERT_EQ(std::system(fallback.c_str()), 0) << streamsink::read_file(dir.str() + "/log3.txt");
+  const std::string run_log = streamsink::read_file(dir.str() + "/out/gpu_run.log");
+  EXPECT_NE(run_log.find("gpu_run: failed on device cuda; again on the CPU: streamsink eval-stream"), std::string::npos)
+      << run_log;
+  EXPECT_NE(run_log.find("again on the CPU: streamsink inspect-attention"), std::string::npos) << run_log;
+  const std::string on_cpu = streamsink::read_file(dir.str() + "/out/summary.txt");
+  for (const char* want : {"streaming 0+32", "streaming 4+28", "dense (0+400)", "recompute (1+31)",
+                           "vanilla: first-token", "token: first-token"})
+    EXPECT_NE(on_cpu.find(want), std::string::npos) << want << "\n" << on_cpu;
+  EXPECT_EQ(on_cpu.find("| — |"), std::string::npos) << "a cell is missing\n" << on_cpu;
 }
 
 // The deadline cuts the training and evaluation phase off (here after 6 s, in the first model's 30 s): the lease

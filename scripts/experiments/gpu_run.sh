@@ -5,9 +5,10 @@
 # inspect their attention, and pack every figure into one results archive. scripts/gpu_lease.sh runs it, with the
 # cuda tests and the benchmarks, as the one device call of a lease; it can also run phase by phase:
 #
-#   scripts/experiments/gpu_run.sh [all|prepare|corpus|probe|train-eval|report]    (default all)
+#   scripts/experiments/gpu_run.sh [all|prepare|corpus|probe|train-eval|eval|report]    (default all)
 #
-# prepare = corpus, probe; train-eval = training of both models sized from the probe, streaming evaluation, report.
+# prepare = corpus, probe; train-eval = training of both models sized from the probe, streaming evaluation, report;
+# eval = the streaming evaluation of the models trained before, and the report.
 # The programs: $STREAMSINK_BIN when set, else scripts/gpu_programs.sh (the carried bundle, or a build here). Work
 # lives in $WORK (default runs/gpu, git-ignored, kept between calls); results go to $OUT (the device tool's folder)
 # or runs/gpu/out.
@@ -15,7 +16,8 @@
 # Budgets (enforced: training stops in time to evaluate): TRAIN_S seconds per model (default 150), EVAL_TOKENS
 # (default 50000), RECOMPUTE_TOKENS (default 3000), CORPUS_MB (default 400); SEED (default the config's);
 # PRECISION (default the config's: bf16). A probe that fails in bf16 is tried again in fp32, and the models then
-# train in fp32 (slower, but a result): the summary says which precision they trained in.
+# train in fp32 (slower, but a result): the summary says which precision they trained in. EVAL_DEVICE (default
+# auto: the GPU) is where the models are streamed and inspected; a command that fails there runs again on the CPU.
 # REHEARSE=1 runs the whole flow on the CPU in about 20 s with the tiny config, 4 MB of the set-up Python's
 # standard library (CORPUS_SRC), an already built binary (STREAMSINK_BIN) and budgets of TRAIN_S=3,
 # EVAL_TOKENS=1200, RECOMPUTE_TOKENS=150 unless given (tests/test_gpu_rehearsal.cpp does this).
@@ -32,6 +34,7 @@ config=${CONFIG:-$root/configs/gpu-sink.yaml}
 vocab=${VOCAB:-8192}
 corpus_mb=${CORPUS_MB:-400}
 corpus_min_bytes=1024
+eval_device=${EVAL_DEVICE:-auto}
 split_fraction=${SPLIT_FRACTION:-0.01}  # of the documents, for each of val and test
 mkdir -p "$work" "$out"
 log="$out/gpu_run.log"
@@ -140,25 +143,36 @@ train_both() {
   done
 }
 
+# `streamsink CMD ARGS...` on $eval_device; where it fails, once more on the CPU with half its cores (the other model's
+# evaluation runs beside it), so that a GPU-only failure costs time rather than the streaming table.
+on_eval_device() {
+  "$ss" "$@" --device "$eval_device" && return 0
+  [ "$eval_device" = cpu ] && return 1
+  echo "gpu_run: failed on device $eval_device; again on the CPU: streamsink $*" >&2
+  "$ss" "$@" --device cpu --threads $(( ($(nproc) + 1) / 2 ))
+}
+
 # One model's streaming evaluation, the paper's comparison first (0+W against 4+(W-4)), so that a run cut short by
-# the lease's deadline still has it; then 1+(W-1), dense, recompute (a forward per token, over a prefix) and the
-# attention maps. A command that fails does not stop the ones after it; the status says one failed.
+# the lease's deadline still has it; then 1+(W-1), the attention maps, dense and recompute (a forward per token, over
+# a prefix: the slowest). A command that fails does not stop the ones after it; the status says one failed.
 eval_model() {
   local v=$1 k rc=0
   for k in 0 4 1; do
-    "$ss" eval-stream --checkpoint "$work/$v" --data "$work/data" --policy streaming --sinks $k --window $((W - k)) \
-      --tokens "$eval_tokens" --out "$work/eval/${v}__streaming_${k}+$((W - k)).nll.jsonl" | tail -1 || rc=1
+    on_eval_device eval-stream --checkpoint "$work/$v" --data "$work/data" --policy streaming --sinks $k \
+      --window $((W - k)) --tokens "$eval_tokens" --out "$work/eval/${v}__streaming_${k}+$((W - k)).nll.jsonl" | tail -1 ||
+      rc=1
   done
-  "$ss" eval-stream --checkpoint "$work/$v" --data "$work/data" --policy dense --tokens "$eval_tokens" \
+  on_eval_device inspect-attention --checkpoint "$work/$v" --data "$work/data" --out "$work/attention-$v" \
+    --tokens 128 --samples 16 | tail -1 || rc=1
+  on_eval_device eval-stream --checkpoint "$work/$v" --data "$work/data" --policy dense --tokens "$eval_tokens" \
     --out "$work/eval/${v}__dense_0+${eval_tokens}.nll.jsonl" | tail -1 || rc=1
   # recompute keeping the first token too (1+(W-1)): the fair baseline for the sink-token model, every training
   # sample of which began with its sink token (a fresh forward over the last W tokens alone is the window again)
   for k in 0 1; do
-    "$ss" eval-stream --checkpoint "$work/$v" --data "$work/data" --policy recompute --sinks $k --window $((W - k)) \
-      --tokens "$recompute_tokens" --out "$work/eval/${v}__recompute_${k}+$((W - k)).nll.jsonl" | tail -1 || rc=1
+    on_eval_device eval-stream --checkpoint "$work/$v" --data "$work/data" --policy recompute --sinks $k \
+      --window $((W - k)) --tokens "$recompute_tokens" --out "$work/eval/${v}__recompute_${k}+$((W - k)).nll.jsonl" |
+      tail -1 || rc=1
   done
-  "$ss" inspect-attention --checkpoint "$work/$v" --data "$work/data" --out "$work/attention-$v" \
-    --tokens 128 --samples 16 | tail -1 || rc=1
   return $rc
 }
 
@@ -246,9 +260,10 @@ case "$what" in
   corpus) make_corpus ;;
   probe) probe ;;
   train-eval) train_both; evaluate || status=1; report ;;
+  eval) evaluate || status=1; report ;;
   report) report ;;
   all) rm -f "$work/phase_seconds.txt"; make_corpus; probe; train_both; evaluate || status=1; report ;;
-  *) echo "usage: gpu_run.sh [all|prepare|corpus|probe|train-eval|report]" >&2; exit 2 ;;
+  *) echo "usage: gpu_run.sh [all|prepare|corpus|probe|train-eval|eval|report]" >&2; exit 2 ;;
 esac
 phase "done ($what)"
 exit $status  # non-zero when an evaluation failed (the report has the rest)
