@@ -72,6 +72,16 @@ inline std::map<int64_t, nlohmann::json> training_records(const std::string& run
   return out;
 }
 
+// The validation loss of the last evaluation in RUN/metrics.jsonl; -1 when there was none.
+inline double last_val_loss(const std::string& run) {
+  double v = -1;
+  std::ifstream in(run + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line))
+    if (auto j = nlohmann::json::parse(line); j.contains("val_loss")) v = j["val_loss"].get<double>();
+  return v;
+}
+
 // configs/tiny.yaml pointed at the fixture corpus, with extra --set flags.
 inline std::string tiny_train_args(const std::string& out, const std::string& extra = "") {
   return "train " + source_dir() + "/configs/tiny.yaml --set train.data_dir=" + prepared_corpus() +

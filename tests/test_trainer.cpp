@@ -72,13 +72,7 @@ TEST(Trainer, LossFallsOnASmallCorpus) {
   auto recs = training_records(dir.str() + "/run");
   ASSERT_FALSE(recs.empty());
   const double first = recs.begin()->second["loss"].get<double>();
-  double val = -1;
-  std::ifstream in(dir.str() + "/run/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("val_loss")) val = j["val_loss"].get<double>();
-  }
+  const double val = last_val_loss(dir.str() + "/run");
   EXPECT_NEAR(first, std::log(512.0), 0.5);  // a fresh model is near uniform
   EXPECT_LT(val, first - 2.0) << "validation loss did not fall enough: " << val;
 }
@@ -95,15 +89,7 @@ TEST(Trainer, Bf16AutocastOnTheCpuTrainsLikeFp32) {
   EXPECT_NE(b.output.find("bf16 autocast"), std::string::npos) << b.output;
   EXPECT_NE(b.output.find("bf16 matmul peak"), std::string::npos) << b.output;
   EXPECT_NE(f.output.find("fp32 matmul peak"), std::string::npos) << f.output;
-  auto val_loss = [](const std::string& run) {
-    double v = -1;
-    std::ifstream in(run + "/metrics.jsonl");
-    std::string line;
-    while (std::getline(in, line))
-      if (auto j = nlohmann::json::parse(line); j.contains("val_loss")) v = j["val_loss"].get<double>();
-    return v;
-  };
-  const double vf = val_loss(dir.str() + "/fp32"), vb = val_loss(dir.str() + "/bf16");
+  const double vf = last_val_loss(dir.str() + "/fp32"), vb = last_val_loss(dir.str() + "/bf16");
   const auto rb = training_records(dir.str() + "/bf16");
   ASSERT_FALSE(rb.empty());
   EXPECT_LT(vb, rb.begin()->second["loss"].get<double>() - 2.0) << "bf16: the validation loss did not fall enough";
