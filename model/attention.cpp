@@ -1,5 +1,7 @@
 #include "model/attention.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 #include <limits>
 
@@ -59,6 +61,14 @@ at::Tensor gqa_mix(const at::Tensor& p, const at::Tensor& v) {
   return o.view({B, H, Tq, v.size(3)});                      // [B, H, Tq, D]
 }
 
+// Under bf16 autocast on a CPU, PyTorch's flash attention kernel is slower than the explicit path below (forward and
+// backward, 2 threads: 2.0 vs 0.72 ms a layer at tiny's shapes, 10.9 vs 6.2 ms at small's; in fp32 it is the faster
+// one: docs/benchmarks.md), so there the explicit path serves none and token too.
+bool cpu_bf16_autocast(const at::Tensor& x) {
+  return x.device().is_cpu() && at::autocast::is_autocast_enabled(at::kCPU) &&
+         at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16;
+}
+
 }  // namespace
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
@@ -75,8 +85,8 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
   auto extra = sink_logit();
   // visible [T, T]: undefined means plain causal
   const at::Tensor visible = window ? window_mask(T, *window, x.device()) : at::Tensor();
-  if (!extra.defined() && probe == nullptr) {
-    // none / token: the fused kernel (flash or memory-efficient on GPUs, the flash CPU kernel here).
+  if (!extra.defined() && probe == nullptr && !cpu_bf16_autocast(x)) {
+    // none / token: the fused kernel (flash or memory-efficient on GPUs, the flash CPU kernel in fp32).
     out = at::scaled_dot_product_attention(q, k, v, visible.defined() ? c10::optional<at::Tensor>(visible) : c10::nullopt,
                                            /*dropout_p=*/0.0, /*is_causal=*/!visible.defined(), scale,
                                            /*enable_gqa=*/n_kv_heads_ != n_heads_);

@@ -196,6 +196,23 @@ TEST_P(PerSink, Bf16AutocastFollowsFp32InLogitsLossAndGradients) {
   }
 }
 
+// Under bf16 autocast on the CPU every variant takes the explicit attention path (PyTorch's CPU flash kernel is the
+// slower one in bf16), so the forward equals the probe's forward (explicit by construction) bit for bit; in fp32
+// none and token take the fused kernel, which agrees only to rounding.
+TEST_P(PerSink, Bf16AutocastOnTheCpuTakesTheExplicitAttentionPath) {
+  torch::NoGradGuard g;
+  auto m = make_model(tiny_config(GetParam()), 31);
+  auto x = random_tokens(2, 16, 64, 32);
+  AttentionProbe probe;
+  at::Tensor a, b;
+  {
+    AutocastGuard ac(true, at::kCPU);
+    a = m->forward(x);
+    b = m->forward(x, &probe);
+  }
+  EXPECT_TRUE(at::equal(a, b)) << "max |diff| " << (a - b).abs().max().item<double>();
+}
+
 TEST(Transformer, GroupedQueryAttentionEqualsMultiHeadWithRepeatedKeyValueHeads) {
   torch::NoGradGuard g;
   auto gqa_cfg = tiny_config(SinkKind::kNone, /*n_kv_heads=*/2);
