@@ -50,7 +50,8 @@ class AttentionImpl : public torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& cfg);
 
   // Training / full-sequence forward. x [B, T, dim]; cos/sin [T, D] for positions 0..T-1. Returns [B, T, dim].
-  // Takes the fused at::scaled_dot_product_attention for `none` and `token` unless a probe is given.
+  // Takes the fused at::scaled_dot_product_attention for `none` and `token` unless a probe is given or bf16 autocast
+  // is on for a CPU (where the explicit path is the faster one: model/attention.cpp).
   // `window` (optional) restricts the causal pattern (see AttentionWindow).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, AttentionProbe* probe,
                      const AttentionWindow* window = nullptr);
