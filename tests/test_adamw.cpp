@@ -43,3 +43,32 @@ TEST(AdamW, DecayGroupsFollowTheNames) {
   EXPECT_FALSE(AdamW::decays("model.layers.0.self_attn.sinks", at::zeros({4})));
   EXPECT_FALSE(AdamW::decays("model.norm.weight", at::zeros({4})));
 }
+
+// The optimizer state round trip (what a checkpoint stores): an optimizer loaded from another's state() continues
+// exactly as the original does, the step count (hence the bias correction) included.
+TEST(AdamW, LoadedStateContinuesBitForBit) {
+  auto w = at::randn({3, 4}, at::kDouble).set_requires_grad(true);
+  auto n = at::randn({4}, at::kDouble).set_requires_grad(true);
+  const AdamWOptions o{0.9, 0.95, 1e-8, 0.1};
+  const std::string wn = "model.layers.0.mlp.up_proj.weight", nn = "model.norm.weight";
+  AdamW a({{wn, w}, {nn, n}}, o);
+  auto set_grads = [](at::Tensor& p, const at::Tensor& g) { p.mutable_grad() = g.clone(); };
+  for (int t = 0; t < 3; ++t) {
+    set_grads(w, at::randn_like(w));
+    set_grads(n, at::randn_like(n));
+    a.step(0.01);
+  }
+  auto w2 = w.detach().clone().set_requires_grad(true), n2 = n.detach().clone().set_requires_grad(true);
+  AdamW b({{wn, w2}, {nn, n2}}, o);
+  b.load_state(a.state(), "test");
+  EXPECT_EQ(b.steps_taken(), 3);
+  for (int t = 0; t < 2; ++t) {
+    auto gw = at::randn_like(w), gn = at::randn_like(n);
+    set_grads(w, gw), set_grads(w2, gw), set_grads(n, gn), set_grads(n2, gn);
+    a.step(0.01);
+    b.step(0.01);
+    EXPECT_TRUE(at::equal(w.detach(), w2.detach())) << "step " << t;
+    EXPECT_TRUE(at::equal(n.detach(), n2.detach())) << "step " << t;
+  }
+  EXPECT_EQ(b.steps_taken(), 5);
+}

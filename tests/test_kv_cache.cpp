@@ -281,6 +281,28 @@ TEST(KVCache, SlotsHoldTheSinksAndTheLastTokens) {
   EXPECT_EQ(cache.seen()[0], 24);
 }
 
+// The layout kv_cache.h documents: token t lives in sink slot t when t < S, else in ring slot (t - S) mod Wcap.
+// positions() must show exactly that (not just the right set of tokens) after every step, ragged chunks included.
+TEST(KVCache, PositionsFollowTheDocumentedRingLayout) {
+  auto cfg = tiny_config(SinkKind::kNone);
+  const int64_t S = 3, W = 5, chunk = 3;
+  auto policy = make_policy(decode_cfg(PolicyKind::kStreaming, S, W, chunk), cfg);
+  KVCache cache(cfg, policy, 1, chunk, at::TensorOptions().dtype(at::kFloat));
+  const int64_t Wcap = cache.ring_slots();
+  ASSERT_EQ(Wcap, W + chunk - 1);
+  int64_t seen = 0;
+  for (int64_t step = 0; step < 12; ++step) {
+    const int64_t C = 1 + step % chunk;
+    cache.begin_step(C);
+    seen += C;
+    std::vector<int64_t> want(S + Wcap, -1);
+    for (int64_t t = 0; t < seen; ++t) want[t < S ? t : S + (t - S) % Wcap] = t;  // later tokens overwrite
+    auto p = cache.positions().view({-1});
+    ASSERT_EQ(std::vector<int64_t>(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel()), want)
+        << "after " << seen << " tokens";
+  }
+}
+
 TEST(KVCache, SinkQueryPositionsFollowSection32) {
   auto cfg = tiny_config(SinkKind::kNone);
   auto p = make_policy(decode_cfg(PolicyKind::kStreaming, 4, 8, 1), cfg);

@@ -1,0 +1,99 @@
+// The training-time sink metrics (train/sink_metrics.h) against a closed form: with every q_proj weight zero all
+// scores are 0, so a query at position t spreads its attention uniformly over its t + 1 visible keys (and, for
+// zero/logit models, the extra column with logit 0 / the head's learned b_h). The share the first position (the k
+// sink tokens of a `token` model) gets, and the extra column's mass, follow by counting. With a random model, the
+// shares against the probe's maps summed by hand (the first columns, not any others).
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <torch/utils.h>
+
+#include <cmath>
+
+#include "model/attention.h"
+#include "tests/model_fixtures.h"
+#include "train/sink_metrics.h"
+
+using namespace streamsink;
+using streamsink::testing::all_sinks;
+using streamsink::testing::tiny_config;
+
+class SinkMetricsPerSink : public ::testing::TestWithParam<SinkKind> {};
+INSTANTIATE_TEST_SUITE_P(Variants, SinkMetricsPerSink, ::testing::ValuesIn(all_sinks()),
+                         [](const auto& info) { return to_string(info.param); });
+
+TEST_P(SinkMetricsPerSink, SharesFollowTheClosedFormOfUniformAttention) {
+  at::set_num_threads(1);
+  const auto cfg = tiny_config(GetParam());
+  at::manual_seed(0);
+  Transformer m(cfg);
+  m->eval();
+  std::vector<double> b(cfg.n_heads, 0.0);  // the extra column's logit per head (zero: 0; none/token: no column)
+  {
+    torch::NoGradGuard g;
+    for (auto& p : m->named_parameters()) {
+      if (p.key().find("q_proj") != std::string::npos) p.value().zero_();
+      if (p.key().find("sinks") != std::string::npos) {
+        p.value().copy_(at::linspace(-1.0, 2.0, p.value().numel()));
+        for (int64_t h = 0; h < cfg.n_heads; ++h) b[h] = p.value()[h].item<double>();
+      }
+    }
+  }
+  const int64_t B = 2, T = 16, W = 8, k = cfg.prefix_tokens();
+  auto inputs = at::randint(8, cfg.vocab_size, {B, T}, at::kLong);
+  auto targets = at::randint(8, cfg.vocab_size, {B, T}, at::kLong);
+  if (k > 0) inputs.narrow(1, 0, k).copy_(at::arange(cfg.sink_token_id, cfg.sink_token_id + k, at::kLong));
+  const SinkMetrics s = measure_sinks(m, Batch{inputs, targets}, k, W);
+
+  const bool extra = GetParam() == SinkKind::kZero || GetParam() == SinkKind::kLogit;
+  const int64_t first = std::max<int64_t>(1, k);  // the sink positions [0, first)
+  double want_first = 0, want_extra = 0;          // mean over heads and over queries t >= first
+  for (int64_t h = 0; h < cfg.n_heads; ++h)
+    for (int64_t t = first; t < T; ++t) {
+      const double col = extra ? std::exp(b[h]) : 0.0;
+      want_first += first / (t + 1 + col);
+      want_extra += col / (t + 1 + col);
+    }
+  want_first /= cfg.n_heads * (T - first);
+  want_extra /= cfg.n_heads * (T - first);
+
+  ASSERT_EQ(s.first_share.size(), static_cast<size_t>(cfg.n_layers));
+  for (int64_t l = 0; l < cfg.n_layers; ++l) EXPECT_NEAR(s.first_share[l], want_first, 1e-6) << "layer " << l;
+  if (extra) {
+    ASSERT_EQ(s.extra_share.size(), static_cast<size_t>(cfg.n_layers));
+    for (int64_t l = 0; l < cfg.n_layers; ++l) EXPECT_NEAR(s.extra_share[l], want_extra, 1e-6) << "layer " << l;
+  } else {
+    EXPECT_TRUE(s.extra_share.empty());
+  }
+  EXPECT_EQ(s.window, W);
+  EXPECT_TRUE(std::isfinite(s.window_loss) && std::isfinite(s.sink4_loss));
+}
+
+// With a random model (attention far from uniform, so the columns differ): the shares are the probe's own maps
+// restated, the first `max(1, k)` key columns summed for each query past them.
+TEST_P(SinkMetricsPerSink, SharesAreTheProbeMapsFirstColumns) {
+  at::set_num_threads(1);
+  torch::NoGradGuard g;
+  const auto cfg = tiny_config(GetParam());
+  at::manual_seed(1);
+  Transformer m(cfg);
+  m->eval();
+  const int64_t B = 2, T = 16, W = 8, k = cfg.prefix_tokens(), first = std::max<int64_t>(1, k);
+  auto inputs = at::randint(8, cfg.vocab_size, {B, T}, at::kLong);
+  if (k > 0) inputs.narrow(1, 0, k).copy_(at::arange(cfg.sink_token_id, cfg.sink_token_id + k, at::kLong));
+  const SinkMetrics s = measure_sinks(m, Batch{inputs, inputs.clone()}, k, W);
+  AttentionProbe probe;
+  m->forward(inputs, &probe);
+  ASSERT_EQ(s.first_share.size(), probe.probs.size());
+  for (size_t l = 0; l < probe.probs.size(); ++l) {
+    const auto& p = probe.probs[l];  // [B, H, T, T]
+    double want = 0;
+    int64_t n = 0;
+    for (int64_t bb = 0; bb < B; ++bb)
+      for (int64_t h = 0; h < cfg.n_heads; ++h)
+        for (int64_t t = first; t < T; ++t, ++n)
+          for (int64_t j = 0; j < first; ++j) want += p[bb][h][t][j].item<double>();
+    EXPECT_NEAR(s.first_share[l], want / n, 1e-5) << "layer " << l;
+    // and the maps are not uniform over the first columns, else this test could not tell columns apart
+    EXPECT_GT((p.select(3, 0) - p.select(3, 1)).narrow(2, first, T - first).abs().max().item<double>(), 1e-3);
+  }
+}
