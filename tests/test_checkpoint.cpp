@@ -4,12 +4,44 @@
 // test_bad_input.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
+#include "common/file_util.h"
 #include "tests/checkpoint_fixture.h"
 
 using namespace streamsink;
 using namespace streamsink::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The test-only pause between the files of a checkpoint (common/fault_injection.h, read once per process): every
+// step of a write lasts long enough for a watching thread to see the folder in each of its states.
+[[maybe_unused]] const bool kSlowCheckpoints = [] {
+  setenv("STREAMSINK_FAULT_SLOW_CHECKPOINT_MS", "15", 0);
+  return true;
+}();
+
+std::vector<std::string> checkpoint_names(const std::string& run) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(fs::path(run) / "checkpoints"))
+    if (e.is_directory()) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string latest_name(const std::string& run) {
+  const auto path = run + "/checkpoints/latest";
+  if (!fs::exists(path)) return "";
+  std::string s = read_file(path);
+  return s.substr(0, s.find('\n'));
+}
+
+}  // namespace
 
 TEST(Checkpoint, ResumeRestoresWeightsStateAndTheCpuRandomStream) {
   expect_random_stream_continues_after_resume(c10::Device(c10::kCPU));
@@ -32,4 +64,68 @@ TEST(Checkpoint, AMissingOptimizerFileIsNamed) {
   CheckpointSubject b(c10::Device(c10::kCPU));
   TrainState s;
   expect_error([&] { load_checkpoint(path, b.model, *b.opt, s); }, {"optimizer.safetensors"});
+}
+
+// keep_checkpoints: the newest `keep` complete checkpoints stay (by step), older ones and leftovers of crashed
+// writes go; `latest` names the newest.
+TEST(Checkpoint, PruningKeepsTheNewestKAndRemovesLeftoversOfCrashedWrites) {
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCPU));
+  fs::create_directories(dir.path() / "checkpoints" / "step_0000009.tmp-999999");  // a crashed write's folder
+  TrainState s;
+  for (int64_t step = 1; step <= 5; ++step) {
+    s.step = step;
+    save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 2);
+  }
+  EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"step_0000004", "step_0000005"}));
+  EXPECT_EQ(latest_name(dir.str()), "step_0000005");
+  s.step = 6;
+  save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 3);  // a larger keep removes nothing more
+  EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"step_0000004", "step_0000005", "step_0000006"}));
+  s.step = 7;
+  save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 1);
+  EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"step_0000007"}));
+  EXPECT_EQ(latest_name(dir.str()), "step_0000007");
+}
+
+// Atomicity, watched while it happens: a thread reads `latest` over and over during three checkpoint writes (each
+// slowed down between its files); whenever `latest` names a checkpoint, that folder holds every file of it (it
+// only ever names complete checkpoints), and no step_N folder newer than it (without a .tmp- suffix) is ever half
+// written.
+TEST(Checkpoint, LatestOnlyEverNamesACompleteCheckpointWhileOneIsWritten) {
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCPU));
+  const fs::path root = dir.path() / "checkpoints";
+  std::atomic<bool> done{false};
+  std::atomic<int> looks{0};
+  std::vector<std::string> problems;
+  std::thread watcher([&] {
+    const char* files[] = {"config.yaml", "model.safetensors", "optimizer.safetensors", "state.json"};
+    while (!done) {
+      std::error_code ec;
+      const std::string latest = latest_name(dir.str());
+      if (!latest.empty()) {
+        ++looks;
+        for (const char* f : files)
+          if (!fs::exists(root / latest / f, ec)) problems.push_back("latest names " + latest + " without " + f);
+      }
+      for (const auto& e : fs::directory_iterator(root, ec)) {
+        const auto n = e.path().filename().string();
+        // Older folders may be mid-removal (pruning); a folder newer than `latest` must already be whole.
+        if (n.rfind("step_", 0) != 0 || n.find(".tmp-") != std::string::npos || n <= latest) continue;
+        if (!fs::exists(e.path() / "state.json", ec)) problems.push_back(n + " exists half written");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  TrainState s;
+  for (int64_t step = 1; step <= 3; ++step) {
+    s.step = step;
+    save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 3);
+  }
+  done = true;
+  watcher.join();
+  EXPECT_GT(looks.load(), 10) << "the watcher never saw `latest`";
+  ASSERT_TRUE(problems.empty()) << problems.size() << " problems, the first: " << problems.front();
+  EXPECT_EQ(latest_name(dir.str()), "step_0000003");
 }

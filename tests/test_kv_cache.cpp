@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "infer/decoder.h"
+#include "infer/generator.h"
 #include "infer/kv_cache.h"
 #include "model/rope.h"
 #include "model/transformer.h"
@@ -356,4 +357,53 @@ TEST(CachePolicy, BadSettingsAreErrorsNamingTheFlag) {
   // defaults: k sinks for token models, 4 otherwise
   EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kStreaming, -1, 8, 1), tiny_config(SinkKind::kToken)).sinks(), 2);
   EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kStreaming, -1, 8, 1), cfg).sinks(), 4);
+}
+
+// Generation (infer/generator.*) against a naive greedy loop of full forwards over everything fed so far (W covers
+// the whole stream, so the streaming cache equals the dense forward): every sampled token reaches the caller, in
+// order, none twice, and the last one of a round goes into the cache with the next round's prompt.
+TEST(Generator, GreedyTokensEqualANaiveArgmaxLoopAcrossRounds) {
+  auto cfg = tiny_config();
+  auto m = make_model(cfg, 5);
+  {  // larger weights: well-separated logits, so the argmax cannot flip on rounding
+    torch::NoGradGuard g;
+    for (auto& p : m->named_parameters())
+      if (p.key().find("norm") == std::string::npos) p.value().mul_(8.0);
+  }
+  Decoder dec(m, decode_cfg(PolicyKind::kStreaming, 4, 256, 8));
+  SamplerConfig sc;
+  sc.temperature = 0;
+  Generator gen(dec, sc);
+  std::vector<int64_t> history;  // every token of the stream, the naive loop's input
+  auto naive_next = [&] {
+    torch::NoGradGuard g;
+    auto logits = m->forward(at::tensor(history, at::kLong).view({1, -1}))[0][-1];  // [V]
+    return logits.argmax().item<int64_t>();
+  };
+  for (int round = 0; round < 3; ++round) {
+    const auto prompt = random_stream(4 + 3 * round, cfg.vocab_size, 40 + round);
+    history.insert(history.end(), prompt.begin(), prompt.end());
+    GenerateOptions opt;
+    opt.max_new_tokens = 7;
+    opt.stop_at_eos = false;
+    std::vector<int64_t> got;
+    const int64_t n = gen.generate(prompt, opt, [&](int64_t t) { got.push_back(t); });
+    std::vector<int64_t> want;
+    for (int i = 0; i < 7; ++i) {
+      want.push_back(naive_next());
+      history.push_back(want.back());
+    }
+    EXPECT_EQ(n, 7) << "round " << round;
+    EXPECT_EQ(got, want) << "round " << round;
+    // Everything but the last sampled token has been fed; that one waits for the next round.
+    EXPECT_EQ(dec.seen()[0], static_cast<int64_t>(history.size()) - 1) << "round " << round;
+  }
+  // <eos> ends a round early, and is itself handed over (and fed with the next prompt).
+  const int64_t next = naive_next();
+  GenerateOptions opt;
+  opt.max_new_tokens = 5;
+  opt.eos_id = next;
+  std::vector<int64_t> got;
+  EXPECT_EQ(gen.generate({}, opt, [&](int64_t t) { got.push_back(t); }), 1);
+  EXPECT_EQ(got, std::vector<int64_t>{next});
 }

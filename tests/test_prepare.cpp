@@ -206,6 +206,44 @@ TEST_F(PrepareTest, AddingAFileMovesNoOtherDocument) {
   for (const auto& [rel, s] : w0) EXPECT_EQ(w1.at(rel), s) << rel << " moved";
 }
 
+// Split by document with unequal fractions (every other test asks for val = test): each document lands in the
+// split its hash point says, [0, val) val, [val, val + test) test, the rest train.
+TEST_F(PrepareTest, EachDocumentLandsInTheSplitItsHashPointPicksWithUnequalFractions) {
+  const Tokenizer tok = Tokenizer::load(tokenizer());
+  const std::string out = (work_.path() / "out").string();
+  auto c = config(out);
+  c.val_fraction = 0.1;
+  c.test_fraction = 0.35;
+  streamsink::prepare_data(c);
+  const auto where = assign_docs(encode_corpus(tok, corpus()), out);
+  int64_t count[3] = {0, 0, 0};
+  for (const auto& [rel, s] : where) ++count[s];
+  ASSERT_GT(count[1], 0);  // no split was empty, so no document was moved to fill one
+  ASSERT_GT(count[2], 0);
+  for (const auto& [rel, s] : where) {
+    const double u = streamsink::split_point(rel);
+    EXPECT_EQ(s, u < 0.1 ? 1 : u < 0.45 ? 2 : 0) << rel << " (hash point " << u << ")";
+  }
+}
+
+TEST(Split, ByHashFollowsTheHashPointAndTheFractions) {
+  int64_t count[3] = {0, 0, 0};
+  const int n = 4000;
+  for (int i = 0; i < n; ++i) {
+    const std::string rel = "dir" + std::to_string(i % 7) + "/doc_" + std::to_string(i) + ".txt";
+    const double u = streamsink::split_point(rel);
+    ASSERT_GE(u, 0.0);
+    ASSERT_LT(u, 1.0);
+    const int s = streamsink::split_by_hash(rel, 0.05, 0.25);
+    EXPECT_EQ(s, u < 0.05 ? 1 : u < 0.30 ? 2 : 0) << rel;
+    EXPECT_EQ(streamsink::split_by_hash(rel, 0.05, 0.25), s) << "not deterministic";
+    ++count[s];
+  }
+  EXPECT_NEAR(count[1] / double(n), 0.05, 0.015);
+  EXPECT_NEAR(count[2] / double(n), 0.25, 0.03);
+  EXPECT_NEAR(count[0] / double(n), 0.70, 0.03);
+}
+
 TEST_F(PrepareTest, SmallCorpusStillGetsValAndTest) {
   const fs::path small = work_.path() / "small";
   for (int i = 0; i < 3; ++i) write_bytes(small / ("d" + std::to_string(i) + ".txt"), "document number " + std::to_string(i));

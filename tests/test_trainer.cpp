@@ -10,6 +10,7 @@
 #include <map>
 
 #include "common/file_util.h"
+#include "model/safetensors.h"
 #include "tests/corpus_fixture.h"
 #include "train/schedule.h"
 #include "train/train_config.h"
@@ -95,6 +96,69 @@ TEST(Trainer, Bf16AutocastOnTheCpuTrainsLikeFp32) {
   EXPECT_LT(vb, rb.begin()->second["loss"].get<double>() - 2.0) << "bf16: the validation loss did not fall enough";
   EXPECT_NEAR(vb, vf, 0.02 * vf) << "bf16 and fp32 runs of the same seed part ways";
   EXPECT_NE(vb, vf) << "bit-identical to fp32: bf16 never engaged";
+}
+
+// One optimizer step where AdamW is plain SGD: β1 = β2 = 0 make the update lr·g/(|g| + ε), and ε = lr = 1e4 make it
+// g·(1 - |g|/1e4), i.e. linear in the gradient (Adam's own normalisation would hide any scaling of it). Returns the
+// run folder; the weights after the step are in checkpoints/step_0000001.
+std::string sgd_step_run(const std::string& out, const std::string& extra) {
+  const std::string sgd = "--set train.steps=1 --set train.warmup_steps=0 --set train.schedule=constant "
+                          "--set train.beta1=0 --set train.beta2=0 --set train.adam_eps=1e4 --set train.lr=1e4 "
+                          "--set train.weight_decay=0 --set train.eval_interval=0 --set train.checkpoint_interval=1 "
+                          "--set train.log_interval=1 --set train.threads=1 ";
+  auto r = run_streamsink(tiny_train_args(out, sgd + extra));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return out;
+}
+
+TensorMap step_one_weights(const std::string& run) {
+  return load_safetensors(run + "/checkpoints/step_0000001/model.safetensors");
+}
+
+double max_weight_diff(const TensorMap& a, const TensorMap& b) {
+  double worst = 0;
+  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  return worst;
+}
+
+// Clipping scales the gradient by clip / norm when the norm exceeds clip, and leaves it alone otherwise: in the
+// SGD regime, clipping to half the norm is the same step as half the learning rate, and a clip above the norm is
+// no clip at all (bit for bit).
+TEST(Trainer, GradientClippingScalesTheStepByClipOverNormOnlyAboveTheThreshold) {
+  TempDir dir;
+  const auto free_run = sgd_step_run(dir.str() + "/free", "--set train.grad_clip=0");
+  const double norm = training_records(free_run).at(1)["grad_norm"].get<double>();
+  ASSERT_GT(norm, 0.01);
+  const auto free_w = step_one_weights(free_run);
+  const auto half_lr = step_one_weights(sgd_step_run(dir.str() + "/half-lr", "--set train.grad_clip=0 --set train.lr=5e3"));
+  const auto clipped = step_one_weights(
+      sgd_step_run(dir.str() + "/clipped", "--set train.grad_clip=" + std::to_string(norm / 2)));
+  const auto above = step_one_weights(
+      sgd_step_run(dir.str() + "/above", "--set train.grad_clip=" + std::to_string(norm * 2)));
+  const double step_size = max_weight_diff(free_w, half_lr);  // half of the unclipped step
+  ASSERT_GT(step_size, 1e-3);
+  EXPECT_LT(max_weight_diff(clipped, half_lr), 1e-3 * step_size) << "clipping to norm/2 is not half the step";
+  EXPECT_EQ(max_weight_diff(above, free_w), 0.0) << "a clip above the gradient norm changed the step";
+}
+
+// Accumulating 2 micro-batches of b is one batch of 2b: the same logged loss and, in the SGD regime (where a
+// gradient twice or half as large would show), the same step.
+TEST(Trainer, GradAccumulationOfTwoHalvesEqualsTheWholeBatch) {
+  TempDir dir;
+  const auto whole = sgd_step_run(dir.str() + "/whole", "--set train.grad_clip=0 --set train.batch_size=8");
+  const auto accum =
+      sgd_step_run(dir.str() + "/accum", "--set train.grad_clip=0 --set train.batch_size=4 --set train.grad_accum=2");
+  const auto rw = training_records(whole), ra = training_records(accum);
+  ASSERT_TRUE(rw.count(1) && ra.count(1));
+  EXPECT_NEAR(ra.at(1)["loss"].get<double>(), rw.at(1)["loss"].get<double>(), 1e-5);
+  EXPECT_NEAR(ra.at(1)["grad_norm"].get<double>(), rw.at(1)["grad_norm"].get<double>(),
+              1e-4 * rw.at(1)["grad_norm"].get<double>());
+  const auto half_lr =
+      step_one_weights(sgd_step_run(dir.str() + "/half-lr", "--set train.grad_clip=0 --set train.batch_size=8 --set train.lr=5e3"));
+  const auto ww = step_one_weights(whole);
+  const double step_size = max_weight_diff(ww, half_lr);
+  ASSERT_GT(step_size, 1e-3);
+  EXPECT_LT(max_weight_diff(step_one_weights(accum), ww), 1e-3 * step_size);
 }
 
 TEST(TrainConfig, BadConfigsNameTheKeyAndTheFile) {
