@@ -146,3 +146,66 @@ TEST(EmergenceStudy, VerdictFollowsTheStatedCriterionOnRunsWithKnownMetrics) {
     EXPECT_EQ(md.substr(at, md.find('\n', at) - at).find("**: " + r.verdict), 4 + r.name.size()) << md;
   }
 }
+
+// The bar against the uniform share of the model's own T, and "sink first at" as the first evaluation where BOTH
+// criteria held. At T = 256 the uniform share is 2.0% (above), so 12% is 6.0x: over the bar (at T = 128, W, it
+// would be 3.4x: under). Run "late" has attention only at step 10 (no loss gap) and both from step 20 on: with
+// 20480 / 10 = 2048 tokens a step its sink is first at 40960 tokens (41.0k), not 20.5k.
+TEST(EmergenceStudy, TheBarUsesTheRunsOwnTAndSinkFirstAtNeedsBothCriteria) {
+  TempDir dir;
+  std::string args;
+  const auto run = [&](const std::string& name, const std::vector<nlohmann::json>& evals) {
+    const std::string d = dir.str() + "/" + name;
+    std::filesystem::create_directories(d);
+    streamsink::write_file_atomic(d + "/config.yaml",
+                                  "model:\n  sink: none\ntrain:\n  batch_size: 8\n  seq_len: 256\n  steps: 30\n");
+    std::string metrics = nlohmann::json({{"step", 10}, {"loss", 5.0}, {"tokens_seen", 20480}}).dump() + "\n";
+    for (const auto& e : evals) metrics += e.dump() + "\n";
+    streamsink::write_file_atomic(d + "/metrics.jsonl", metrics);
+    args += " " + name + "=" + d;
+  };
+  const auto eval = [](int64_t step, double share, double window_loss) {
+    return nlohmann::json{{"step", step}, {"val_loss", 4.5}, {"sink_first_share", {0.01, share}},
+                          {"window_loss", window_loss}, {"sink4_loss", 4.0}, {"sink_window", 128}};
+  };
+  run("barely", {eval(10, 0.12, 4.2)});
+  run("late", {eval(10, 0.5, 4.0), eval(20, 0.5, 4.2), eval(30, 0.5, 4.2)});
+  const std::string res = dir.str() + "/res";
+  const std::string cmd = "'" + venv_python() + "' " + source_dir() + "/scripts/plots/emergence_plot.py" + args +
+                          " --csv " + res + "/e.csv --md " + res + "/e.md --png " + res + "/e.png > " + dir.str() +
+                          "/log.txt 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << streamsink::read_file(dir.str() + "/log.txt");
+  const std::string md = streamsink::read_file(res + "/e.md");
+  EXPECT_NE(md.find("- **barely**: sink after 20.5k tokens: layer 1 gives the first position 12.0% of attention, "
+                    "6.0x its uniform share (2.0%; bar 5x)"),
+            std::string::npos) << md;
+  const auto row = md.find("| late | 61.4k |");
+  ASSERT_NE(row, std::string::npos) << md;
+  EXPECT_NE(md.substr(row, md.find('\n', row) - row).find("| **sink** | 41.0k tokens |"), std::string::npos) << md;
+}
+
+// scripts/plots/sink_summary.py (the verdict from attention maps) against maps made up so that the answer is known:
+// at T = 64 uniform causal attention gives token 0 the mean over t = 1..63 of 1/(t+1) = (H(64) - 1) / 63 = 5.94%
+// (inspect-attention writes it as uniform_first_token_share), so the bar at 5x is 29.7%: 40% is a sink (6.7x,
+// printed 7x), 25% (4.2x) is not; against 1/64 both would be.
+TEST(SinkSummary, TheVerdictComparesTheStrongestLayerWithFiveTimesTheCausalUniformShare) {
+  TempDir dir;
+  double uniform = 0;
+  for (int t = 1; t < 64; ++t) uniform += 1.0 / (t + 1);
+  uniform /= 63;
+  const auto maps = [&](const std::string& name, std::vector<double> shares) {
+    nlohmann::json j = {{"tokens", 64}, {"samples", 4}, {"first_k", 1}, {"uniform_first_token_share", uniform}};
+    for (size_t l = 0; l < shares.size(); ++l) j["layers"].push_back({{"layer", l}, {"mean_first_token_share", shares[l]}});
+    streamsink::write_file_atomic(dir.str() + "/" + name + ".json", j.dump());
+    return " " + name + "=" + dir.str() + "/" + name + ".json";
+  };
+  const std::string args = maps("sinky", {0.05, 0.40}) + maps("flat", {0.25, 0.10});
+  const auto r = run_shell("'" + venv_python() + "' " + source_dir() + "/scripts/plots/sink_summary.py" + args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("   sinky: first-token attention per layer 0.050 0.400 (uniform 0.059) -> a sink: the first "
+                          "token draws 7× its uniform share in its strongest layer"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("    flat: first-token attention per layer 0.250 0.100 (uniform 0.059) -> no sink: no layer "
+                          "gives the first token more than 5× its uniform share"),
+            std::string::npos) << r.output;
+}

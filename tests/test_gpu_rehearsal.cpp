@@ -124,3 +124,47 @@ TEST(GpuLeaseRehearsal, ACutOffExperimentStillEndsWithAReport) {
     EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz"));
 }
+
+// scripts/gpu_check.sh's count of the cuda tests, from a gtest log whose counts are known: 3 passed, 1 skipped, and
+// 2 failed, each failure printed twice as gtest does (when it ends, and in the list at the end) yet counted once.
+TEST(GpuCheck, CountsPassedSkippedAndFailedTestsFromTheGtestLog) {
+  TempDir dir;
+  streamsink::write_file_atomic(dir.str() + "/test_cuda", R"(#!/bin/sh
+cat <<'LOG'
+[==========] Running 6 tests from 1 test suite.
+[ RUN      ] Cuda.A
+[       OK ] Cuda.A (1 ms)
+[ RUN      ] Cuda.B
+x.cpp:10: Failure
+[  FAILED  ] Cuda.B (2 ms)
+[ RUN      ] Cuda.C
+[  SKIPPED ] Cuda.C (0 ms)
+[ RUN      ] Cuda.D
+[       OK ] Cuda.D (1 ms)
+[ RUN      ] Cuda.E
+x.cpp:20: Failure
+[  FAILED  ] Cuda.E (3 ms)
+[ RUN      ] Cuda.F
+[       OK ] Cuda.F (1 ms)
+[==========] 6 tests from 1 test suite ran. (8 ms total)
+[  PASSED  ] 3 tests.
+[  SKIPPED ] 1 test, listed below:
+[  SKIPPED ] Cuda.C
+[  FAILED  ] 2 tests, listed below:
+[  FAILED  ] Cuda.B
+[  FAILED  ] Cuda.E
+
+ 2 FAILED TESTS
+LOG
+exit 1
+)");
+  std::filesystem::permissions(dir.str() + "/test_cuda", std::filesystem::perms::owner_all);
+  const auto r = run_shell("STREAMSINK_BIN=/bin/true TEST_CUDA=" + dir.str() + "/test_cuda DECODE_LATENCY=/bin/true WORK=" +
+                           dir.str() + "/work OUT=" + dir.str() + "/out bash " + source_dir() + "/scripts/gpu_check.sh tests");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  const std::string report = streamsink::read_file(dir.str() + "/out/gpu_check.txt");
+  EXPECT_NE(report.find("cuda_tests rc=1 passed=3 skipped=1 failed=2 seconds="), std::string::npos) << report;
+  EXPECT_NE(report.find("\ncuda_test_failed: Cuda.B\ncuda_test_failed: Cuda.E\ngpu_check_tests_s="), std::string::npos)
+      << report;
+  EXPECT_NE(report.find(" status=1"), std::string::npos) << report;
+}

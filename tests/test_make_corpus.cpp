@@ -4,9 +4,12 @@
 // never looked at; the kept documents byte for byte; the cap; a fixed order; clear errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "common/file_util.h"
 #include "tests/helpers.h"
@@ -99,4 +102,33 @@ TEST_F(MakeCorpus, BadInputIsAClearError) {
   r = make_corpus((dir_.path() / "src").string() + " --ext .nothing --out " + dir_.str() + "/none");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("no text file found"), std::string::npos) << r.output;
+}
+
+// The order is fixed by the SHA-1 of each file's path below its SRC folder, whatever the folder's place, name or
+// listing: twelve 1100-byte documents, written in opposite orders into two trees at different depths, with a cap of
+// 0.0055 MiB = 5767 bytes (five of them, not six). Both corpora hold exactly the five whose relative paths hash
+// lowest (by sha1sum).
+TEST_F(MakeCorpus, TheCapKeepsTheFirstDocumentsByTheHashOfTheirRelativePath) {
+  std::vector<std::string> rel;
+  for (int i = 0; i < 12; ++i) rel.push_back("d" + std::to_string(i % 3) + "/f" + std::to_string(i) + ".txt");
+  const auto doc = [](size_t i) { return text(static_cast<char>('a' + i), 1099) + "\n"; };
+  const fs::path one = dir_.path() / "one", two = dir_.path() / "deeper/place/two";
+  for (size_t i = 0; i < rel.size(); ++i) write(one / rel[i], doc(i));
+  for (size_t i = rel.size(); i-- > 0;) write(two / rel[i], doc(i));
+  std::vector<std::pair<std::string, size_t>> by_hash;
+  for (size_t i = 0; i < rel.size(); ++i) {
+    const auto h = run_shell("printf %s '" + rel[i] + "' | sha1sum");
+    ASSERT_EQ(h.exit_code, 0) << h.output;
+    by_hash.emplace_back(h.output.substr(0, 40), i);
+  }
+  std::sort(by_hash.begin(), by_hash.end());
+  std::multiset<std::string> want;
+  for (size_t k = 0; k < 5; ++k) want.insert(doc(by_hash[k].second));
+  for (const fs::path& src : {one, two}) {
+    const std::string out = (src.parent_path() / (src.filename().string() + "-out")).string();
+    const auto r = make_corpus(src.string() + " --cap-mb 0.0055 --out " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("corpus: files=5 bytes=5500 "), std::string::npos) << r.output;
+    EXPECT_EQ(contents(out), want) << src;
+  }
 }

@@ -2,12 +2,13 @@
 // scripts/plots/stream_report.py (the streaming table of the demo, Figure 3, Table 3 and the GPU lease) against eval
 // folders whose answers are known in closed form: per-token NLLs chosen so that every perplexity is a power of ten.
 // A cache run over fewer tokens (recompute, over a prefix) must say so in its column, and the like-for-like table
-// must compare every cache over the same first tokens.
+// must compare every cache over the same first tokens. Also scripts/plots/plot_stream.py's curves.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
 #include <iomanip>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "common/file_util.h"
@@ -81,4 +82,80 @@ TEST(StreamReport, RunsOfOneLengthGetOneTable) {
   EXPECT_NE(md.find("| learnable sink token | 100.00 |"), std::string::npos) << md;
   EXPECT_EQ(md.find("Like for like"), std::string::npos) << md;
   EXPECT_EQ(md.find("first "), std::string::npos) << md;
+}
+
+// Several seeds per cell, one column over a mix of lengths, and a prefix whose tokens differ. Every figure is
+// closed form: perplexity is exp(mean NLL) (over tokens 1..3 scored with perplexities 10, 100, 1000 that is 100, not
+// their mean 370), a cell is the mean ± the sample std (n - 1) over its seeds, and the runs-per-cell count is the
+// largest cell's.
+TEST(StreamReport, SeedsAreAveragedWithTheSampleStdAndPrefixesUseExpMeanNll) {
+  TempDir dir;
+  const std::vector<double> rising = {std::log(10.0), std::log(100.0), std::log(1000.0)};
+  write_run(dir.str(), "none__streaming_4+28__seed1", concat(rising, repeat(100, 6)));  // 10^((1+2+3+12)/9) = 100
+  write_run(dir.str(), "none__streaming_4+28__seed2", repeat(200, 9));
+  write_run(dir.str(), "none__streaming_4+28__seed3", repeat(300, 9));
+  write_run(dir.str(), "none__dense_0+10__seed1", concat(repeat(10, 3), repeat(1000, 6)));  // 10^(21/9) = 215.44
+  write_run(dir.str(), "none__dense_0+10__seed2", repeat(190, 3));  // 4 tokens: a shorter run in a full column
+  for (int seed = 1; seed <= 3; ++seed)
+    write_run(dir.str(), "none__recompute_0+32__seed" + std::to_string(seed), repeat(10.0 * seed, 3));
+  const auto r = report(dir.str());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string md = streamsink::read_file(dir.str() + "/table.md");
+
+  EXPECT_NE(md.find("3 run(s) per cell, mean ± std)"), std::string::npos) << md;
+  // The dense column mixes a 10-token and a 4-token run: its head names both lengths.
+  EXPECT_NE(md.find("| model | streaming 4+28 | dense (0+10), first 4/10 tokens | recompute (0+32), first 4 tokens |"),
+            std::string::npos) << md;
+  // mean(100, 200, 300) = 200, std 100; mean(215.44, 190) = 202.72, std 25.44 / sqrt 2 = 17.99; 20 ± 10.
+  EXPECT_NE(md.find("| vanilla | 200.00 ± 100.00 | 202.72 ± 17.99 | 20.00 ± 10.00 |"), std::string::npos) << md;
+  // Over the first 4 tokens: streaming seed 1 is 10^((1+2+3)/3) = 100; dense (10 + 190) / 2 = 100, std 127.28.
+  EXPECT_NE(md.find("Like for like: the first 4 tokens"), std::string::npos) << md;
+  EXPECT_NE(md.find("| vanilla | 200.00 ± 100.00 | 100.00 ± 127.28 | 20.00 ± 10.00 |"), std::string::npos) << md;
+
+  const std::string csv = streamsink::read_file(dir.str() + "/table.csv");
+  EXPECT_NE(csv.find("none,4,28,1,100.0000,streaming,10,1.0,4,100.0000"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("none,0,10,1,215.4435,dense,10,1.0,4,10.0000"), std::string::npos) << csv;
+}
+
+// scripts/plots/plot_stream.py (Figure 3's curves), its plotted data caught at matplotlib's Axes.plot: token i
+// scored with NLL i ln 2 (i = 1..8), so the 3-token moving average of the NLLs ending at token i is (i - 1) ln 2:
+// the curve is 2^(x - 1) at x = 3..8 (each average at its block's last token), and the legend's perplexity
+// exp(mean NLL) = 2^4.5 = 22.63.
+TEST(PlotStream, MovingAverageEndsAtItsBlocksLastTokenAndTheLegendIsExpMeanNll) {
+  TempDir dir;
+  {
+    std::ofstream f(dir.str() + "/s.nll.jsonl");
+    f << std::setprecision(17);
+    for (int i = 1; i <= 8; ++i) f << "{\"i\": " << i << ", \"token\": 7, \"nll\": " << i * std::log(2.0) << "}\n";
+  }
+  std::ofstream(dir.str() + "/catch.py") << R"(import json, runpy, sys
+import matplotlib
+matplotlib.use("Agg")
+from matplotlib.axes import Axes
+seen, plot = [], Axes.plot
+def caught(self, *a, **k):
+    seen.append({"x": [float(v) for v in a[0]], "y": [float(v) for v in a[1]], "label": k.get("label")})
+    return plot(self, *a, **k)
+Axes.plot = caught
+script, out = sys.argv[1], sys.argv[2]
+sys.argv = [script] + sys.argv[3:]
+runpy.run_path(script, run_name="__main__")
+json.dump(seen, open(out, "w"))
+)";
+  const auto r = run_shell("'" + venv_python() + "' " + dir.str() + "/catch.py " + source_dir() +
+                           "/scripts/plots/plot_stream.py " + dir.str() + "/plot.json " + dir.str() +
+                           "/plot.png --smooth 3 s=" + dir.str() + "/s.nll.jsonl");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto lines = nlohmann::json::parse(streamsink::read_file(dir.str() + "/plot.json"));
+  ASSERT_EQ(lines.size(), 1u) << lines.dump();
+  EXPECT_EQ(lines[0]["label"], "s (ppl 22.63)");
+  const auto& x = lines[0]["x"];
+  const auto& y = lines[0]["y"];
+  ASSERT_EQ(x.size(), 6u) << lines.dump();
+  ASSERT_EQ(y.size(), 6u) << lines.dump();
+  for (size_t j = 0; j < 6; ++j) {
+    EXPECT_EQ(x[j].get<double>(), 3.0 + j) << lines.dump();
+    EXPECT_NEAR(y[j].get<double>(), std::pow(2.0, 2.0 + j), 1e-9) << lines.dump();
+  }
+  EXPECT_GT(std::filesystem::file_size(dir.str() + "/plot.png"), 0u);
 }

@@ -2,11 +2,12 @@
 // Rehearses scripts/experiments/table3.sh (the paper's Table 3 at small scale) at toy size: four sink variants from
 // one BASE_CONFIG on a synthetic corpus, each streamed with two caches. The runs' own resolved configs are the
 // oracle for which variant each row holds; the CSV has one row per run and cache; the Markdown table a row per
-// variant and the paper's table beside it.
+// variant and the paper's table beside it; each variant's cells are its own models' (evaluated again here).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -46,4 +47,21 @@ TEST(Table3Script, EveryVariantFromOneBaseConfigGetsItsRowAndItsRuns) {
   int rows = -1;  // the header
   while (std::getline(csv, line)) rows += !line.empty();
   EXPECT_EQ(rows, 4 * 2) << "one row per variant and cache";
+
+  // Each variant's cells come from its own model: its 0+16 evaluation, run again here on the variant's checkpoint,
+  // scores the same mean NLL, and the four variants' models differ.
+  std::set<double> means;
+  for (const std::string v : {"none", "token", "zero", "logit"}) {
+    const std::string again = dir.str() + "/again-" + v + ".nll.jsonl";
+    const auto r = run_shell(streamsink_binary() + " eval-stream --checkpoint " + dir.str() + "/out/" + v +
+                             "-seed7 --data " + dir.str() + "/data-root/data --policy streaming --sinks 0 --window 16 "
+                             "--tokens 300 --out " + again);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto mine = nlohmann::json::parse(streamsink::read_file(again + ".summary.json"));
+    const auto table = nlohmann::json::parse(
+        streamsink::read_file(dir.str() + "/out/eval/" + v + "__streaming_0+16__seed7.nll.jsonl.summary.json"));
+    EXPECT_NEAR(table["mean_nll"].get<double>(), mine["mean_nll"].get<double>(), 1e-6) << v;
+    means.insert(mine["mean_nll"].get<double>());
+  }
+  EXPECT_EQ(means.size(), 4u);
 }
