@@ -38,6 +38,20 @@ std::map<int64_t, nlohmann::json> eval_records(const std::string& run) {
   return out;
 }
 
+// scripts/plots/emergence_plot.py over `args` (NAME=RUN_DIR ...), its Markdown report; "" (and a test failure with
+// the script's output) when it fails.
+std::string emergence_report(const TempDir& dir, const std::string& args) {
+  const std::string res = dir.str() + "/res";
+  const std::string cmd = "'" + venv_python() + "' " + source_dir() + "/scripts/plots/emergence_plot.py" + args +
+                          " --csv " + res + "/e.csv --md " + res + "/e.md --png " + res + "/e.png > " + dir.str() +
+                          "/log.txt 2>&1";
+  if (std::system(cmd.c_str()) != 0) {
+    ADD_FAILURE() << streamsink::read_file(dir.str() + "/log.txt");
+    return "";
+  }
+  return streamsink::read_file(res + "/e.md");
+}
+
 }  // namespace
 
 TEST(EmergenceStudy, QuickConfWritesOneRowPerEvalAndLayerAVerdictPerRunAndAPlot) {
@@ -133,12 +147,7 @@ TEST(EmergenceStudy, VerdictFollowsTheStatedCriterionOnRunsWithKnownMetrics) {
     streamsink::write_file_atomic(d + "/metrics.jsonl", train.dump() + "\n" + e1.dump() + "\n" + e2.dump() + "\n");
     args += " " + r.name + "=" + d;
   }
-  const std::string res = dir.str() + "/res";
-  const std::string cmd = "'" + venv_python() + "' " + source_dir() + "/scripts/plots/emergence_plot.py" + args +
-                          " --csv " + res + "/e.csv --md " + res + "/e.md --png " + res + "/e.png > " + dir.str() +
-                          "/log.txt 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << streamsink::read_file(dir.str() + "/log.txt");
-  const std::string md = streamsink::read_file(res + "/e.md");
+  const std::string md = emergence_report(dir, args);
   EXPECT_NE(md.find("2.0% at T = 256"), std::string::npos) << md;  // the uniform share, closed form above
   for (const auto& r : runs) {
     const auto at = md.find("- **" + r.name + "**: ");
@@ -170,12 +179,7 @@ TEST(EmergenceStudy, TheBarUsesTheRunsOwnTAndSinkFirstAtNeedsBothCriteria) {
   };
   run("barely", {eval(10, 0.12, 4.2)});
   run("late", {eval(10, 0.5, 4.0), eval(20, 0.5, 4.2), eval(30, 0.5, 4.2)});
-  const std::string res = dir.str() + "/res";
-  const std::string cmd = "'" + venv_python() + "' " + source_dir() + "/scripts/plots/emergence_plot.py" + args +
-                          " --csv " + res + "/e.csv --md " + res + "/e.md --png " + res + "/e.png > " + dir.str() +
-                          "/log.txt 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << streamsink::read_file(dir.str() + "/log.txt");
-  const std::string md = streamsink::read_file(res + "/e.md");
+  const std::string md = emergence_report(dir, args);
   EXPECT_NE(md.find("- **barely**: sink after 20.5k tokens: layer 1 gives the first position 12.0% of attention, "
                     "6.0x its uniform share (2.0%; bar 5x)"),
             std::string::npos) << md;
