@@ -4,9 +4,12 @@
 // lines at toy size on the CPU), and the lease record, the check report, the summary and the archive appear. The
 // models train in bf16 as on the GPU (autocast works on CPUs too); a precision that fails falls back to fp32.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <utility>
 
 #include "common/file_util.h"
@@ -59,6 +62,20 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz"));
   const std::string none_log = streamsink::read_file(dir.str() + "/work/none/train.log");
   EXPECT_NE(none_log.find("bf16 autocast"), std::string::npos) << none_log;
+  // The summary's throughput is each model's last logged training window, and both perplexity plots were drawn.
+  for (const std::string v : {"none", "token"}) {
+    std::ifstream metrics(dir.str() + "/work/" + v + "/metrics.jsonl");
+    std::string line, last;
+    while (std::getline(metrics, line))
+      if (line.find("\"tok_s\"") != std::string::npos) last = line;
+    ASSERT_FALSE(last.empty()) << v;
+    const auto j = nlohmann::json::parse(last);
+    char want[160];
+    std::snprintf(want, sizeof want, "sink=%s steps=%d tokens=%lld tok_s=%.0f", v.c_str(), j["step"].get<int>(),
+                  static_cast<long long>(j["tokens_seen"].get<int64_t>()), j["tok_s"].get<double>());
+    EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
+    EXPECT_TRUE(std::filesystem::exists(dir.str() + "/work/results/stream_ppl_" + v + ".png")) << v;
+  }
 
   // The report from a partial evaluation (the deadline cut it short): the sink model's dense run and attention maps
   // are gone; its other cells, the vanilla row, the training tables and the archive remain.
