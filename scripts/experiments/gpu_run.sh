@@ -64,6 +64,7 @@ else
   ss=$STREAMSINK_BIN
   py=python3
   precision=${PRECISION:-$(sed -n 's/^  precision: *\([a-z0-9]*\).*/\1/p' "$config")}
+  precision=${precision:-fp32}  # the trainer's default, for a config that names none
   extra_set=()
 fi
 [ -n "${SEED:-}" ] && extra_set+=(--set train.seed="$SEED")  # another initialisation and data order (default: the config's)
