@@ -150,7 +150,8 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     peak_source = peak > 0 ? "data sheet, " + name : "unknown GPU (" + name + "): no MFU";
   } else {
     // against the peak of the precision the matmuls run in: bf16 autocast on a CPU with AVX512_BF16 or AMX runs
-    // them several times faster than fp32 (this project's CPU: 985 vs 221 GFLOP/s), so an fp32 peak overstates MFU
+    // them several times faster than fp32 (this project's CPU: 960 vs 221 GFLOP/s by `streamsink bench-peak`), so
+    // an fp32 peak would overstate MFU
     const auto p = cpu_peak(at::get_num_threads(), tc.precision);
     peak = p.flops;
     peak_source = std::string(p.cached ? "cached" : "measured") + " " + tc.precision + " matmul peak, " + p.cpu;
