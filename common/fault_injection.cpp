@@ -29,6 +29,7 @@ Faults parse() {
   f.slow_checkpoint_ms = env_int("STREAMSINK_FAULT_SLOW_CHECKPOINT_MS", 0);
   f.checkpoint_write_fail_step = env_int("STREAMSINK_FAULT_CHECKPOINT_WRITE_FAIL_STEP", -1);
   f.exit_at_step = env_int("STREAMSINK_FAULT_EXIT_AT_STEP", -1);
+  f.stop_at_step = env_int("STREAMSINK_FAULT_STOP_AT_STEP", -1);
   f.rank = env_int("STREAMSINK_FAULT_RANK", -1);
   if (const char* v = std::getenv("STREAMSINK_FAULT_NAN_STEP"); v && *v) {
     std::stringstream ss(v);
@@ -79,6 +80,10 @@ void maybe_exit(int64_t step, int rank) {
                static_cast<long long>(step), rank, static_cast<int>(::getpid()));
   std::fflush(stderr);
   ::_exit(9);
+}
+
+bool stop_at(int64_t step, int rank) {
+  return faults().stop_at_step >= 0 && step == faults().stop_at_step && rank_matches(rank);
 }
 
 }  // namespace streamsink::fault

@@ -11,7 +11,9 @@
 //   STREAMSINK_FAULT_NAN_IN=grad|loss              ...or its loss instead (default grad)
 //   STREAMSINK_FAULT_EXIT_AT_STEP=N                _exit(9) at the start of step N: a crash, no checkpoint, no cleanup
 //                                                 (train/trainer.cpp)
-//   STREAMSINK_FAULT_RANK=R                        the NaN and exit hooks fire on rank R only (default: every rank)
+//   STREAMSINK_FAULT_STOP_AT_STEP=N                at the end of step N, a stop request as if SIGTERM had reached
+//                                                 this rank alone (train/trainer.cpp: the ranks agree to stop)
+//   STREAMSINK_FAULT_RANK=R                        the NaN, exit and stop hooks fire on rank R only (default: every rank)
 // A malformed value is an Error naming the variable.
 #pragma once
 #include <cstdint>
@@ -26,6 +28,7 @@ struct Faults {
   std::vector<int64_t> nan_steps;
   bool nan_in_loss = false;
   int64_t exit_at_step = -1;
+  int64_t stop_at_step = -1;
   int64_t rank = -1;
 };
 
@@ -40,5 +43,7 @@ void maybe_fail_checkpoint_write(int64_t step, const std::string& path);
 bool nan_at(int64_t step, int rank);
 // _exit(9) when `rank` must die at the start of step `step`.
 void maybe_exit(int64_t step, int rank);
+// True when `rank` must ask to stop at the end of step `step`.
+bool stop_at(int64_t step, int rank);
 
 }  // namespace streamsink::fault

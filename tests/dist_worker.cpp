@@ -68,6 +68,9 @@ int run_collectives(Distributed& d) {
   // allreduce_sum: sum of (rank + 0.5) = w(w-1)/2 + w/2.
   const double s = d.allreduce_sum(r + 0.5);
   bad += check(s == w * (w - 1) / 2.0 + 0.5 * w, "allreduce_sum = " + std::to_string(s), r);
+  // allreduce_sum of several scalars in one collective: (rank, 1, a flag only rank w-1 raises) -> (w(w-1)/2, w, 1).
+  const auto v = d.allreduce_sum(std::vector<double>{static_cast<double>(r), 1.0, r == w - 1 ? 1.0 : 0.0});
+  bad += check(v.size() == 3 && v[0] == w * (w - 1) / 2.0 && v[1] == w && v[2] == 1.0, "allreduce_sum of a vector", r);
 
   d.barrier();
   if (bad) return 2;

@@ -181,6 +181,7 @@ TEST(Distributed, WorldOfOneIsANoOp) {
   d->barrier();
   EXPECT_TRUE(at::equal(t[0], at::arange(5, at::kFloat)));
   EXPECT_EQ(d->allreduce_sum(2.5), 2.5);
+  EXPECT_EQ(d->allreduce_sum(std::vector<double>{2.5, 1.0}), (std::vector<double>{2.5, 1.0}));
 }
 
 TEST(Distributed, LaunchedWorldOfOneBuildsAGroupOfOne) {
@@ -197,6 +198,7 @@ TEST(Distributed, LaunchedWorldOfOneBuildsAGroupOfOne) {
   EXPECT_TRUE(at::equal(t[0], at::arange(5, at::kFloat)));
   EXPECT_TRUE(at::equal(t[1], at::full({3}, 0.25, at::kDouble)));
   EXPECT_EQ(d->allreduce_sum(2.5), 2.5);
+  EXPECT_EQ(d->allreduce_sum(std::vector<double>{2.5, -1.0, 0.0}), (std::vector<double>{2.5, -1.0, 0.0}));
 }
 
 // ---- two real processes ----

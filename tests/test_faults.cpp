@@ -201,6 +201,41 @@ TEST(Faults, SigtermAndSigintStopAfterWritingACheckpoint) {
   }
 }
 
+// A stop request (a signal, the clock of train.max_seconds) that reaches one rank of two: every rank stops at the
+// same step, rank 0 writes that step's checkpoint, and the launcher exits 0 (a rank stopping alone would leave the
+// other waiting in a collective until the timeout). The stopped job then resumes to the uninterrupted job's weights.
+TEST(Faults, AStopThatReachesOneRankStopsEveryRankAtTheSameStep) {
+  for (const int asked : {1, 0}) {
+    TempDir dir;
+    const std::string common = "--set train.steps=6 --set train.eval_interval=0 --set train.log_interval=1 "
+                               "--set train.checkpoint_interval=0 --set train.threads=1 --set train.timeout_s=10 "
+                               "--set train.batch_size=4";
+    const std::string log = dir.str() + "/log";
+    const pid_t pid = spawn_streamsink("launch --nproc 2 -- " + tiny_train_args(dir.str() + "/run", common),
+                                       {{"STREAMSINK_FAULT_STOP_AT_STEP", "3"},
+                                        {"STREAMSINK_FAULT_RANK", std::to_string(asked)}},
+                                       log);
+    const int rc = wait_exit(pid, 90);
+    const std::string out = slurp(log);
+    ASSERT_EQ(rc, 0) << "rank " << asked << " asked to stop\n" << out;
+    EXPECT_NE(out.find(asked == 0 ? "stopped at step 3 (STREAMSINK_FAULT_STOP_AT_STEP)"
+                                  : "stopped at step 3 (a stop request on another rank)"),
+              std::string::npos)
+        << out;
+    EXPECT_EQ(check_latest_loads(dir.str() + "/run", "stopped"), 3);
+    EXPECT_EQ(training_records(dir.str() + "/run").rbegin()->first, 3) << "metrics.jsonl ends at the stop step";
+
+    auto resumed = run_streamsink("launch --nproc 2 -- " +
+                                  tiny_train_args(dir.str() + "/run", common + " --resume auto"));
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+    auto whole = run_streamsink("launch --nproc 2 -- " + tiny_train_args(dir.str() + "/whole", common));
+    ASSERT_EQ(whole.exit_code, 0) << whole.output;
+    EXPECT_TRUE(read_file(dir.str() + "/run/checkpoints/step_0000006/model.safetensors") ==
+                read_file(dir.str() + "/whole/checkpoints/step_0000006/model.safetensors"))
+        << "the resumed two-rank job's weights differ from the uninterrupted job's";
+  }
+}
+
 // A rank that dies (STREAMSINK_FAULT_EXIT_AT_STEP: _exit(9), no goodbye) in a two-rank job: the survivor fails with
 // a message naming the lost rank, within the collective timeout; the launcher fails too; nothing hangs.
 TEST(Faults, ADyingRankIsNamedByTheSurvivorAndTheLauncherFails) {

@@ -43,6 +43,20 @@ TEST(Trainer, StopThenResumeGivesTheUninterruptedLossesBitForBit) {
             read_file(dir.str() + "/b/checkpoints/step_0000012/model.safetensors"));
 }
 
+// A run stopped between two log steps still logs the step it stopped at: metrics.jsonl ends where the checkpoint is.
+TEST(Trainer, AnEarlyStopLogsItsLastStep) {
+  TempDir dir;
+  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.steps=12 --set train.log_interval=4 "
+                                          "--set train.eval_interval=0 --stop-after 5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("stopped at step 5 (--stop-after)"), std::string::npos) << r.output;
+  auto recs = training_records(dir.str() + "/run");
+  std::vector<int64_t> steps;
+  for (const auto& [s, rec] : recs) steps.push_back(s);
+  EXPECT_EQ(steps, (std::vector<int64_t>{4, 5}));
+  EXPECT_EQ(recs[5]["tokens_seen"].get<int64_t>(), 5 * recs[4]["tokens_seen"].get<int64_t>() / 4);
+}
+
 TEST(Trainer, AFreshRunIntoAFolderWithCheckpointsIsRefused) {
   TempDir dir;
   auto a = run_streamsink(tiny_train_args(dir.str() + "/a", "--set train.steps=2 --set train.eval_interval=0"));

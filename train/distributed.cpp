@@ -6,7 +6,7 @@
 #include "train/distributed.h"
 
 #include <ATen/ops/cat.h>
-#include <ATen/ops/full.h>
+#include <ATen/ops/from_blob.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -312,11 +312,16 @@ void Distributed::allreduce_mean(std::vector<at::Tensor>& tensors) {
   run_bucketed(tensors, Op::kAllreduceSum, 0, /*divide=*/true, "all-reduce (mean)");
 }
 
-double Distributed::allreduce_sum(double v) {
-  if (!pg_) return v;
-  std::vector<at::Tensor> t{at::full({1}, v, at::TensorOptions().dtype(at::kDouble).device(device_))};
+double Distributed::allreduce_sum(double v) { return allreduce_sum(std::vector<double>{v})[0]; }
+
+std::vector<double> Distributed::allreduce_sum(const std::vector<double>& values) {
+  if (!pg_ || values.empty()) return values;
+  const auto n = static_cast<int64_t>(values.size());
+  std::vector<at::Tensor> t{at::from_blob(const_cast<double*>(values.data()), {n}, at::kDouble)
+                                .to(device_, /*non_blocking=*/false, /*copy=*/true)};
   run_bucketed(t, Op::kAllreduceSum, 0, /*divide=*/false, "all-reduce (scalar sum)");
-  return t[0].item<double>();
+  const at::Tensor host = t[0].to(at::kCPU).contiguous();
+  return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + n);
 }
 
 void Distributed::barrier() {

@@ -73,6 +73,8 @@ class Distributed {
   void allreduce_mean(std::vector<at::Tensor>& tensors);
   // The sum over ranks of a scalar (loss, token counts, for logging).
   double allreduce_sum(double v);
+  // The sums over ranks of a few scalars, in one collective (the trainer's loss and stop request).
+  std::vector<double> allreduce_sum(const std::vector<double>& values);
   void barrier();
 
  private:

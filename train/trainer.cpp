@@ -41,6 +41,10 @@ namespace {
 std::atomic<int> g_stop_signal{0};
 void on_stop_signal(int sig) { g_stop_signal = sig; }
 
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 std::string human_time(double s) {
   char buf[32];
   if (s < 0 || !std::isfinite(s)) return "?";
@@ -260,7 +264,18 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     auto host = at::stack({loss_sum.to(at::kFloat), norm.to(at::kFloat)}).to(at::kCPU);
     double loss_v = host[0].item<double>();
     const double norm_v = host[1].item<double>();
-    loss_v = dist->allreduce_sum(loss_v) / world;
+    // Whether to stop after this step (a signal, --stop-after, train.max_seconds), agreed in the same sum as the loss:
+    // a signal or the clock can reach the ranks at different steps, and a rank that stopped alone would leave the
+    // others waiting in a collective until the timeout. A signal that arrives later in the step stops the next one.
+    const char* stop_why = g_stop_signal != 0 ? (g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM")
+                           : opts.stop_after >= 0 && state.step + 1 >= opts.stop_after ? "--stop-after"
+                           : tc.max_seconds > 0 && seconds_since(loop_start) >= tc.max_seconds ? "train.max_seconds"
+                           : fault::stop_at(state.step + 1, dist->rank()) ? "STREAMSINK_FAULT_STOP_AT_STEP"  // test-only
+                                                                           : nullptr;
+    const auto sums = dist->allreduce_sum(std::vector<double>{loss_v, stop_why ? 1.0 : 0.0});
+    loss_v = sums[0] / world;
+    const bool stop_requested = sums[1] > 0;
+    if (stop_requested && !stop_why) stop_why = "a stop request on another rank";
     if (!std::isfinite(loss_v) || !std::isfinite(norm_v)) {
       opt.zero_grad();
       if (main)
@@ -294,14 +309,15 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     profiler.after_step(state.step);
     state.tokens_seen += tokens_per_step;
 
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double dt = seconds_since(t0);
     window_time += dt;
     window_tokens += tokens_per_step;
     const double tok_s = window_tokens / window_time;
     const double mfu = peak > 0 ? flops_per_token * tok_s / (peak * world) : 0;
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+    const double elapsed = seconds_since(loop_start);
     const double left = (total_steps - state.step) * (window_time / std::max<int64_t>(1, window_tokens / tokens_per_step));
-    const bool log_now = state.step % tc.log_interval == 0 || state.step == total_steps;
+    // A run that stops early logs its last step too, so metrics.jsonl always ends where the checkpoint is.
+    const bool log_now = state.step % tc.log_interval == 0 || state.step == total_steps || stop_requested;
     if (main && log_now && mfu > 1.0 && !warned_peak) {
       std::fprintf(stderr, "\n[train] MFU above 100%%: the peak %.3g FLOP/s (%s) is too low, likely measured while the "
                    "machine was busy; `streamsink bench-peak` measures it again\n", peak, peak_source.c_str());
@@ -320,15 +336,11 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     }
     const bool last = state.step == total_steps;
     if ((tc.eval_interval > 0 && state.step % tc.eval_interval == 0) || last) evaluate();
-    const bool stop_requested = g_stop_signal != 0 || (opts.stop_after >= 0 && state.step >= opts.stop_after) ||
-                                (tc.max_seconds > 0 && elapsed >= tc.max_seconds);
     if ((tc.checkpoint_interval > 0 && state.step % tc.checkpoint_interval == 0) || last || stop_requested) save();
     if (stop_requested && !last) {
       if (main)
         std::fprintf(stderr, "[train] stopped at step %lld (%s) after writing a checkpoint; resume with --resume auto\n",
-                     static_cast<long long>(state.step),
-                     g_stop_signal ? (g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM")
-                                   : (opts.stop_after >= 0 && state.step >= opts.stop_after ? "--stop-after" : "train.max_seconds"));
+                     static_cast<long long>(state.step), stop_why);
       break;
     }
   }
