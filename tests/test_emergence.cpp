@@ -188,6 +188,23 @@ TEST(EmergenceStudy, TheBarUsesTheRunsOwnTAndSinkFirstAtNeedsBothCriteria) {
   EXPECT_NE(md.substr(row, md.find('\n', row) - row).find("| **sink** | 41.0k tokens |"), std::string::npos) << md;
 }
 
+// sink_summary.py's bad input: an argument without NAME= is a usage error, a missing or foreign file an error naming
+// it; neither a traceback.
+TEST(SinkSummary, BadArgumentsAndFilesAreClearErrors) {
+  TempDir dir;
+  const std::string script = "'" + venv_python() + "' " + source_dir() + "/scripts/plots/sink_summary.py ";
+  auto r = run_shell(script + dir.str() + "/attention.json");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("want NAME=PATH/attention.json"), std::string::npos) << r.output;
+  streamsink::write_file_atomic(dir.str() + "/other.json", R"({"layers": []})");
+  for (const std::string path : {dir.str() + "/missing.json", dir.str() + "/other.json"}) {
+    r = run_shell(script + "m=" + path);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find(path + ": not an attention.json"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("Traceback"), std::string::npos) << r.output;
+  }
+}
+
 // scripts/plots/sink_summary.py (the verdict from attention maps) against maps made up so that the answer is known:
 // at T = 64 uniform causal attention gives token 0 the mean over t = 1..63 of 1/(t+1) = (H(64) - 1) / 63 = 5.94%
 // (inspect-attention writes it as uniform_first_token_share), so the bar at 5x is 29.7%: 40% is a sink (6.7x,
