@@ -28,6 +28,7 @@ at::Tensor Sampler::distribution(const at::Tensor& logits) const {
   auto [sorted, order] = p.sort(/*dim=*/0, /*descending=*/true);  // [V], [V]
   auto before = sorted.cumsum(0) - sorted;                         // [V] exclusive prefix sums
   auto kept = sorted.masked_fill(before.ge(cfg_.top_p - 1e-9), 0.0);  // 1e-9: sums that reach p up to rounding
+  kept.narrow(0, 0, 1).copy_(sorted.narrow(0, 0, 1));                   // a top_p below 1e-9 still keeps the top token
   auto q = at::zeros_like(p).scatter_(0, order, kept);  // back to vocabulary order
   return q / q.sum();
 }

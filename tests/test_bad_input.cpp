@@ -125,6 +125,11 @@ std::vector<Case> cases() {
       yaml_case("yaml_control_char_in_path", yaml_with("", "  tokenizer: tok\r   # a lone CR\n"),
                 {"key 'tokenizer'", "control character"}),  // found by fuzz_config: a lone CR broke the round trip
       yaml_case("yaml_keep_zero", yaml_with("", "  keep_checkpoints: 0\n"), {"train.keep_checkpoints"}),
+      yaml_case("yaml_eval_batches_zero", yaml_with("", "  eval_batches: 0\n"), {"train.eval_batches"}),
+      yaml_case("yaml_sink_window_whole_sequence", yaml_with("", "  seq_len: 64\n  sink_window: 64\n"),
+                {"train.sink_window 64", "< seq_len (64)"}),
+      yaml_case("yaml_sink_window_default_too_small", yaml_with("", "  seq_len: 8\n"),
+                {"train.sink_window", "seq_len / 2 (the default) is 4"}),
       {"set_bad_value", none, "train {CFG} --set train.steps=abc --out {D}/run", {"train.steps", "abc"}},
       {"set_unknown_key", none, "train {CFG} --set train.nope=1 --out {D}/run", {"train.nope"}},
       {"set_no_section", none, "train {CFG} --set steps=3 --out {D}/run", {"steps=3"}},

@@ -318,6 +318,32 @@ TEST(Faults, NanInTheGradientsIsSkippedAndCountedWithNanPolicySkip) {
   EXPECT_TRUE(all_finite(run + "/checkpoints/step_0000006/optimizer.safetensors")) << "a NaN reached AdamW's moments";
 }
 
+// A skipped step that is the last one (or a checkpoint step) still ends with its evaluation and checkpoint: before,
+// the skip jumped past them, and a run "done" at step 4 left `latest` at step 2.
+TEST(Faults, ASkippedLastStepStillEvaluatesAndCheckpoints) {
+  TempDir dir;
+  const std::string run = dir.str() + "/run", log = dir.str() + "/log";
+  const pid_t pid = spawn_streamsink(
+      tiny_train_args(run, "--set train.steps=4 --set train.checkpoint_interval=2 --set train.eval_interval=0 "
+                           "--set train.nan_policy=skip --set train.threads=1"),
+      {{"STREAMSINK_FAULT_NAN_STEP", "2,4"}}, log);
+  ASSERT_EQ(wait_exit(pid, 120), 0) << slurp(log);
+  const auto out = slurp(log);
+  EXPECT_NE(out.find("step skipped (2 so far)"), std::string::npos) << out;
+  EXPECT_NE(out.find("done: 4 steps"), std::string::npos) << out;
+  EXPECT_EQ(check_latest_loads(run, "skipped last step"), 4);
+  EXPECT_TRUE(fs::exists(run + "/checkpoints/step_0000002")) << "the skipped checkpoint step 2 wrote no checkpoint";
+  auto st = nlohmann::json::parse(read_file(run + "/checkpoints/step_0000004/state.json"));
+  EXPECT_EQ(st["skipped_steps"], 2);
+  bool eval_at_4 = false;
+  std::ifstream metrics(run + "/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    const auto j = nlohmann::json::parse(line);
+    eval_at_4 |= j.contains("val_loss") && j["step"] == 4;
+  }
+  EXPECT_TRUE(eval_at_4) << slurp(run + "/metrics.jsonl");
+}
+
 TEST(Faults, TooManySkippedStepsStopTheRun) {
   TempDir dir;
   const std::string run = dir.str() + "/run", log = dir.str() + "/log";

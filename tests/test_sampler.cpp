@@ -58,9 +58,12 @@ TEST(Sampler, TheNucleusIsTheSmallestPrefixReachingP) {
     const auto t = s.sample(l);
     EXPECT_TRUE(t == 1 || t == 3) << t;
   }
-  // a tiny p keeps the top token only
-  Sampler one(cfg(1.0, 1e-6, 3));
-  for (int i = 0; i < 50; ++i) EXPECT_EQ(one.sample(l), 1);
+  // a tiny p keeps the top token only, down to any p > 0 (below the 1e-9 rounding allowance too)
+  for (const double p : {1e-6, 1e-12}) {
+    EXPECT_TRUE(at::equal(Sampler(cfg(1.0, p)).distribution(l), at::tensor({0.0, 1.0, 0.0, 0.0}, at::kDouble))) << p;
+    Sampler one(cfg(1.0, p, 3));
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(one.sample(l), 1) << p;
+  }
 }
 
 TEST(Sampler, TheSeedReproducesARun) {

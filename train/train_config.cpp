@@ -71,8 +71,9 @@ void TrainConfig::validate() const {
   if (!(adam_eps > 0)) bad("adam_eps", "must be positive");
   if (grad_clip < 0) bad("grad_clip", "must be >= 0 (0 = off)");
   if (precision != "fp32" && precision != "bf16") bad("precision", "'" + precision + "': expected fp32 or bf16");
-  if (eval_interval < 0 || eval_batches < 0) bad("eval_interval", "eval_interval and eval_batches must be >= 0");
-  if (sink_window < 0) bad("sink_window", "must be >= 0");
+  if (eval_interval < 0) bad("eval_interval", "must be >= 0 (0 = only at the last step)");
+  if (eval_batches < 1) bad("eval_batches", "must be >= 1 (every run evaluates at its last step)");
+  if (sink_window < 0) bad("sink_window", "must be >= 0 (0 = seq_len / 2)");
   if (checkpoint_interval < 0) bad("checkpoint_interval", "must be >= 0");
   if (keep_checkpoints < 1) bad("keep_checkpoints", "must be >= 1");
   if (log_interval <= 0) bad("log_interval", "must be positive");
@@ -145,6 +146,15 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   if (c.train.seq_len > c.model.context_length)
     fail(path, "train.seq_len " + std::to_string(c.train.seq_len) + " exceeds model.context_length " +
                    std::to_string(c.model.context_length));
+  // The sink metrics compare a window of W with 4 sinks + (W - 4) on the positions past W: both need 4 < W < T.
+  const int64_t T = c.train.seq_len > 0 ? c.train.seq_len : c.model.context_length;
+  const int64_t W = c.train.sink_window > 0 ? c.train.sink_window : T / 2;
+  if (!(W > 4 && W < T))
+    fail(path, c.train.sink_window > 0
+                   ? "train.sink_window " + std::to_string(W) + " must be > 4 and < seq_len (" + std::to_string(T) +
+                         "), or 0 for seq_len / 2"
+                   : "train.sink_window: seq_len / 2 (the default) is " + std::to_string(W) +
+                         ", and the sink metrics need more than 4: give seq_len >= 10 or a sink_window");
   return c;
 }
 

@@ -276,7 +276,8 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     loss_v = sums[0] / world;
     const bool stop_requested = sums[1] > 0;
     if (stop_requested && !stop_why) stop_why = "a stop request on another rank";
-    if (!std::isfinite(loss_v) || !std::isfinite(norm_v)) {
+    const bool skipped = !std::isfinite(loss_v) || !std::isfinite(norm_v);  // nan_policy decides: skip or stop
+    if (skipped) {
       opt.zero_grad();
       if (main)
         metrics->write({{"step", state.step + 1}, {"event", "non_finite"}, {"loss", std::isfinite(loss_v) ? loss_v : -1},
@@ -290,21 +291,20 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
         break;
       }
       ++state.skipped_steps;
-      ++state.step;
-      profiler.after_step(state.step);
-      state.tokens_seen += tokens_per_step;
       std::fprintf(stderr, "\n[train] non-finite loss/gradient at step %lld: step skipped (%lld so far)\n",
-                   static_cast<long long>(state.step), static_cast<long long>(state.skipped_steps));
+                   static_cast<long long>(state.step + 1), static_cast<long long>(state.skipped_steps));
       if (state.skipped_steps > tc.max_skipped_steps) {
         std::fprintf(stderr, "[train] more than %lld skipped steps: stopping\n", static_cast<long long>(tc.max_skipped_steps));
         exit_code = 3;
         break;
       }
-      continue;
+      // A skipped step still counts, and goes on below to its evaluation, checkpoint and stop (a skipped last step
+      // must still end the run with them); it only has no loss to log.
+    } else {
+      if (tc.grad_clip > 0 && norm_v > tc.grad_clip) at::_foreach_mul_(grads, tc.grad_clip / (norm_v + 1e-6));
+      opt.step(lr);
+      opt.zero_grad();
     }
-    if (tc.grad_clip > 0 && norm_v > tc.grad_clip) at::_foreach_mul_(grads, tc.grad_clip / (norm_v + 1e-6));
-    opt.step(lr);
-    opt.zero_grad();
     ++state.step;
     profiler.after_step(state.step);
     state.tokens_seen += tokens_per_step;
@@ -317,13 +317,14 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     const double elapsed = seconds_since(loop_start);
     const double left = (total_steps - state.step) * (window_time / std::max<int64_t>(1, window_tokens / tokens_per_step));
     // A run that stops early logs its last step too, so metrics.jsonl always ends where the checkpoint is.
-    const bool log_now = state.step % tc.log_interval == 0 || state.step == total_steps || stop_requested;
+    const bool log_now =
+        !skipped && (state.step % tc.log_interval == 0 || state.step == total_steps || stop_requested);
     if (main && log_now && mfu > 1.0 && !warned_peak) {
       std::fprintf(stderr, "\n[train] MFU above 100%%: the peak %.3g FLOP/s (%s) is too low, likely measured while the "
                    "machine was busy; `streamsink bench-peak` measures it again\n", peak, peak_source.c_str());
       warned_peak = true;
     }
-    if (main && (tty || log_now)) {
+    if (main && !skipped && (tty || log_now)) {
       std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.2e  gnorm %.3f  %.0f tok/s  MFU %.1f%%  left %s%s",
                    tty ? "\r" : "", static_cast<long long>(state.step), static_cast<long long>(total_steps), loss_v,
                    lr, norm_v, tok_s, 100 * mfu, human_time(left).c_str(), tty ? "\033[K" : "\n");
