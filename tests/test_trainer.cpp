@@ -57,6 +57,33 @@ TEST(Trainer, AnEarlyStopLogsItsLastStep) {
   EXPECT_EQ(recs[5]["tokens_seen"].get<int64_t>(), 5 * recs[4]["tokens_seen"].get<int64_t>() / 4);
 }
 
+// Resuming with another seq_len, seed or global batch would read the data in another order from the cursor on:
+// refused, naming each key with both values; other keys (the step budget here) may change.
+TEST(Trainer, ResumingIntoAnotherDataOrderIsRefused) {
+  TempDir dir;
+  const std::string run = dir.str() + "/run";
+  const std::string common = "--set train.steps=2 --set train.eval_interval=0";
+  auto a = run_streamsink(tiny_train_args(run, common));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const auto before = read_file(run + "/checkpoints/step_0000002/model.safetensors");
+  const struct {
+    std::string set, want;
+  } cases[] = {{"--set train.batch_size=4", "global batch (train.batch_size x ranks): 8 (8 x 1) in the checkpoint, 4 (4 x 1) now"},
+               {"--set train.seed=7", "train.seed: 1337 in the checkpoint, 7 now"},
+               {"--set train.seq_len=32", "train.seq_len: 64 in the checkpoint, 32 now"}};
+  for (const auto& c : cases) {
+    auto r = run_streamsink(tiny_train_args(run, "--set train.steps=4 --set train.eval_interval=0 " + c.set +
+                                                     " --resume auto"));
+    EXPECT_NE(r.exit_code, 0) << c.set << "\n" << r.output;
+    EXPECT_NE(r.output.find("cannot resume: the data would not continue where it stopped"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(c.want), std::string::npos) << c.want << "\n" << r.output;
+    EXPECT_EQ(read_file(run + "/checkpoints/step_0000002/model.safetensors"), before);
+  }
+  auto more = run_streamsink(tiny_train_args(run, "--set train.steps=4 --set train.eval_interval=0 --resume auto"));
+  ASSERT_EQ(more.exit_code, 0) << more.output;
+  EXPECT_EQ(nlohmann::json::parse(read_file(run + "/checkpoints/step_0000004/state.json"))["world_size"], 1);
+}
+
 TEST(Trainer, AFreshRunIntoAFolderWithCheckpointsIsRefused) {
   TempDir dir;
   auto a = run_streamsink(tiny_train_args(dir.str() + "/a", "--set train.steps=2 --set train.eval_interval=0"));

@@ -100,6 +100,7 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
     nlohmann::json j = {{"step", state.step},
                         {"tokens_seen", state.tokens_seen},
                         {"skipped_steps", state.skipped_steps},
+                        {"world_size", state.world_size},
                         {"cursor", {{"epoch", state.cursor.epoch}, {"step_in_epoch", state.cursor.step_in_epoch}}}};
     write_file_atomic((tmp / "state.json").string(), j.dump(2) + "\n");
     fault::checkpoint_pause();
@@ -148,11 +149,35 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
     state.step = j.at("step").get<int64_t>();
     state.tokens_seen = j.at("tokens_seen").get<int64_t>();
     state.skipped_steps = j.value("skipped_steps", int64_t{0});
+    state.world_size = j.value("world_size", int64_t{0});
     state.cursor.epoch = j.at("cursor").at("epoch").get<int64_t>();
     state.cursor.step_in_epoch = j.at("cursor").at("step_in_epoch").get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
     fail(state_path, std::string("not a valid training state: ") + e.what());
   }
+}
+
+void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world) {
+  const RunConfig was = load_run_config(ckpt_dir + "/config.yaml");
+  const auto seq_len = [](const RunConfig& c) { return c.train.seq_len > 0 ? c.train.seq_len : c.model.context_length; };
+  std::string diffs;
+  const auto differ = [&](const std::string& what, const std::string& before, const std::string& now) {
+    if (before != now) diffs += "\n  " + what + ": " + before + " in the checkpoint, " + now + " now";
+  };
+  differ("train.seq_len", std::to_string(seq_len(was)), std::to_string(seq_len(cfg)));
+  differ("train.seed", std::to_string(was.train.seed), std::to_string(cfg.train.seed));
+  if (state.world_size > 0)
+    differ("global batch (train.batch_size x ranks)",
+           std::to_string(was.train.batch_size * state.world_size) + " (" + std::to_string(was.train.batch_size) +
+               " x " + std::to_string(state.world_size) + ")",
+           std::to_string(cfg.train.batch_size * world) + " (" + std::to_string(cfg.train.batch_size) + " x " +
+               std::to_string(world) + ")");
+  else
+    differ("train.batch_size", std::to_string(was.train.batch_size), std::to_string(cfg.train.batch_size));
+  if (!diffs.empty())
+    fail(ckpt_dir, "cannot resume: the data would not continue where it stopped (its cursor counts global batches of "
+                   "the checkpoint's windows and shuffle):" + diffs +
+                   "\n  resume with the checkpoint's values, or start a fresh run in another folder");
 }
 
 }  // namespace streamsink

@@ -2,7 +2,7 @@
 //   config.yaml        the resolved run config (model: and train:)
 //   model.safetensors  weights, Hugging Face Llama names (model/model_io.h)
 //   optimizer.safetensors  AdamW state, plus the RNG states (rng.cpu, rng.cuda)
-//   state.json         step, tokens seen, data cursor, skipped steps
+//   state.json         step, tokens seen, data cursor, skipped steps, world size
 //   tokenizer.model    the tokenizer the data was made with (when known)
 // A checkpoint is written under step_N.tmp-PID, fsynced, and renamed; then RUN/checkpoints/latest (one line,
 // the folder name) is replaced atomically. `latest` therefore only ever names a complete checkpoint, and a crash
@@ -22,6 +22,7 @@ struct TrainState {
   int64_t tokens_seen = 0;    // training tokens consumed (all ranks)
   int64_t skipped_steps = 0;  // steps skipped for a non-finite loss or gradient
   LoaderCursor cursor;        // the global data cursor (each rank's position follows from it and its rank)
+  int64_t world_size = 0;     // ranks that trained it (0: a checkpoint from before it was recorded)
 };
 
 // Writes a checkpoint of `step` and prunes all but the newest `keep`. Returns its folder.
@@ -30,6 +31,12 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
 
 // Restores model, optimizer, state and RNG from a checkpoint folder. Errors name the file.
 void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt, TrainState& state);
+
+// Refuses (an Error naming the keys, both values and the checkpoint) to resume `ckpt_dir`, whose state is `state`,
+// into a run of `cfg` on `world` ranks that reads the data in another order: the cursor counts global batches of
+// the checkpoint's windows and shuffle, so another seq_len, seed or global batch (batch_size x ranks) would not
+// continue the data where it stopped. Anything else (steps, learning rate, grad_accum, ...) may change.
+void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world);
 
 // RUN's latest complete checkpoint folder, or "" when it has none.
 std::string latest_checkpoint(const std::string& run_dir);

@@ -141,6 +141,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   TrainState state;
   if (!resume_dir.empty()) {
     load_checkpoint(resume_dir, model, opt, state);
+    check_resume_data_order(resume_dir, state, cfg, world);
     loader.restore(state.cursor);
   }
   const bool bf16 = tc.precision == "bf16";
@@ -183,6 +184,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
 
   auto save = [&]() {
     state.cursor = loader.cursor();
+    state.world_size = world;
     if (main) {
       const auto dir = save_checkpoint(opts.out_dir, cfg, model, opt, state, tokenizer, tc.keep_checkpoints);
       std::fprintf(stderr, "\n[train] checkpoint %s\n", dir.c_str());
