@@ -35,7 +35,9 @@ int cmd_launch(int argc, char** argv) {
   app.add_option("--master-port", cfg.master_port, "port of the rendezvous store (default: a free port)")
       ->check(CLI::Range(1, 65535));
   app.add_option("--exec", cfg.program, "run this program instead of streamsink (as torchrun --no-python)");
-  app.add_option("--grace", cfg.grace_seconds, "seconds between SIGTERM and SIGKILL when stopping ranks")
+  app.add_option("--grace", cfg.grace_seconds,
+                 "seconds between SIGTERM and SIGKILL when stopping the other ranks after one failed (a forwarded "
+                 "signal waits for them; a second one kills them)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 3600.0));
   app.add_flag("--no-prefix", no_prefix, "do not prefix output lines with [rank N]");

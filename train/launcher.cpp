@@ -28,9 +28,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The one piece of process-wide state a signal handler can touch: the last SIGINT/SIGTERM received.
+// The process-wide state a signal handler can touch: the last SIGINT/SIGTERM received, and how many.
 volatile sig_atomic_t g_received_signal = 0;
-void on_signal(int sig) { g_received_signal = sig; }
+volatile sig_atomic_t g_signal_count = 0;
+void on_signal(int sig) {
+  g_received_signal = sig;
+  g_signal_count = g_signal_count + 1;
+}
 
 void write_all(int fd, const std::string& s) {
   size_t off = 0;
@@ -181,6 +185,7 @@ int launch(const LaunchConfig& cfg) {
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   g_received_signal = 0;
+  g_signal_count = 0;
   ::sigaction(SIGINT, &sa, &old_int);
   ::sigaction(SIGTERM, &sa, &old_term);
   struct SignalRestore {
@@ -284,13 +289,18 @@ int launch(const LaunchConfig& cfg) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
 
-    // Signals to the launcher go to every rank.
+    // Signals to the launcher go to every rank. The ranks may need a while to stop well (a trainer finishes its step
+    // and writes a checkpoint), so no grace timer runs out on them: a second signal kills them.
     if (g_received_signal != 0 && interrupted == 0) {
       interrupted = g_received_signal;
-      say(std::string("got ") + signal_name(interrupted) + ", forwarding it to the ranks");
+      say(std::string("got ") + signal_name(interrupted) + ", forwarding it to the ranks (a second one kills them)");
       signal_all(children, interrupted);
       stopping = true;
-      kill_at = Clock::now() + grace;
+      kill_at = Clock::time_point::max();
+    } else if (interrupted != 0 && g_signal_count > 1 && !killed && running > 0) {
+      say(std::string("got a second signal: sending SIGKILL to the ranks"));
+      signal_all(children, SIGKILL);
+      killed = true;
     }
 
     // Reap.

@@ -1,6 +1,7 @@
 // The local launcher behind `streamsink launch`: N processes on this machine with torchrun's variables set (RANK,
 // WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT), their output lines prefixed with
-// "[rank N] ", SIGINT/SIGTERM forwarded, and when one fails the others stopped (SIGTERM, then SIGKILL after a grace).
+// "[rank N] ", SIGINT/SIGTERM forwarded (a second one sends SIGKILL), and when one fails the others stopped (SIGTERM,
+// then SIGKILL after a grace).
 #pragma once
 #include <string>
 #include <vector>
@@ -13,7 +14,7 @@ struct LaunchConfig {
   std::string program;            // executable to run (`streamsink launch` uses /proc/self/exe)
   std::vector<std::string> args;  // its arguments (argv[1..])
   bool prefix_output = true;      // prefix every output line with "[rank N] " (stdout and stderr kept apart)
-  double grace_seconds = 5.0;     // after SIGTERM, how long the others get before SIGKILL
+  double grace_seconds = 5.0;     // after a rank fails, how long the others get between SIGTERM and SIGKILL
 };
 
 // Runs the job to completion. Returns 0 when every rank exits 0; otherwise prints which rank failed first and how
