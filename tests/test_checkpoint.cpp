@@ -123,9 +123,16 @@ TEST(Checkpoint, LatestOnlyEverNamesACompleteCheckpointWhileOneIsWritten) {
     s.step = step;
     save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 3);
   }
+  // A run resumed from step 2 into the same folder writes step 3 again, while `latest` names it: swapped in whole.
+  s.tokens_seen = 12345;
+  save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 3);
   done = true;
   watcher.join();
   EXPECT_GT(looks.load(), 10) << "the watcher never saw `latest`";
   ASSERT_TRUE(problems.empty()) << problems.size() << " problems, the first: " << problems.front();
   EXPECT_EQ(latest_name(dir.str()), "step_0000003");
+  EXPECT_NE(read_file((root / "step_0000003" / "state.json").string()).find("12345"), std::string::npos)
+      << "the rewrite did not replace the old step 3";
+  EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"step_0000001", "step_0000002", "step_0000003"}))
+      << "the old step 3 was left behind";
 }

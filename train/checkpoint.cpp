@@ -2,7 +2,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
+#include <fcntl.h>  // AT_FDCWD
 #include <nlohmann/json.hpp>
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE (glibc >= 2.28)
 #include <unistd.h>
 
 #include <algorithm>
@@ -75,6 +77,26 @@ void restore_rng_states(TensorMap& o, const Transformer& model, const std::strin
   }
 }
 
+// Puts the complete checkpoint folder `tmp` at `final_dir`. Rewriting a step (a run resumed from an earlier
+// checkpoint into the same folder reaches a step it had reached before) swaps the two folders in one atomic
+// renameat2(RENAME_EXCHANGE), so `final_dir`, which `latest` may name, holds a complete checkpoint at every instant;
+// the old one then goes from the tmp name (swept by pruning if a crash comes first).
+void move_into_place(const fs::path& tmp, const fs::path& final_dir) {
+  if (!fs::exists(final_dir)) {
+    fs::rename(tmp, final_dir);
+    return;
+  }
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+    fs::remove_all(tmp);  // the old checkpoint, now under the tmp name
+    return;
+  }
+  // A filesystem without RENAME_EXCHANGE: the old folder moves aside first (a window of two renames).
+  const fs::path aside = tmp.string() + "-old";
+  fs::rename(final_dir, aside);
+  fs::rename(tmp, final_dir);
+  fs::remove_all(aside);
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Transformer& model, const AdamW& opt,
@@ -108,8 +130,7 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
       write_file_atomic((tmp / "tokenizer.model").string(), read_file(tokenizer_path));
     fsync_dir(tmp);
     fault::checkpoint_pause();
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);  // a rewrite of the same step (resumed run)
-    fs::rename(tmp, final_dir);
+    move_into_place(tmp, final_dir);
     fsync_dir(root);
     fault::checkpoint_pause();
     write_file_atomic((root / "latest").string(), name + "\n");
