@@ -86,6 +86,12 @@ TEST(Checkpoint, PruningKeepsTheNewestKAndRemovesLeftoversOfCrashedWrites) {
   save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 1);
   EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"step_0000007"}));
   EXPECT_EQ(latest_name(dir.str()), "step_0000007");
+  // Past step 9,999,999 the names grow a digit: pruning goes by step, not by name.
+  for (int64_t step : {9'999'999, 10'000'000, 10'000'001}) {
+    s.step = step;
+    save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 2);
+  }
+  EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"step_10000000", "step_10000001"}));
 }
 
 // Atomicity, watched while it happens: a thread reads `latest` over and over during three checkpoint writes (each

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "common/error.h"
@@ -152,7 +153,10 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
     }
     complete.push_back(e.path());
   }
-  std::sort(complete.begin(), complete.end());
+  // by step, not by name: past step 9,999,999 the names grow a digit and would sort before the older ones
+  const auto step_of = [](const fs::path& p) { return std::strtoll(p.filename().string().c_str() + 5, nullptr, 10); };
+  std::sort(complete.begin(), complete.end(),
+            [&](const fs::path& a, const fs::path& b) { return step_of(a) < step_of(b); });
   for (size_t i = 0; i + keep < complete.size(); ++i)
     if (complete[i] != final_dir) fs::remove_all(complete[i], ec);
   return final_dir.string();
@@ -180,7 +184,9 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
 
 void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world) {
   const RunConfig was = load_run_config(ckpt_dir + "/config.yaml");
-  const auto seq_len = [](const RunConfig& c) { return c.train.seq_len > 0 ? c.train.seq_len : c.model.context_length; };
+  const auto seq_len = [](const RunConfig& c) {
+    return c.train.seq_len > 0 ? c.train.seq_len : c.model.context_length;
+  };
   std::string diffs;
   const auto differ = [&](const std::string& what, const std::string& before, const std::string& now) {
     if (before != now) diffs += "\n  " + what + ": " + before + " in the checkpoint, " + now + " now";
