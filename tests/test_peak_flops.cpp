@@ -1,6 +1,8 @@
 // The MFU denominators: the GPU data-sheet table, and the CPU's measured matmul peaks, one per training precision,
 // cached per CPU model and thread count (a cache round trip with planted figures; the fp32 key of earlier versions
 // still read).
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -75,6 +77,16 @@ TEST(PeakFlops, AMissingPrecisionIsMeasuredAndCachedBesideTheOthers) {
 }
 
 // The measurement itself, in each precision: a positive figure, labelled with its precision; others refused.
+// The measurement leaves the global CPU random stream where it was: the trainer measures after a resume has restored
+// it, and an uninterrupted run (whose peak was cached) must draw the same numbers.
+TEST(PeakFlops, MeasuringLeavesTheCpuRandomStreamAlone) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  gen.set_current_seed(7);
+  const auto before = gen.get_state();
+  (void)measure_cpu_peak(1, "fp32", 64, 0.01);
+  EXPECT_TRUE(at::equal(gen.get_state(), before));
+}
+
 TEST(PeakFlops, MeasuresEachPrecisionsMatmul) {
   const auto f = measure_cpu_peak(1, "fp32", 128, 0.05), b = measure_cpu_peak(1, "bf16", 128, 0.05);
   EXPECT_GT(f.flops, 1e8);

@@ -1,6 +1,7 @@
 #include "train/peak_flops.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
@@ -47,7 +48,9 @@ CpuPeak measure_cpu_peak(int threads, const std::string& precision, int64_t n, d
   const int old = at::get_num_threads();
   at::set_num_threads(threads);
   const auto opts = at::TensorOptions().dtype(precision == "bf16" ? at::kBFloat16 : at::kFloat);
-  auto a = at::randn({n, n}, opts), b = at::randn({n, n}, opts), c = at::empty({n, n}, opts);
+  // A generator of its own: the trainer measures after restoring a checkpoint's random state, which must not move.
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  auto a = at::randn({n, n}, gen, opts), b = at::randn({n, n}, gen, opts), c = at::empty({n, n}, opts);
   at::mm_out(c, a, b);  // warm-up
   double best = 0;
   const auto start = std::chrono::steady_clock::now();
