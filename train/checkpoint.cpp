@@ -184,14 +184,11 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
 
 void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world) {
   const RunConfig was = load_run_config(ckpt_dir + "/config.yaml");
-  const auto seq_len = [](const RunConfig& c) {
-    return c.train.seq_len > 0 ? c.train.seq_len : c.model.context_length;
-  };
   std::string diffs;
   const auto differ = [&](const std::string& what, const std::string& before, const std::string& now) {
     if (before != now) diffs += "\n  " + what + ": " + before + " in the checkpoint, " + now + " now";
   };
-  differ("train.seq_len", std::to_string(seq_len(was)), std::to_string(seq_len(cfg)));
+  differ("train.seq_len", std::to_string(was.seq_len()), std::to_string(cfg.seq_len()));
   differ("train.seed", std::to_string(was.train.seed), std::to_string(cfg.train.seed));
   if (state.world_size > 0)
     differ("global batch (train.batch_size x ranks)",

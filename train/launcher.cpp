@@ -298,7 +298,7 @@ int launch(const LaunchConfig& cfg) {
       stopping = true;
       kill_at = Clock::time_point::max();
     } else if (interrupted != 0 && g_signal_count > 1 && !killed && running > 0) {
-      say(std::string("got a second signal: sending SIGKILL to the ranks"));
+      say("got a second signal: sending SIGKILL to the ranks");
       signal_all(children, SIGKILL);
       killed = true;
     }

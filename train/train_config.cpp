@@ -147,8 +147,7 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
     fail(path, "train.seq_len " + std::to_string(c.train.seq_len) + " exceeds model.context_length " +
                    std::to_string(c.model.context_length));
   // The sink metrics compare a window of W with 4 sinks + (W - 4) on the positions past W: both need 4 < W < T.
-  const int64_t T = c.train.seq_len > 0 ? c.train.seq_len : c.model.context_length;
-  const int64_t W = c.train.sink_window > 0 ? c.train.sink_window : T / 2;
+  const int64_t T = c.seq_len(), W = c.sink_window();
   if (!(W > 4 && W < T))
     fail(path, c.train.sink_window > 0
                    ? "train.sink_window " + std::to_string(W) + " must be > 4 and < seq_len (" + std::to_string(T) +

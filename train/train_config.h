@@ -51,6 +51,11 @@ struct RunConfig {
   TrainConfig train;
   std::string source;  // the file it came from, for messages
   // A file may start with `base: other.yaml` (relative to it): its sections are applied on top of that file.
+
+  // train.seq_len, or model.context_length where it is 0.
+  int64_t seq_len() const { return train.seq_len > 0 ? train.seq_len : model.context_length; }
+  // The cache size W of the trainer's sink metrics: train.sink_window, or seq_len() / 2 where it is 0.
+  int64_t sink_window() const { return train.sink_window > 0 ? train.sink_window : seq_len() / 2; }
 };
 
 // Loads FILE, applies `overrides` ("model.dim=512", "train.steps=60"), validates. Errors name the file and key.

@@ -65,7 +65,7 @@ std::vector<int64_t> sink_prefix(const ModelConfig& m) {
 int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   RunConfig cfg = cfg_in;
   TrainConfig& tc = cfg.train;
-  if (tc.seq_len == 0) tc.seq_len = cfg.model.context_length;
+  tc.seq_len = cfg.seq_len();
   if (opts.out_dir.empty()) throw Error("--out: a run folder is required");
 
   // ---- processes, devices, threads ----
@@ -210,8 +210,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     if (main && first.inputs.defined()) {
       const int64_t rows = std::min<int64_t>(4, first.inputs.size(0));
       Batch small{first.inputs.narrow(0, 0, rows), first.targets.narrow(0, 0, rows)};
-      const int64_t W = tc.sink_window > 0 ? tc.sink_window : tc.seq_len / 2;
-      auto sm = measure_sinks(model, small, cfg.model.prefix_tokens(), W);
+      auto sm = measure_sinks(model, small, cfg.model.prefix_tokens(), cfg.sink_window());
       rec["sink_first_share"] = sm.first_share;
       if (!sm.extra_share.empty()) rec["sink_extra_share"] = sm.extra_share;
       rec["window_loss"] = sm.window_loss;
