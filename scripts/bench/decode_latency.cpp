@@ -30,19 +30,16 @@
 
 #include "infer/decoder.h"
 #include "model/transformer.h"
+#include "scripts/bench/bench_clock.h"
 
 using namespace streamsink;
+using streamsink::bench::median;
+using streamsink::bench::thread_cpu_ms;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int64_t kBlock = 8;  // tokens per timed block in the streaming/window pairs
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 std::vector<int64_t> parse_list(const std::string& s) {
   std::vector<int64_t> out;
@@ -50,14 +47,6 @@ std::vector<int64_t> parse_list(const std::string& s) {
   std::string item;
   while (std::getline(ss, item, ',')) out.push_back(std::stoll(item));
   return out;
-}
-
-// CPU time of the calling thread, ms: with one intra-op thread every op runs on it, so unlike wall time this
-// leaves out the time a busy neighbour holds the core.
-double thread_cpu_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
 // Mean ms per token of `n` single-token steps on a decoder whose cache is already full; `cpu_ms` gets the same
