@@ -427,6 +427,70 @@ TEST(Launch, ForwardsSigintToTheRanks) {
   EXPECT_LT(wall, 5.0) << f.output;
 }
 
+// What a spawned process has written so far ("" before its log exists).
+std::string log_so_far(const Proc& p) {
+  std::ifstream in(p.log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Starts `streamsink launch --nproc 2 --grace G` over /bin/sh running `script` (each rank sees its RANK) and waits
+// until both ranks have printed "ready" (their traps are set), however loaded the machine is.
+Proc launch_shell_ranks(const TempDir& dir, double grace, const std::string& script) {
+  Proc launcher = spawn((dir.path() / "launch.log").string(),
+                        {streamsink::testing::streamsink_binary(), "launch", "--nproc", "2", "--grace",
+                         std::to_string(grace), "--exec", "/bin/sh", "--", "-c", script},
+                        {});
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!(log_so_far(launcher).find("[rank 0] ready") != std::string::npos &&
+           log_so_far(launcher).find("[rank 1] ready") != std::string::npos) &&
+         std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return launcher;
+}
+
+// During a forwarded stop, a rank that fails (here: exits 3 on SIGTERM) may leave the others waiting for it in a
+// collective (here: rank 0 ignores SIGTERM, as a trainer blocked in an all-reduce would until its timeout). The
+// launcher still names the failure, starts the grace timer, SIGKILLs what is left and exits 1: no hang.
+TEST(Launch, ARankThatFailsDuringAForwardedStopStillEndsTheJob) {
+  TempDir dir;
+  Proc launcher = launch_shell_ranks(dir, 1.0,
+                                     "if [ \"$RANK\" = 1 ]; then trap 'exit 3' TERM; else trap '' TERM; fi; "
+                                     "echo ready; while :; do sleep 0.1; done");
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(launcher.pid, SIGTERM);
+  Finished f = finish(launcher, std::chrono::seconds(30));
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(f.exit_code, 1) << f.output;
+  EXPECT_NE(f.output.find("got SIGTERM, forwarding it to the ranks"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("rank 1 (pid"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("exited with code 3; stopping the other ranks"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("s after SIGTERM: sending SIGKILL"), std::string::npos) << f.output;
+  EXPECT_LT(wall, 15.0) << f.output;
+}
+
+// A signal that reaches the launcher after a rank has failed, while the grace timer runs, does not cancel that
+// timer: the rank that ignores SIGTERM is still SIGKILLed when the grace runs out, and the job ends as failed.
+TEST(Launch, ASignalAfterARankFailedDoesNotCancelTheKill) {
+  TempDir dir;
+  Proc launcher = launch_shell_ranks(dir, 4.0,
+                                     "trap '' TERM; echo ready; if [ \"$RANK\" = 1 ]; then sleep 0.3; exit 5; fi; "
+                                     "while :; do sleep 0.1; done");
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (log_so_far(launcher).find("stopping the other ranks") == std::string::npos &&
+         std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(launcher.pid, SIGTERM);  // within the 4 s grace
+  Finished f = finish(launcher, std::chrono::seconds(30));
+  EXPECT_EQ(f.exit_code, 1) << f.output;
+  EXPECT_NE(f.output.find("rank 1 (pid"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("exited with code 5; stopping the other ranks"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("got SIGTERM, forwarding it to the ranks"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("s after SIGTERM: sending SIGKILL"), std::string::npos) << f.output;
+  EXPECT_EQ(f.output.find("[killed by the test after the limit]"), std::string::npos) << f.output;
+}
+
 TEST(Launch, NeedsSomethingToRun) {
   RunResult r = run_streamsink("launch --nproc 2");
   EXPECT_NE(r.exit_code, 0);

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -249,7 +250,7 @@ int launch(const LaunchConfig& cfg) {
   int interrupted = 0;      // signal the launcher got
   bool stopping = false;    // SIGTERM sent to the remaining ranks
   bool killed = false;      // SIGKILL sent
-  Clock::time_point kill_at{};
+  Clock::time_point kill_at = Clock::time_point::max();  // when the grace after a stop runs out
   Clock::time_point all_exited_at{};
   int running = cfg.nproc;
   const auto grace = std::chrono::milliseconds(static_cast<int64_t>(cfg.grace_seconds * 1000));
@@ -290,13 +291,14 @@ int launch(const LaunchConfig& cfg) {
     }
 
     // Signals to the launcher go to every rank. The ranks may need a while to stop well (a trainer finishes its step
-    // and writes a checkpoint), so no grace timer runs out on them: a second signal kills them.
+    // and writes a checkpoint), so no grace timer runs out on them: a second signal kills them. A timer that a
+    // failed rank has already started keeps running (the others may be waiting for it in a collective).
     if (g_received_signal != 0 && interrupted == 0) {
       interrupted = g_received_signal;
       say(std::string("got ") + signal_name(interrupted) + ", forwarding it to the ranks (a second one kills them)");
       signal_all(children, interrupted);
+      if (!stopping) kill_at = Clock::time_point::max();
       stopping = true;
-      kill_at = Clock::time_point::max();
     } else if (interrupted != 0 && g_signal_count > 1 && !killed && running > 0) {
       say("got a second signal: sending SIGKILL to the ranks");
       signal_all(children, SIGKILL);
@@ -313,13 +315,21 @@ int launch(const LaunchConfig& cfg) {
       c.status = status;
       if (--running == 0) all_exited_at = Clock::now();
       const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      if (!ok && !stopping) {
+      if (ok || killed) continue;
+      // A rank that ends unsuccessfully: the others may be waiting for it in a collective, so they get SIGTERM (or,
+      // after a forwarded signal, already have one) and the grace timer, then SIGKILL. After a forwarded signal, a
+      // rank that ends by that signal (or exits 128 + it, as shells do) did as it was told: not a failure.
+      const bool by_our_signal = interrupted != 0 && ((WIFSIGNALED(status) && WTERMSIG(status) == interrupted) ||
+                                                      (WIFEXITED(status) && WEXITSTATUS(status) == 128 + interrupted));
+      if (first_failed < 0 && !by_our_signal) {
         first_failed = c.rank;
-        stopping = true;
-        kill_at = Clock::now() + grace;
         say("rank " + std::to_string(c.rank) + " (pid " + std::to_string(c.pid) + ") " + describe_exit(status) +
             "; stopping the other ranks");
-        signal_all(children, SIGTERM);
+      }
+      if (running > 0) {
+        if (!stopping) signal_all(children, SIGTERM);
+        stopping = true;
+        kill_at = std::min(kill_at, Clock::now() + grace);
       }
     }
     if (stopping && !killed && running > 0 && Clock::now() >= kill_at) {
