@@ -21,8 +21,19 @@ std::string resolve_checkpoint_dir(const std::string& path) {
     std::string name = read_file(latest.string());
     while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
     const auto dir = ckpts / name;
-    if (!fs::exists(dir / "model.safetensors"))
-      fail(latest.string(), "names '" + name + "', which is not a complete checkpoint");
+    if (!fs::exists(dir / "model.safetensors")) {
+      // A rewrite of that step on a filesystem without RENAME_EXCHANGE, cut off between its two renames, leaves
+      // the old copy as <name>.old-PID (train/checkpoint.cpp): say where it is.
+      std::string aside;
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(ckpts, ec))
+        if (e.path().filename().string().rfind(name + ".old-", 0) == 0 && fs::exists(e.path() / "model.safetensors"))
+          aside = e.path().string();
+      fail(latest.string(), "names '" + name + "', which is not a complete checkpoint" +
+                                (aside.empty() ? std::string()
+                                               : "; a rewrite of it was cut off, and its previous copy is " + aside +
+                                                     " (rename it to " + name + " to resume from it)"));
+    }
     return dir.string();
   }
   fail(path, "neither a checkpoint folder (config.yaml + model.safetensors) nor a run folder (checkpoints/latest)");

@@ -142,3 +142,85 @@ TEST(Checkpoint, LatestOnlyEverNamesACompleteCheckpointWhileOneIsWritten) {
   EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"step_0000001", "step_0000002", "step_0000003"}))
       << "the old step 3 was left behind";
 }
+
+// The fallback of filesystems without RENAME_EXCHANGE (two renames: the old folder aside, the new one in place):
+// the step's folder ends up holding the new checkpoint and nothing else is left; if the second rename fails, the
+// old folder goes back where it was.
+TEST(Checkpoint, TheTwoRenameFallbackReplacesAFolderOrPutsTheOldOneBack) {
+  TempDir dir;
+  const fs::path final_dir = dir.path() / "step_0000003", tmp = dir.path() / "step_0000003.tmp-1";
+  fs::create_directories(final_dir);
+  fs::create_directories(tmp);
+  write_file_atomic((final_dir / "state.json").string(), "old");
+  write_file_atomic((tmp / "state.json").string(), "new");
+  replace_checkpoint_dir(tmp, final_dir, /*try_exchange=*/false);
+  EXPECT_EQ(read_file((final_dir / "state.json").string()), "new");
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir.path())) left.push_back(e.path().filename().string());
+  EXPECT_EQ(left, std::vector<std::string>{"step_0000003"});
+
+  // The new folder is gone before its rename (as a failed rename would leave it): an error, and the old one stays.
+  EXPECT_ANY_THROW(replace_checkpoint_dir(dir.path() / "step_0000003.tmp-2", final_dir, false));
+  EXPECT_EQ(read_file((final_dir / "state.json").string()), "new");
+  left.clear();
+  for (const auto& e : fs::directory_iterator(dir.path())) left.push_back(e.path().filename().string());
+  EXPECT_EQ(left, std::vector<std::string>{"step_0000003"}) << "the old folder was not put back";
+}
+
+// A crash between the fallback's two renames leaves the step's previous copy as step_N.old-PID and `latest` naming
+// a step that is not there. Resume says where the copy is; later checkpoints' pruning keeps it (the only copy) until
+// that step is complete again.
+TEST(Checkpoint, ACrashInsideTheFallbackWindowKeepsTheOldCopyAndResumeNamesIt) {
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCPU));
+  TrainState s;
+  for (int64_t step = 1; step <= 3; ++step) {
+    s.step = step;
+    save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 3);
+  }
+  const fs::path root = dir.path() / "checkpoints";
+  fs::rename(root / "step_0000003", root / "step_0000003.old-999");  // the state a crash inside the window leaves
+  try {
+    latest_checkpoint(dir.str());
+    ADD_FAILURE() << "resume from a latest that names a missing step was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("not a complete checkpoint"), std::string::npos) << msg;
+    EXPECT_NE(msg.find((root / "step_0000003.old-999").string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rename it to step_0000003"), std::string::npos) << msg;
+  }
+  s.step = 4;
+  save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 2);
+  EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"step_0000002", "step_0000003.old-999", "step_0000004"}))
+      << "pruning removed the only copy of step 3";
+  s.step = 3;
+  save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 2);
+  EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"step_0000003", "step_0000004"}))
+      << "the old copy outlived a complete step 3";
+}
+
+// The resume check reads the checkpoint's own config for its data-order keys only: a config written before a check
+// grew stricter (here eval_batches: 0, refused since session 6) still resumes, and a real difference is still named.
+TEST(Checkpoint, TheResumeCheckReadsAnOlderConfigThatTodaysChecksWouldRefuse) {
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCPU));
+  TrainState s;
+  s.step = 1;
+  s.world_size = 1;
+  const std::string path = save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 1);
+  std::string yaml = read_file(path + "/config.yaml");
+  const auto at = yaml.find("eval_batches: ");
+  ASSERT_NE(at, std::string::npos) << yaml;
+  yaml.replace(at, yaml.find('\n', at) - at, "eval_batches: 0");
+  write_file_atomic(path + "/config.yaml", yaml);
+  EXPECT_THROW(load_run_config(path + "/config.yaml"), Error) << "the edit no longer stands for a refused value";
+  EXPECT_NO_THROW(check_resume_data_order(path, s, a.cfg, 1));
+  RunConfig other = a.cfg;
+  other.train.seed += 1;
+  try {
+    check_resume_data_order(path, s, other, 1);
+    ADD_FAILURE() << "another seed was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.seed"), std::string::npos) << e.what();
+  }
+}

@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "common/error.h"
@@ -78,27 +80,42 @@ void restore_rng_states(TensorMap& o, const Transformer& model, const std::strin
   }
 }
 
+}  // namespace
+
 // Puts the complete checkpoint folder `tmp` at `final_dir`. Rewriting a step (a run resumed from an earlier
 // checkpoint into the same folder reaches a step it had reached before) swaps the two folders in one atomic
 // renameat2(RENAME_EXCHANGE), so `final_dir`, which `latest` may name, holds a complete checkpoint at every instant;
-// the old one then goes from the tmp name (swept by pruning if a crash comes first).
-void move_into_place(const fs::path& tmp, const fs::path& final_dir) {
+// the old one then goes from the tmp name (swept by pruning if its removal fails or a crash comes first).
+// Where the filesystem has no RENAME_EXCHANGE (EINVAL/ENOSYS/EOPNOTSUPP: NFS, some FUSE), or `try_exchange` is
+// false (tests), the old folder moves aside to `<final>.old-PID` first: a window of two renames. If the second
+// fails, the old folder goes back; a crash inside the window leaves the old checkpoint under that name, which
+// pruning keeps (it is the only copy) and resume names in its error.
+void replace_checkpoint_dir(const fs::path& tmp, const fs::path& final_dir, bool try_exchange) {
   if (!fs::exists(final_dir)) {
     fs::rename(tmp, final_dir);
     return;
   }
-  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
-    fs::remove_all(tmp);  // the old checkpoint, now under the tmp name
-    return;
+  std::error_code ec;
+  if (try_exchange) {
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+      fs::remove_all(tmp, ec);  // the old checkpoint, now under the tmp name; the new one is in place either way
+      return;
+    }
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+      throw Error("renameat2(" + tmp.string() + ", " + final_dir.string() + ", RENAME_EXCHANGE): " +
+                  std::strerror(errno));
   }
-  // A filesystem without RENAME_EXCHANGE: the old folder moves aside first (a window of two renames).
-  const fs::path aside = tmp.string() + "-old";
+  const fs::path aside = final_dir.string() + ".old-" + std::to_string(::getpid());
+  fs::remove_all(aside, ec);
   fs::rename(final_dir, aside);
-  fs::rename(tmp, final_dir);
-  fs::remove_all(aside);
+  try {
+    fs::rename(tmp, final_dir);
+  } catch (...) {
+    fs::rename(aside, final_dir, ec);
+    throw;
+  }
+  fs::remove_all(aside, ec);
 }
-
-}  // namespace
 
 std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Transformer& model, const AdamW& opt,
                             const TrainState& state, const std::string& tokenizer_path, int64_t keep) {
@@ -131,7 +148,7 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
       write_file_atomic((tmp / "tokenizer.model").string(), read_file(tokenizer_path));
     fsync_dir(tmp);
     fault::checkpoint_pause();
-    move_into_place(tmp, final_dir);
+    replace_checkpoint_dir(tmp, final_dir);
     fsync_dir(root);
     fault::checkpoint_pause();
     write_file_atomic((root / "latest").string(), name + "\n");
@@ -142,13 +159,18 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
                 "; the previous checkpoint and " + (root / "latest").string() + " are unchanged (latest: " +
                 prev.substr(0, prev.find('\n')) + ")");
   }
-  // Prune: keep the newest `keep` complete checkpoints; leftovers of crashed writes (*.tmp-*) go too.
+  // Prune: keep the newest `keep` complete checkpoints; leftovers of crashed writes (*.tmp-*) go too, and so does a
+  // step's old copy moved aside by a rewrite (*.old-*) once that step is complete again (else it is the only copy).
   std::vector<fs::path> complete;
   for (const auto& e : fs::directory_iterator(root)) {
     const auto n = e.path().filename().string();
     if (n.rfind("step_", 0) != 0) continue;
     if (n.find(".tmp-") != std::string::npos) {
       fs::remove_all(e.path(), ec);
+      continue;
+    }
+    if (const auto old = n.find(".old-"); old != std::string::npos) {
+      if (fs::exists(root / n.substr(0, old) / "model.safetensors")) fs::remove_all(e.path(), ec);
       continue;
     }
     complete.push_back(e.path());
@@ -183,7 +205,7 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
 }
 
 void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world) {
-  const RunConfig was = load_run_config(ckpt_dir + "/config.yaml");
+  const RunConfig was = read_run_config(ckpt_dir + "/config.yaml");  // only the data-order keys are read
   std::string diffs;
   const auto differ = [&](const std::string& what, const std::string& before, const std::string& now) {
     if (before != now) diffs += "\n  " + what + ": " + before + " in the checkpoint, " + now + " now";

@@ -8,6 +8,7 @@
 // the folder name) is replaced atomically. `latest` therefore only ever names a complete checkpoint, and a crash
 // at any moment leaves the previous one intact.
 #pragma once
+#include <filesystem>
 #include <string>
 
 #include "data/loader.h"
@@ -37,6 +38,11 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
 // the checkpoint's windows and shuffle, so another seq_len, seed or global batch (batch_size x ranks) would not
 // continue the data where it stopped. Anything else (steps, learning rate, grad_accum, ...) may change.
 void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world);
+
+// Puts the complete folder `tmp` at `final_dir`, atomically where a checkpoint of that step already exists
+// (renameat2 RENAME_EXCHANGE; `try_exchange` false takes the two-rename fallback of filesystems without it).
+void replace_checkpoint_dir(const std::filesystem::path& tmp, const std::filesystem::path& final_dir,
+                            bool try_exchange = true);
 
 // RUN's latest complete checkpoint folder, or "" when it has none.
 std::string latest_checkpoint(const std::string& run_dir);

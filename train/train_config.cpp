@@ -132,11 +132,16 @@ void apply_config_file(RunConfig& c, const std::string& path, int depth) {
 
 }  // namespace
 
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+RunConfig read_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   RunConfig c;
   c.source = path;
   apply_config_file(c, path, 0);
   for (const auto& o : overrides) apply_override(c, o);
+  return c;
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  RunConfig c = read_run_config(path, overrides);
   try {
     c.model.validate();
     c.train.validate();

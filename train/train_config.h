@@ -60,6 +60,9 @@ struct RunConfig {
 
 // Loads FILE, applies `overrides` ("model.dim=512", "train.steps=60"), validates. Errors name the file and key.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same, unvalidated (keys and types are still checked): a checkpoint's own config, read for a few of its keys,
+// loads even where today's checks are stricter than those it was written under.
+RunConfig read_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // The resolved config as YAML text (model: and train: sections), as printed at start and saved in checkpoints.
 std::string run_config_to_yaml(const RunConfig& c);
 // Applies one "section.key=value" override.

@@ -273,11 +273,15 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
                            : tc.max_seconds > 0 && seconds_since(loop_start) >= tc.max_seconds ? "train.max_seconds"
                            : fault::stop_at(state.step + 1, dist->rank()) ? "STREAMSINK_FAULT_STOP_AT_STEP"  // test-only
                                                                            : nullptr;
-    const auto sums = dist->allreduce_sum(std::vector<double>{loss_v, stop_why ? 1.0 : 0.0});
+    // The gradient norm's finiteness rides along too, so every rank takes the same skip/stop decision by
+    // construction (the all-reduced gradients are the same on every rank, but nothing else has to rely on that).
+    const auto sums =
+        dist->allreduce_sum(std::vector<double>{loss_v, stop_why ? 1.0 : 0.0, std::isfinite(norm_v) ? 0.0 : 1.0});
     loss_v = sums[0] / world;
     const bool stop_requested = sums[1] > 0;
     if (stop_requested && !stop_why) stop_why = "a stop request on another rank";
-    const bool skipped = !std::isfinite(loss_v) || !std::isfinite(norm_v);  // nan_policy decides: skip or stop
+    const bool norm_finite = sums[2] == 0;
+    const bool skipped = !std::isfinite(loss_v) || !norm_finite;  // nan_policy decides: skip or stop
     if (skipped) {
       opt.zero_grad();
       if (main)
