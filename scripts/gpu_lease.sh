@@ -69,7 +69,15 @@ else
   note "programs=$STREAMSINK_PROGRAMS seconds=$(( $(date +%s) - s ))"
   [ $rc = 0 ] || exit 1
 fi
-"$STREAMSINK_BIN" --version | tee -a "$lease"
+"$STREAMSINK_BIN" --version > "$work/version.txt" 2>&1
+tee -a "$lease" < "$work/version.txt"
+if [ "$rehearse" != 1 ] && ! grep -q '^cuda *usable' "$work/version.txt"; then
+  # Everything below needs the GPU: stop now, with what it takes to see why, and keep the lease's time.
+  note "cuda=not usable by streamsink on this machine: stopping (nothing below would measure a GPU)"
+  { nvidia-smi 2>&1 | head -20; python3 -c 'import torch; print("python torch sees cuda:", torch.cuda.is_available())' 2>&1; } |
+    tee -a "$lease"
+  exit 1
+fi
 
 # ---- 2. tests, 3. corpus, 4. benchmarks ----
 status=0  # the exit status: non-zero when any phase failed (its results so far are in $OUT all the same)

@@ -144,6 +144,60 @@ TEST(GpuLeaseRehearsal, ACutOffExperimentStillEndsWithAReport) {
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz"));
 }
 
+// On a machine with a GPU that the programs cannot use (here: a stand-in nvidia-smi that lists one, on this CPU), the
+// cuda tests fail rather than skip (STREAMSINK_REQUIRE_CUDA=1), so such a lease cannot read as passed; without a GPU
+// listed they skip and the check fails soft (status 0).
+TEST(GpuCheck, CudaTestsFailOnAMachineWhoseGpuTheyCannotUseAndSkipWithoutOne) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "fakebin");
+  streamsink::write_file_atomic(dir.str() + "/fakebin/nvidia-smi", "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-0)'\n");
+  std::filesystem::permissions(dir.str() + "/fakebin/nvidia-smi", std::filesystem::perms::owner_all);
+  const std::string test_cuda = std::filesystem::path(streamsink_binary()).parent_path().string() + "/tests/test_cuda";
+  const std::string common = "STREAMSINK_BIN=" + streamsink_binary() + " TEST_CUDA=" + test_cuda +
+                             " DECODE_LATENCY=/bin/true WORK=" + dir.str() + "/work bash " + source_dir() +
+                             "/scripts/gpu_check.sh tests";
+  const auto with_gpu = run_shell("PATH=" + dir.str() + "/fakebin:$PATH OUT=" + dir.str() + "/out1 " + common);
+  EXPECT_EQ(with_gpu.exit_code, 1) << with_gpu.output;
+  const std::string r1 = streamsink::read_file(dir.str() + "/out1/gpu_check.txt");
+  EXPECT_NE(r1.find("cuda_tests rc=1 passed=0 skipped=0 failed=12 "), std::string::npos) << r1;
+  EXPECT_NE(streamsink::read_file(dir.str() + "/out1/gpu_check.log").find("STREAMSINK_REQUIRE_CUDA=1"),
+            std::string::npos);
+  const auto without = run_shell("PATH=/usr/bin:/bin OUT=" + dir.str() + "/out2 " + common);
+  EXPECT_EQ(without.exit_code, 0) << without.output;
+  const std::string r2 = streamsink::read_file(dir.str() + "/out2/gpu_check.txt");
+  EXPECT_NE(r2.find("cuda_tests rc=0 passed=0 skipped=12 failed=0 "), std::string::npos) << r2;
+}
+
+// gpu_check.sh asks `streamsink --version` whether CUDA is usable. The answer comes before the device lines, so a
+// `--version | grep -q` pipe would end at the match, the program would die of SIGPIPE writing the rest, and under
+// pipefail a usable GPU would read as none (no benchmarks, status 0). Here a stand-in streamsink answers "usable" and
+// then writes device lines: the benchmarks must be attempted (they fail, as the stand-in trains nothing).
+TEST(GpuCheck, AUsableGpuIsSeenThoughTheVersionTextGoesOnAfterTheAnswer) {
+  TempDir dir;
+  streamsink::write_file_atomic(dir.str() + "/streamsink", R"(#!/bin/sh
+if [ "$1" = --version ]; then
+  echo 'streamsink 0.1.0'
+  echo 'cuda       usable'
+  sleep 0.3
+  i=0
+  while [ $i -lt 2000 ]; do echo 'device 0: NVIDIA H200'; i=$((i + 1)); done
+  exit 0
+fi
+exit 3
+)");
+  std::filesystem::permissions(dir.str() + "/streamsink", std::filesystem::perms::owner_all);
+  std::filesystem::create_directories(dir.path() / "data");
+  streamsink::write_file_atomic(dir.str() + "/data/manifest.json", "{}\n");
+  const auto r = run_shell("STREAMSINK_BIN=" + dir.str() + "/streamsink TEST_CUDA=/bin/true DECODE_LATENCY=/bin/false DATA=" +
+                           dir.str() + "/data WORK=" + dir.str() + "/work OUT=" + dir.str() + "/out bash " +
+                           source_dir() + "/scripts/gpu_check.sh bench");
+  const std::string report = streamsink::read_file(dir.str() + "/out/gpu_check.txt");
+  EXPECT_EQ(report.find("gpu=none"), std::string::npos) << report;
+  EXPECT_NE(report.find("train_bench=failed"), std::string::npos) << report;
+  EXPECT_NE(report.find("decode_bench=failed"), std::string::npos) << report;
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+}
+
 // scripts/gpu_check.sh's count of the cuda tests, from a gtest log whose counts are known: 3 passed, 1 skipped, and
 // 2 failed, each failure printed twice as gtest does (when it ends, and in the list at the end) yet counted once.
 TEST(GpuCheck, CountsPassedSkippedAndFailedTestsFromTheGtestLog) {
