@@ -6,6 +6,7 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -76,6 +77,10 @@ TEST(Cuda, FusedAttentionKernelIsChosenForTheModelsShapes) {
     auto q = at::randn({4, 8, 512, 64}, opts), k = at::randn({4, kv, 512, 64}, opts), v = at::randn({4, kv, 512, 64}, opts);
     const int64_t choice = at::_fused_sdp_choice(q, k, v, {}, 0.0, /*is_causal=*/true, 0.125, /*enable_gqa=*/kv != 8);
     EXPECT_NE(choice, 0) << "SDPA fell back to the math kernel (kv heads " << kv << ")";  // 0 = math
+    // at::SDPBackend: 1 flash, 2 memory-efficient, 3 cuDNN (which torch may prefer on Hopper), 4 overrideable
+    const char* names[] = {"math", "flash", "memory-efficient", "cudnn", "overrideable"};
+    std::printf("sdpa kernel for bf16 [4, 8, 512, 64], kv heads %lld: %s (%lld)\n", static_cast<long long>(kv),
+                choice >= 0 && choice <= 4 ? names[choice] : "?", static_cast<long long>(choice));
   }
 }
 
