@@ -90,7 +90,17 @@ bool read_document(const std::string& path, std::string* text) {
       text->clear();
       fail(path, "read failed: " + msg);
     }
-    if (n == 0) break;
+    if (n == 0) {
+      // The end, or a gzip stream cut short: zlib reports the latter as 0 bytes read with Z_BUF_ERROR.
+      int code = Z_OK;
+      const std::string msg = gzerror(f, &code);
+      if (code != Z_OK) {
+        gzclose(f);
+        text->clear();
+        fail(path, "truncated or corrupt compressed file: " + msg);
+      }
+      break;
+    }
     text->append(buf, static_cast<size_t>(n));
     if (!checked && text->size() >= 8000) {
       checked = true;

@@ -193,6 +193,9 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   std::error_code ec;
   fs::create_directories(cfg.out, ec);
   if (ec || !fs::is_directory(cfg.out)) fail(cfg.out, "cannot create the output directory");
+  // A directory with a manifest is complete: an earlier run's manifest goes first, so a rerun cut short (or failing)
+  // leaves none to vouch for a mix of old and new shards.
+  fs::remove(fs::path(cfg.out) / "manifest.json", ec);
 
   int64_t total_bytes = 0;
   std::vector<int64_t> disk_size(docs.size());

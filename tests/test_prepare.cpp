@@ -353,3 +353,44 @@ TEST(Corpus, BinaryDetection) {
   EXPECT_TRUE(streamsink::looks_binary(std::string("ab\0cd", 5)));
   EXPECT_TRUE(streamsink::looks_binary("\xff\xfe\xfd\xfc\xfb\xfa\xf9"));
 }
+
+// A gzip file cut short (a partial download or copy) is an error naming it, not a document silently cut at the
+// break; the whole file reads back as written.
+TEST(Corpus, ATruncatedGzipFileIsAnErrorNamingIt) {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 4000; ++i) text += "line " + std::to_string(i) + " of a document that compresses well\n";
+  const fs::path whole = dir.path() / "whole.txt.gz", cut = dir.path() / "cut.txt.gz";
+  write_gz(whole, text);
+  const std::string bytes = read_bytes(whole);
+  write_bytes(cut, bytes.substr(0, bytes.size() / 2));
+  std::string got;
+  ASSERT_TRUE(streamsink::read_document(whole.string(), &got));
+  EXPECT_EQ(got, text);
+  try {
+    streamsink::read_document(cut.string(), &got);
+    ADD_FAILURE() << "a truncated .gz was read as " << got.size() << " bytes of text";
+  } catch (const streamsink::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(cut.string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("truncated or corrupt"), std::string::npos) << e.what();
+  }
+}
+
+// A rerun into a prepared folder that fails part-way (here: a truncated .gz among the inputs) leaves no manifest: the
+// earlier run's would vouch for a mix of its shards and the new ones.
+TEST_F(PrepareTest, AFailedRerunLeavesNoManifestBehind) {
+  const std::string out = (work_.path() / "out").string();
+  streamsink::prepare_data(config(out));
+  ASSERT_TRUE(fs::exists(fs::path(out) / "manifest.json"));
+  const fs::path inputs = work_.path() / "inputs";
+  fs::create_directories(inputs);
+  std::string text;
+  for (int i = 0; i < 2000; ++i) text += "more text " + std::to_string(i) + "\n";
+  write_gz(inputs / "whole.txt.gz", text);
+  const std::string bytes = read_bytes(inputs / "whole.txt.gz");
+  write_bytes(inputs / "cut.txt.gz", bytes.substr(0, bytes.size() / 2));
+  auto c = config(out);
+  c.inputs = {corpus(), inputs.string()};
+  EXPECT_THROW(streamsink::prepare_data(c), Error);
+  EXPECT_FALSE(fs::exists(fs::path(out) / "manifest.json"));
+}
