@@ -171,6 +171,28 @@ void Shard::copy(int64_t begin, int64_t n, int64_t* out) const {
   }
 }
 
+int64_t Shard::max_token() const {
+  int64_t best = -1;
+  if (dtype_ == TokenDtype::kU16) {
+    uint16_t m = 0;
+    for (int64_t i = 0; i < n_tokens_; ++i) {
+      uint16_t v;
+      std::memcpy(&v, tokens_ + i * 2, 2);
+      m = std::max(m, v);
+    }
+    if (n_tokens_ > 0) best = m;
+  } else {
+    uint32_t m = 0;
+    for (int64_t i = 0; i < n_tokens_; ++i) {
+      uint32_t v;
+      std::memcpy(&v, tokens_ + i * 4, 4);
+      m = std::max(m, v);
+    }
+    if (n_tokens_ > 0) best = m;
+  }
+  return best;
+}
+
 std::string shard_path(const std::string& data_dir, const std::string& split, int64_t index) {
   char name[64];
   std::snprintf(name, sizeof name, "%s_%06lld.bin", split.c_str(), static_cast<long long>(index));

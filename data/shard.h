@@ -43,6 +43,7 @@ class Shard {
   int64_t size() const { return n_tokens_; }
   int32_t at(int64_t i) const;                           // bounds-checked
   void copy(int64_t begin, int64_t n, int64_t* out) const;  // tokens [begin, begin+n) widened to int64
+  int64_t max_token() const;  // the largest id it holds (unsigned, as stored), -1 when empty: one pass over the map
   const std::string& path() const { return path_; }
   TokenDtype dtype() const { return dtype_; }
 

@@ -1,6 +1,7 @@
 // data/shard.*: round trips, the exact llm.c header bytes, and every malformed-file error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -152,4 +153,17 @@ TEST(Shard, ListShardsAndSplitTokens) {
   EXPECT_EQ(streamsink::read_split_tokens(d, "val"), (std::vector<int32_t>{9}));
   expect_error([&] { streamsink::list_shards(d, "test"); }, {d, "no test shards"});
   expect_error([&] { streamsink::list_shards(d + "/missing", "train"); }, {"missing", "no such directory"});
+}
+
+// max_token against std::max_element over what was written, in both dtypes (u32 past u16's range), and -1 for an
+// empty shard.
+TEST(Shard, MaxTokenIsTheLargestIdWritten) {
+  TempDir dir;
+  const std::vector<int32_t> small{5, 60000, 7, 0, 65535, 12}, large{3, 70000, 1 << 30, 9};
+  streamsink::write_shard(dir.str() + "/a.bin", small, TokenDtype::kU16);
+  streamsink::write_shard(dir.str() + "/b.bin", large, TokenDtype::kU32);
+  streamsink::write_shard(dir.str() + "/c.bin", {}, TokenDtype::kU16);
+  EXPECT_EQ(Shard::open(dir.str() + "/a.bin").max_token(), *std::max_element(small.begin(), small.end()));
+  EXPECT_EQ(Shard::open(dir.str() + "/b.bin").max_token(), *std::max_element(large.begin(), large.end()));
+  EXPECT_EQ(Shard::open(dir.str() + "/c.bin").max_token(), -1);
 }

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "common/file_util.h"
+#include "data/shard.h"
 #include "model/safetensors.h"
 #include "tests/corpus_fixture.h"
 #include "train/schedule.h"
@@ -254,4 +255,21 @@ TEST(Schedule, WarmupThenEachShapeFollowsItsFormula) {
   EXPECT_DOUBLE_EQ(learning_rate(c, 87, total), 1.0);
   EXPECT_NEAR(learning_rate(c, 88, total), 1.0 - 0.9 / 22, 1e-12);
   EXPECT_NEAR(learning_rate(c, 109, total), 0.1, 1e-12);
+}
+
+// Shards without a manifest (llm.c's, say) whose ids reach past model.vocab_size: a clear error naming the shard before
+// the first step (on a GPU such an id would be a device-side assert), whatever the manifest check could not see.
+TEST(Trainer, TokenIdsPastTheModelsVocabularyAreAnErrorNamingTheShard) {
+  TempDir dir;
+  std::vector<int32_t> tokens(4000);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i % 500);
+  streamsink::write_shard(dir.str() + "/val_000000.bin", tokens, streamsink::TokenDtype::kU16);
+  tokens[1234] = 600;
+  streamsink::write_shard(dir.str() + "/train_000000.bin", tokens, streamsink::TokenDtype::kU16);
+  const auto r = run_streamsink("train " + source_dir() + "/configs/tiny.yaml --set train.data_dir=" + dir.str() +
+                                " --set model.vocab_size=512 --set train.steps=2 --out " + dir.str() + "/run");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(dir.str() + "/train_000000.bin"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("holds token id 600, outside model.vocab_size = 512"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("step 1/"), std::string::npos) << "it trained\n" << r.output;
 }

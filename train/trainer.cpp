@@ -20,6 +20,7 @@
 #include "common/fault_injection.h"
 #include "common/file_util.h"
 #include "data/prepare.h"
+#include "data/shard.h"
 #include "model/autocast.h"
 #include "model/model_io.h"
 #include "model/transformer.h"
@@ -128,6 +129,13 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
                        std::to_string(cfg.model.vocab_size) + " (set model.vocab_size to at least " +
                        std::to_string(m.vocab_size) + ")");
   }
+  // ...and the ids themselves, which data without a manifest (llm.c's shards, say) has nothing else to vouch for.
+  for (const char* split : {"train", "val"})
+    for (const auto& path : list_shards(tc.data_dir, split))
+      if (const int64_t top = Shard::open(path).max_token(); top >= cfg.model.vocab_size)
+        fail(path, "holds token id " + std::to_string(top) + ", outside model.vocab_size = " +
+                       std::to_string(cfg.model.vocab_size) + " (set model.vocab_size to at least " +
+                       std::to_string(top + 1) + ")");
   Loader loader({tc.data_dir, "train", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(),
                  world, prefix, true});
   // Evaluation reads the validation split from its start each time. The last step always evaluates, so a split too
