@@ -80,6 +80,7 @@ Session open_session(CommonFlags& f, const char* command) {
   if (s.tok->vocab_size() > s.model->config().vocab_size)
     fail(f.tokenizer, "has " + std::to_string(s.tok->vocab_size()) + " ids, more than the model's vocabulary of " +
                           std::to_string(s.model->config().vocab_size));
+  f.sampler.vocab_limit = s.tok->vocab_size();  // a padded model vocabulary's extra ids have no piece to print
   s.decoder = std::make_unique<Decoder>(s.model, f.decode, 1);
   s.gen = std::make_unique<Generator>(*s.decoder, f.sampler);
   std::fprintf(stderr, "%s: %s, %s, temperature %g top-p %g seed %llu\n", command, s.dir.c_str(),

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <limits>
 
 #include "common/error.h"
 
@@ -21,6 +22,8 @@ Sampler::Sampler(const SamplerConfig& cfg) : cfg_(cfg), gen_(at::make_generator<
 at::Tensor Sampler::distribution(const at::Tensor& logits) const {
   TORCH_CHECK(logits.dim() == 1, "Sampler: expected logits [V], got ", logits.sizes());
   auto l = logits.detach().to(at::kCPU).to(at::kDouble);  // [V]
+  if (cfg_.vocab_limit > 0 && l.size(0) > cfg_.vocab_limit)
+    l.narrow(0, cfg_.vocab_limit, l.size(0) - cfg_.vocab_limit).fill_(-std::numeric_limits<double>::infinity());
   if (cfg_.temperature == 0) return at::zeros_like(l).index_fill_(0, l.argmax(), 1.0);
   auto p = at::softmax(l / cfg_.temperature, 0);  // [V]
   if (cfg_.top_p >= 1) return p;
@@ -34,7 +37,10 @@ at::Tensor Sampler::distribution(const at::Tensor& logits) const {
 }
 
 int64_t Sampler::sample(const at::Tensor& logits) {
-  if (cfg_.temperature == 0) return logits.argmax().item<int64_t>();
+  if (cfg_.temperature == 0) {
+    const bool limit = cfg_.vocab_limit > 0 && logits.size(0) > cfg_.vocab_limit;
+    return (limit ? logits.narrow(0, 0, cfg_.vocab_limit) : logits).argmax().item<int64_t>();
+  }
   auto p = distribution(logits);
   return at::multinomial(p, 1, /*replacement=*/false, gen_).item<int64_t>();
 }

@@ -14,6 +14,8 @@ struct SamplerConfig {
   double temperature = 0.8;  // 0 = greedy (argmax); otherwise logits / temperature
   double top_p = 0.95;       // keep the smallest set of tokens whose probability reaches top_p (1 = all)
   uint64_t seed = 0;         // generator seed
+  int64_t vocab_limit = 0;   // > 0: only ids below it are drawn (a tokenizer's pieces, where the model's vocabulary
+                             // is padded past them: an id without a piece could not be printed)
   void validate() const;     // Error naming --temperature / --top-p
 };
 

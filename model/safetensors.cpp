@@ -72,11 +72,13 @@ TensorMap load_safetensors(const std::string& path, std::map<std::string, std::s
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot open (does it exist?)");
   in.seekg(0, std::ios::end);
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  const std::streamoff end = in.tellg();  // -1 where the path cannot be sized (a directory, a pipe)
+  if (end < 0) fail(path, "cannot read its size (is it a regular file?)");
+  const uint64_t file_size = static_cast<uint64_t>(end);
   in.seekg(0);
   if (file_size < 8) fail(path, "truncated: " + std::to_string(file_size) + " bytes, not even a header length");
   unsigned char len[8];
-  in.read(reinterpret_cast<char*>(len), 8);
+  if (!in.read(reinterpret_cast<char*>(len), 8)) fail(path, "cannot read the header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
   if (n > kMaxHeader || n > file_size - 8)
@@ -119,7 +121,8 @@ TensorMap load_safetensors(const std::string& path, std::map<std::string, std::s
     for (const auto& d : t["shape"]) {
       if (!d.is_number_unsigned()) fail(path, where + ": shape entries must be non-negative integers");
       const uint64_t v = d.get<uint64_t>();
-      if (v != 0 && numel > (1ull << 62) / v) fail(path, where + ": shape overflows");
+      // each dimension on its own too: a 0 elsewhere in the shape would let numel's check pass a huge one
+      if (v > (1ull << 62) || (v != 0 && numel > (1ull << 62) / v)) fail(path, where + ": shape overflows");
       numel *= v;
       e.shape.push_back(static_cast<int64_t>(v));
     }

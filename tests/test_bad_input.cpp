@@ -203,6 +203,18 @@ std::vector<Case> cases() {
                       safetensors_bytes(R"({"x":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", 8));
               },
               gen, {"{D}/ck/model.safetensors", "tensor 'x'"}),
+      ck_case("ck_weights_zero_hides_a_huge_dimension",  // numel 0 passed the overflow check; the dim cast to -1
+              [](const fs::path& ck) {
+                write(ck / "model.safetensors",
+                      safetensors_bytes(R"({"x":{"dtype":"F32","shape":[0,18446744073709551615],"data_offsets":[0,0]}})", 0));
+              },
+              gen, {"{D}/ck/model.safetensors", "tensor 'x': shape overflows"}),
+      ck_case("ck_weights_a_directory",
+              [](const fs::path& ck) {
+                fs::remove(ck / "model.safetensors");
+                fs::create_directories(ck / "model.safetensors");
+              },
+              gen, {"{D}/ck/model.safetensors"}),
       ck_case("ck_weights_overlapping_tensors",
               [](const fs::path& ck) {  // a [0,16) and c [8,12) overlap, with the empty b [4,4) sorted between them
                 write(ck / "model.safetensors",

@@ -91,3 +91,25 @@ TEST(Sampler, BadSettingsAreErrorsNamingTheFlag) {
   expect_error(cfg(1, 0), "--top-p");
   expect_error(cfg(1, 1.5), "--top-p");
 }
+
+// A vocabulary limit (the tokenizer's pieces, below a padded model vocabulary) never draws an id at or past it: the
+// distribution is the softmax of the ids below the limit alone (closed form), greedy is their argmax, and samples
+// over many draws all fall below it, though the largest logits lie past it.
+TEST(Sampler, AVocabularyLimitDrawsOnlyIdsBelowIt) {
+  auto l = at::tensor({1.0, 2.0, 0.5, -1.0, 9.0, 8.0});  // ids 4 and 5: no piece
+  auto c = cfg(1.0, 1.0, 3);
+  c.vocab_limit = 4;
+  Sampler s(c);
+  const auto p = s.distribution(l);
+  const auto want = at::softmax(l.narrow(0, 0, 4).to(at::kDouble), 0);
+  EXPECT_LT((p.narrow(0, 0, 4) - want).abs().max().item<double>(), 1e-12);
+  EXPECT_EQ(p.narrow(0, 4, 2).abs().sum().item<double>(), 0.0);
+  for (int i = 0; i < 2000; ++i) ASSERT_LT(s.sample(l), 4);
+  auto g = cfg(0, 1.0);
+  g.vocab_limit = 4;
+  EXPECT_EQ(Sampler(g).sample(l), 1);
+  auto nucleus = cfg(0.7, 0.5, 5);
+  nucleus.vocab_limit = 4;
+  Sampler n(nucleus);
+  for (int i = 0; i < 500; ++i) ASSERT_LT(n.sample(l), 4);
+}
