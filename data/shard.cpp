@@ -171,26 +171,22 @@ void Shard::copy(int64_t begin, int64_t n, int64_t* out) const {
   }
 }
 
-int64_t Shard::max_token() const {
-  int64_t best = -1;
-  if (dtype_ == TokenDtype::kU16) {
-    uint16_t m = 0;
-    for (int64_t i = 0; i < n_tokens_; ++i) {
-      uint16_t v;
-      std::memcpy(&v, tokens_ + i * 2, 2);
-      m = std::max(m, v);
-    }
-    if (n_tokens_ > 0) best = m;
-  } else {
-    uint32_t m = 0;
-    for (int64_t i = 0; i < n_tokens_; ++i) {
-      uint32_t v;
-      std::memcpy(&v, tokens_ + i * 4, 4);
-      m = std::max(m, v);
-    }
-    if (n_tokens_ > 0) best = m;
+namespace {
+// The largest of n little-endian unsigned T read from p (unaligned), -1 when n is 0.
+template <typename T>
+int64_t max_stored(const uint8_t* p, int64_t n) {
+  T m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, p + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
+    m = std::max(m, v);
   }
-  return best;
+  return n > 0 ? static_cast<int64_t>(m) : -1;
+}
+}  // namespace
+
+int64_t Shard::max_token() const {
+  return dtype_ == TokenDtype::kU16 ? max_stored<uint16_t>(tokens_, n_tokens_) : max_stored<uint32_t>(tokens_, n_tokens_);
 }
 
 std::string shard_path(const std::string& data_dir, const std::string& split, int64_t index) {
