@@ -3,7 +3,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
-#include <limits>
 
 #include "common/error.h"
 
@@ -19,11 +18,18 @@ Sampler::Sampler(const SamplerConfig& cfg) : cfg_(cfg), gen_(at::make_generator<
   cfg_.validate();
 }
 
-at::Tensor Sampler::distribution(const at::Tensor& logits) const {
+at::Tensor Sampler::drawable(const at::Tensor& logits) const {
   TORCH_CHECK(logits.dim() == 1, "Sampler: expected logits [V], got ", logits.sizes());
-  auto l = logits.detach().to(at::kCPU).to(at::kDouble);  // [V]
-  if (cfg_.vocab_limit > 0 && l.size(0) > cfg_.vocab_limit)
-    l.narrow(0, cfg_.vocab_limit, l.size(0) - cfg_.vocab_limit).fill_(-std::numeric_limits<double>::infinity());
+  const bool limit = cfg_.vocab_limit > 0 && logits.size(0) > cfg_.vocab_limit;
+  return limit ? logits.narrow(0, 0, cfg_.vocab_limit) : logits;  // [V'], a view: the caller's logits stay as they are
+}
+
+at::Tensor Sampler::distribution(const at::Tensor& logits) const {
+  const auto d = distribution_over(drawable(logits.detach()).to(at::kCPU).to(at::kDouble));  // [V']
+  return at::constant_pad_nd(d, {0, logits.size(0) - d.size(0)});  // [V]: ids past the limit get 0
+}
+
+at::Tensor Sampler::distribution_over(const at::Tensor& l) const {
   if (cfg_.temperature == 0) return at::zeros_like(l).index_fill_(0, l.argmax(), 1.0);
   auto p = at::softmax(l / cfg_.temperature, 0);  // [V]
   if (cfg_.top_p >= 1) return p;
@@ -37,11 +43,8 @@ at::Tensor Sampler::distribution(const at::Tensor& logits) const {
 }
 
 int64_t Sampler::sample(const at::Tensor& logits) {
-  if (cfg_.temperature == 0) {
-    const bool limit = cfg_.vocab_limit > 0 && logits.size(0) > cfg_.vocab_limit;
-    return (limit ? logits.narrow(0, 0, cfg_.vocab_limit) : logits).argmax().item<int64_t>();
-  }
-  auto p = distribution(logits);
+  if (cfg_.temperature == 0) return drawable(logits).argmax().item<int64_t>();
+  auto p = distribution_over(drawable(logits.detach()).to(at::kCPU).to(at::kDouble));
   return at::multinomial(p, 1, /*replacement=*/false, gen_).item<int64_t>();
 }
 

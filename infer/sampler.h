@@ -28,6 +28,11 @@ class Sampler {
   at::Tensor distribution(const at::Tensor& logits) const;
 
  private:
+  // The logits it may draw from: the first vocab_limit when that is set, else all (a view, never a copy).
+  at::Tensor drawable(const at::Tensor& logits) const;
+  // The distribution over drawable logits l [V'] (CPU, float64).
+  at::Tensor distribution_over(const at::Tensor& l) const;
+
   SamplerConfig cfg_;
   at::Generator gen_;
 };

@@ -100,7 +100,9 @@ TEST(Sampler, AVocabularyLimitDrawsOnlyIdsBelowIt) {
   auto c = cfg(1.0, 1.0, 3);
   c.vocab_limit = 4;
   Sampler s(c);
+  const auto before = l.clone();
   const auto p = s.distribution(l);
+  EXPECT_TRUE(at::equal(l, before)) << "the sampler wrote into the caller's logits";
   const auto want = at::softmax(l.narrow(0, 0, 4).to(at::kDouble), 0);
   EXPECT_LT((p.narrow(0, 0, 4) - want).abs().max().item<double>(), 1e-12);
   EXPECT_EQ(p.narrow(0, 4, 2).abs().sum().item<double>(), 0.0);
