@@ -1,7 +1,5 @@
 #include "data/prepare.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -16,6 +14,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "data/corpus.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
@@ -146,20 +145,6 @@ void fill_empty_splits(const std::vector<double>& points, std::vector<int>& spli
     }
     if (best < split.size()) split[best] = s;
   }
-}
-
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) fail(tmp, "cannot create");
-    f << text;
-    f.flush();
-    if (!f) fail(tmp, "write failed (disk full?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) fail(path, "cannot rename into place: " + ec.message());
 }
 
 }  // namespace
@@ -310,7 +295,7 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
       {"splits", splits_json},
   };
   // Written last: a directory with a manifest is complete.
-  write_text_atomic((fs::path(cfg.out) / "manifest.json").string(), manifest.dump(2) + "\n");
+  write_file_atomic((fs::path(cfg.out) / "manifest.json").string(), manifest.dump(2) + "\n");
 
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr,

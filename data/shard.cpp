@@ -14,6 +14,7 @@
 #include <regex>
 
 #include "common/error.h"
+#include "common/file_util.h"
 
 // The header and tokens are little-endian on disk; we copy them as is, which is right on every host we build for.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "shard I/O assumes a little-endian host");
@@ -59,25 +60,10 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens, To
     }
   }
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) fail(tmp, std::string("cannot create: ") + std::strerror(errno));
-    f.write(reinterpret_cast<const char*>(header), sizeof header);
-    f.write(reinterpret_cast<const char*>(body.data()), static_cast<std::streamsize>(body.size()));
-    f.flush();
-    if (!f) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      fail(tmp, "write failed (disk full?)");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fail(path, "cannot rename the temporary shard into place: " + ec.message());
-  }
+  AtomicFile f(path);  // PATH.tmp.<pid>, renamed over PATH when complete; removed if a write fails
+  f.write(header, sizeof header);
+  f.write(body.data(), body.size());
+  f.commit();
 }
 
 ShardHeader read_shard_header(const std::string& path) {

@@ -2,7 +2,6 @@
 
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <unordered_map>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "data/corpus.h"
 
 namespace streamsink {
@@ -145,17 +145,7 @@ void train_tokenizer(const TokenizerTrainConfig& cfg) {
   const auto st = sentencepiece::SentencePieceTrainer::Train(kw, &lines, &model);
   if (!st.ok()) fail(cfg.out, "sentencepiece training failed: " + std::string(st.message()));
 
-  const std::string tmp = cfg.out + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) fail(tmp, "cannot create");
-    f.write(model.data(), static_cast<std::streamsize>(model.size()));
-    f.flush();
-    if (!f) fail(tmp, "write failed (disk full?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, cfg.out, ec);
-  if (ec) fail(cfg.out, "cannot rename the temporary model into place: " + ec.message());
+  write_file_atomic(cfg.out, model);  // a failed write leaves neither a half model nor its temporary file
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "tokenizer train: read %lld lines from %lld files (%lld binary skipped); wrote %s in %.1f s\n",
                static_cast<long long>(lines.lines()), static_cast<long long>(lines.files()),

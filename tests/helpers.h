@@ -2,11 +2,15 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <initializer_list>
+#include <vector>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "common/error.h"
@@ -63,6 +67,38 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// While alive, this process's writes to regular files stop at `bytes` (RLIMIT_FSIZE): a write past it fails with
+// EFBIG, as a full disk fails with ENOSPC, and SIGXFSZ is ignored so that the write returns the error instead of
+// killing the process. Both are restored on destruction.
+class ScopedFileSizeLimit {
+ public:
+  explicit ScopedFileSizeLimit(rlim_t bytes) {
+    getrlimit(RLIMIT_FSIZE, &old_);
+    old_handler_ = signal(SIGXFSZ, SIG_IGN);
+    rlimit lim = old_;
+    lim.rlim_cur = bytes;
+    setrlimit(RLIMIT_FSIZE, &lim);
+  }
+  ~ScopedFileSizeLimit() {
+    setrlimit(RLIMIT_FSIZE, &old_);
+    signal(SIGXFSZ, old_handler_);
+  }
+  ScopedFileSizeLimit(const ScopedFileSizeLimit&) = delete;
+  ScopedFileSizeLimit& operator=(const ScopedFileSizeLimit&) = delete;
+
+ private:
+  rlimit old_{};
+  sighandler_t old_handler_ = SIG_DFL;
+};
+
+// The names of the files and folders directly in `dir`, sorted.
+inline std::vector<std::string> entries(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 // The set-up's Python (scripts/setup.sh): $STREAMSINK_PYTHON, else $STREAMSINK_CACHE/venv, else
 // ~/.cache/streamsink/venv. It may not exist; callers check.

@@ -180,3 +180,19 @@ TEST(TokenizerTrain, BadConfigsAreErrors) {
   expect_error([&] { streamsink::train_tokenizer(cfg); }, {"nowhere", "no such file"});
   EXPECT_FALSE(fs::exists(cfg.out));
 }
+
+// A model file that cannot be written whole (a file-size limit stands in for a full disk) is an error naming it, and
+// leaves neither the model nor its temporary file (before session 8 the temporary `t.model.tmp.PID` stayed).
+TEST(TokenizerTrain, AFailedWriteLeavesNoModelAndNoTemporaryFile) {
+  TempDir dir;
+  streamsink::TokenizerTrainConfig cfg;
+  cfg.inputs = {corpus_dir()};
+  cfg.out = (dir.path() / "t.model").string();
+  cfg.vocab_size = 1000;
+  cfg.num_threads = 2;
+  {
+    streamsink::testing::ScopedFileSizeLimit limit(1024);
+    expect_error([&] { streamsink::train_tokenizer(cfg); }, {cfg.out, "failed"});
+  }
+  EXPECT_TRUE(streamsink::testing::entries(dir.path()).empty());
+}
