@@ -3,6 +3,9 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <string>
+
+#include "common/error.h"
 
 namespace streamsink {
 
@@ -66,7 +69,16 @@ void Decoder::feed(const std::vector<std::vector<int64_t>>& streams, const Logit
               B_);
   torch::NoGradGuard no_grad;
   int64_t T = 0;
-  for (const auto& s : streams) T = std::max<int64_t>(T, static_cast<int64_t>(s.size()));
+  const int64_t V = model_->config().vocab_size;
+  for (size_t b = 0; b < streams.size(); ++b) {
+    T = std::max<int64_t>(T, static_cast<int64_t>(streams[b].size()));
+    // Checked before anything is fed: on a GPU an id past the embedding is a device-side assert, not an error.
+    for (size_t i = 0; i < streams[b].size(); ++i)
+      if (streams[b][i] < 0 || streams[b][i] >= V)
+        throw Error("decoder: token id " + std::to_string(streams[b][i]) + " (stream " + std::to_string(b) +
+                    ", token " + std::to_string(i) + ") is outside the model's vocabulary of " + std::to_string(V) +
+                    " ids; nothing was fed");
+  }
   if (T == 0) return;
   feed_prefix_if_fresh();
   for (int64_t off = 0; off < T; off += max_chunk_) {
@@ -87,29 +99,33 @@ void Decoder::step_cached(const std::vector<std::vector<int64_t>>& streams, int6
     for (int64_t c = 0; c < n_valid[b]; ++c) tp[b][c] = streams[b][offset + c];
   const auto pos = cache_->begin_step(C, n_valid);
   auto logits = model_->step(tokens.to(pos.text.device()), pos, *cache_);  // [B, C, V]
+  cache_->end_step();  // only now: a step that throws takes none of its tokens (kv_cache.h)
   for (int64_t b = 0; b < B_; ++b) seen_[b] += n_valid[b];
   on_logits(offset, n_valid, logits);
 }
 
 // Sliding window with re-computation (the paper's Figure 1c): for every token a fresh forward over the first S
 // tokens and the last W tokens of its stream, whose positions are therefore 0..n-1; the last row is its logits.
+// The chunk works on copies of the kept tokens (B·(S + W) ids, nothing beside a forward per token), swapped in
+// at the end, so a forward that throws takes none of the chunk's tokens, as in step_cached.
 void Decoder::step_recompute(const std::vector<std::vector<int64_t>>& streams, int64_t offset, int64_t C,
                              const std::vector<int64_t>& n_valid, const LogitsFn& on_logits) {
   const int64_t S = policy_.sinks(), W = policy_.window();
   const auto dev = model_->parameters().front().device();
+  auto head = head_;
+  auto tail = tail_;
   at::Tensor logits;  // [B, C, V]
   for (int64_t b = 0; b < B_; ++b) {
     for (int64_t c = 0; c < n_valid[b]; ++c) {
       const int64_t tok = streams[b][offset + c];
-      if (static_cast<int64_t>(head_[b].size()) < S) {
-        head_[b].push_back(tok);
+      if (static_cast<int64_t>(head[b].size()) < S) {
+        head[b].push_back(tok);
       } else {
-        tail_[b].push_back(tok);
-        if (static_cast<int64_t>(tail_[b].size()) > W) tail_[b].pop_front();
+        tail[b].push_back(tok);
+        if (static_cast<int64_t>(tail[b].size()) > W) tail[b].pop_front();
       }
-      ++seen_[b];
-      std::vector<int64_t> ctx(head_[b]);
-      ctx.insert(ctx.end(), tail_[b].begin(), tail_[b].end());
+      std::vector<int64_t> ctx(head[b]);
+      ctx.insert(ctx.end(), tail[b].begin(), tail[b].end());
       const auto n = static_cast<int64_t>(ctx.size());
       auto x = at::tensor(ctx, at::kLong).view({1, n}).to(dev);  // [1, n]
       auto last = model_->forward(x).select(1, n - 1);             // [1, V]
@@ -118,6 +134,9 @@ void Decoder::step_recompute(const std::vector<std::vector<int64_t>>& streams, i
     }
   }
   if (!logits.defined()) logits = at::zeros({B_, C, model_->config().vocab_size}, logits_options());
+  head_.swap(head);
+  tail_.swap(tail);
+  for (int64_t b = 0; b < B_; ++b) seen_[b] += n_valid[b];
   on_logits(offset, n_valid, logits);
 }
 

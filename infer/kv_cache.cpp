@@ -31,6 +31,7 @@ KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t ba
 StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid) {
   TORCH_CHECK(C > 0 && C <= max_chunk_, "KVCache::begin_step: C = ", C, " outside [1, max_chunk = ", max_chunk_, "]");
   TORCH_CHECK(n_valid.empty() || static_cast<int64_t>(n_valid.size()) == B_, "KVCache::begin_step: n_valid size");
+  undo_pending_step();
   std::vector<int64_t> valid(B_, C);
   if (!n_valid.empty()) valid = n_valid;
   for (int64_t b = 0; b < B_; ++b) {
@@ -60,7 +61,11 @@ StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid
     for (int64_t c = n_sink; c < nv;) {
       const int64_t slot = (t0 + c - S_) % Wcap_, n = std::min(nv - c, Wcap_ - slot);
       runs_.push_back({b, c, n, S_ + slot});
-      for (int64_t i = 0; i < n; ++i) rpos[b * R + slot + i] = t0 + c + i;
+      for (int64_t i = 0; i < n; ++i) {
+        int64_t& p = rpos[b * R + slot + i];
+        overwritten_.push_back({b * R + slot + i, p});
+        p = t0 + c + i;
+      }
       c += n;
     }
     for (int64_t c = 0; c < C; ++c) {
@@ -81,8 +86,8 @@ StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid
         std::fill(srow, srow + S_, false);
       }
     }
-    seen_[b] += nv;
   }
+  pending_valid_ = valid;
   const auto dev = ring_pos_.device();
   if (!dev.is_cpu()) {
     ring_pos_.copy_(ring_pos_host_, /*non_blocking=*/false);
@@ -91,6 +96,24 @@ StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid
   mask_ = mask;  // [B, 1, C, S + R]
   step_C_ = C;
   return StepPositions{text, sinkq};
+}
+
+void KVCache::end_step() {
+  TORCH_CHECK(!pending_valid_.empty(), "KVCache::end_step: no step was begun");
+  for (int64_t b = 0; b < B_; ++b) seen_[b] += pending_valid_[b];
+  pending_valid_.clear();
+  overwritten_.clear();
+}
+
+void KVCache::undo_pending_step() {
+  if (pending_valid_.empty()) return;
+  int64_t* rpos = ring_pos_host_.data_ptr<int64_t>();
+  for (auto it = overwritten_.rbegin(); it != overwritten_.rend(); ++it) rpos[it->index] = it->position;
+  if (!ring_pos_.is_same(ring_pos_host_)) ring_pos_.copy_(ring_pos_host_);
+  pending_valid_.clear();
+  overwritten_.clear();
+  runs_.clear();
+  step_C_ = 0;
 }
 
 CacheView KVCache::append(int64_t layer, const at::Tensor& k_rot, const at::Tensor& v) {
@@ -114,6 +137,10 @@ at::Tensor KVCache::positions() const {
 }
 
 void KVCache::reset() {
+  pending_valid_.clear();
+  overwritten_.clear();
+  runs_.clear();
+  step_C_ = 0;
   std::fill(seen_.begin(), seen_.end(), 0);
   ring_pos_host_.fill_(-1);
   if (!ring_pos_.is_same(ring_pos_host_)) ring_pos_.fill_(-1);

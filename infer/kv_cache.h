@@ -30,16 +30,21 @@ class KVCache : public KVCacheInterface {
 
   // Prepares a step of C new tokens per stream: stream b's first n_valid[b] tokens are real, the rest padding
   // (neither stored nor counted; empty n_valid = all C real). Computes the tokens' positions, their slots and the
-  // masks once for all layers, and advances each stream's count. Error (from the policy) when a dense stream
-  // overflows. Returns the positions to pass to Transformer::step.
+  // masks once for all layers. Error (from the policy) when a dense stream overflows. Returns the positions to
+  // pass to Transformer::step.
   StepPositions begin_step(int64_t C, const std::vector<int64_t>& n_valid = {});
+  // The step's keys and values are all stored: each stream's count advances by its n_valid. A step that is never
+  // ended (the model threw half-way through its layers) is undone by the next begin_step or reset(): the slots
+  // it wrote hold only tokens no later query can see (see the header comment on Wcap), and their positions are
+  // put back, so the cache is as if that step had never begun.
+  void end_step();
 
   // KVCacheInterface: k_rot/v [B, Hkv, C, D] → stored in this step's slots; returns views of the whole storage.
   CacheView append(int64_t layer, const at::Tensor& k_rot, const at::Tensor& v) override;
 
   // Text position of the token held by every slot, -1 = empty: [B, S + Wcap] (sinks first, then the ring).
   at::Tensor positions() const;
-  const std::vector<int64_t>& seen() const { return seen_; }  // tokens each stream has taken
+  const std::vector<int64_t>& seen() const { return seen_; }  // tokens each stream has taken (ended steps)
   void reset();                                               // forget every stream (storage kept)
   int64_t bytes() const;                                      // storage held: keys, values, slot positions
 
@@ -63,6 +68,13 @@ class KVCache : public KVCacheInterface {
   std::vector<Run> runs_;
   at::Tensor mask_;  // [B, 1, C, S + R] bool
   int64_t step_C_ = 0;
+  // The step begun and not yet ended: its real tokens per stream, and the ring slot positions it overwrote.
+  struct Overwritten {
+    int64_t index, position;  // index into ring_pos_host_'s [B·R] numbers, and the position it held before
+  };
+  std::vector<int64_t> pending_valid_;
+  std::vector<Overwritten> overwritten_;
+  void undo_pending_step();
 };
 
 }  // namespace streamsink

@@ -18,6 +18,7 @@
 #include "infer/kv_cache.h"
 #include "model/rope.h"
 #include "model/transformer.h"
+#include "tests/helpers.h"
 #include "tests/model_fixtures.h"
 
 using namespace streamsink;
@@ -269,8 +270,9 @@ TEST(KVCache, SlotsHoldTheSinksAndTheLastTokens) {
   KVCache cache(cfg, policy, 1, 2, at::TensorOptions().dtype(at::kFloat));
   EXPECT_EQ(cache.ring_slots(), 6);  // W + chunk - 1
   auto pos = cache.begin_step(2);    // tokens 0, 1
+  cache.end_step();
   EXPECT_TRUE(at::equal(pos.text, at::tensor({0, 1}, at::kLong).view({1, 2})));
-  for (int i = 0; i < 10; ++i) cache.begin_step(2);  // 22 tokens in all
+  for (int i = 0; i < 10; ++i) cache.begin_step(2), cache.end_step();  // 22 tokens in all
   auto p = cache.positions().view({-1});
   std::vector<int64_t> got(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
   EXPECT_EQ(std::vector<int64_t>(got.begin(), got.begin() + 3), (std::vector<int64_t>{0, 1, 2}));
@@ -278,6 +280,7 @@ TEST(KVCache, SlotsHoldTheSinksAndTheLastTokens) {
   std::sort(ring.begin(), ring.end());
   EXPECT_EQ(ring, (std::vector<int64_t>{16, 17, 18, 19, 20, 21}));  // the last Wcap tokens
   pos = cache.begin_step(2);  // tokens 22, 23: §3.2 slot of a query = S + W - 1 = 7 once the window is full
+  cache.end_step();
   EXPECT_TRUE(at::equal(pos.sink_query, at::tensor({7, 7}, at::kLong).view({1, 2})));
   EXPECT_EQ(cache.seen()[0], 24);
 }
@@ -295,12 +298,78 @@ TEST(KVCache, PositionsFollowTheDocumentedRingLayout) {
   for (int64_t step = 0; step < 12; ++step) {
     const int64_t C = 1 + step % chunk;
     cache.begin_step(C);
+    cache.end_step();
     seen += C;
     std::vector<int64_t> want(S + Wcap, -1);
     for (int64_t t = 0; t < seen; ++t) want[t < S ? t : S + (t - S) % Wcap] = t;  // later tokens overwrite
     auto p = cache.positions().view({-1});
     ASSERT_EQ(std::vector<int64_t>(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel()), want)
         << "after " << seen << " tokens";
+  }
+}
+
+// A step that is begun and never ended (the model threw after some layers had stored their keys) is undone by the
+// next begin_step: the slot positions are put back and the later steps' logits equal a cache that never saw it.
+// Before session 8 the cache counted the abandoned tokens as taken.
+TEST(KVCache, AStepNeverEndedIsUndoneByTheNextOne) {
+  auto cfg = tiny_config(SinkKind::kNone);
+  auto m = make_model(cfg);
+  const int64_t S = 2, W = 5, chunk = 3;
+  auto policy = make_policy(decode_cfg(PolicyKind::kStreaming, S, W, chunk), cfg);
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  KVCache clean(cfg, policy, 1, chunk, opts), hit(cfg, policy, 1, chunk, opts);
+  const auto stream = random_stream(30, 64, 21);
+  torch::NoGradGuard no_grad;
+  auto run = [&](KVCache& cache, int64_t from, int64_t to) {  // tokens [from, to) in chunks of up to `chunk`
+    std::vector<at::Tensor> out;
+    for (int64_t t = from; t < to; t += chunk) {
+      const int64_t C = std::min(chunk, to - t);
+      auto x = at::tensor(std::vector<int64_t>(stream.begin() + t, stream.begin() + t + C), at::kLong).view({1, C});
+      const auto pos = cache.begin_step(C);
+      out.push_back(m->step(x, pos, cache));
+      cache.end_step();
+    }
+    return at::cat(out, 1);  // [1, to - from, V]
+  };
+  run(clean, 0, 11);
+  run(hit, 0, 11);
+  // The abandoned step: its positions are taken and layer 0 stores junk keys in the slots of 11..13.
+  hit.begin_step(chunk);
+  const int64_t Hkv = cfg.n_kv_heads, D = cfg.head_dim();
+  hit.append(0, at::full({1, Hkv, chunk, D}, 9.0f), at::full({1, Hkv, chunk, D}, -9.0f));
+  EXPECT_EQ(hit.seen()[0], 11);
+  auto a = run(clean, 11, 30), b = run(hit, 11, 30);
+  EXPECT_TRUE(at::allclose(a, b, 1e-5, 1e-5)) << (a - b).abs().max().item<float>();
+  EXPECT_TRUE(at::equal(clean.positions(), hit.positions()));
+  EXPECT_EQ(hit.seen(), clean.seen());
+  // Undone by reset() too.
+  hit.reset();
+  hit.begin_step(chunk);
+  hit.reset();
+  EXPECT_EQ(hit.seen()[0], 0);
+  EXPECT_EQ(at::ne(hit.positions(), -1).sum().item<int64_t>(), 0);
+}
+
+// A token id outside the vocabulary is an Error before anything is fed (on a GPU it would be a device-side
+// assert), and the decoder goes on as if the call had never been made, under every policy.
+TEST(Decoder, AnOutOfVocabularyTokenIsAnErrorThatFeedsNothing) {
+  auto m = make_model(tiny_config(SinkKind::kToken));
+  const auto good = random_stream(20, 64, 22), more = random_stream(12, 64, 23);
+  for (auto kind : {PolicyKind::kStreaming, PolicyKind::kRecompute, PolicyKind::kDense}) {
+    SCOPED_TRACE(static_cast<int>(kind));
+    auto dc = decode_cfg(kind, -1, 6, 4);
+    if (kind == PolicyKind::kDense) dc.max_tokens = 64;
+    Decoder clean(m, dc), hit(m, dc);
+    clean.feed_all({good});
+    hit.feed_all({good});
+    auto bad = more;
+    bad[5] = 64;
+    streamsink::testing::expect_error([&] { hit.feed_all({bad}); }, {"token id 64", "vocabulary of 64"});
+    bad[5] = -1;
+    EXPECT_THROW(hit.feed_all({bad}), Error);
+    EXPECT_EQ(hit.seen(), clean.seen());
+    auto a = clean.feed_all({more})[0], b = hit.feed_all({more})[0];
+    EXPECT_TRUE(at::equal(a, b));
   }
 }
 
