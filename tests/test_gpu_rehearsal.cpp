@@ -241,3 +241,25 @@ exit 1
       << report;
   EXPECT_NE(report.find(" status=1"), std::string::npos) << report;
 }
+
+// The lease's fallback build (scripts/gpu_build.sh, when the carried programs do not match the tree) asks for
+// exactly these targets on a machine that has only the libraries .devdeps carries. A fresh configure without any
+// optional package must still define them; before session 8 decode_latency existed only where Google Benchmark
+// was installed (which no program uses), so that build would have stopped at once with "unknown target".
+TEST(GpuBuild, TheLeaseTargetsNeedNoOptionalPackage) {
+  const std::string py = venv_python();
+  if (!std::filesystem::exists(py)) GTEST_SKIP() << "no venv python at " << py;
+  TempDir dir;
+  const auto prefix = run_shell(py + " -c 'import torch; print(torch.utils.cmake_prefix_path)'", false);
+  ASSERT_EQ(prefix.exit_code, 0);
+  const std::string torch_prefix = prefix.output.substr(0, prefix.output.find('\n'));
+  const auto conf = run_shell("cmake -S " + source_dir() + " -B " + dir.str() + " -DCMAKE_BUILD_TYPE=Release " +
+                              "-DCMAKE_PREFIX_PATH='" + torch_prefix + "' -DTORCH_CUDA_ARCH_LIST=9.0 " +
+                              "-DCMAKE_DISABLE_FIND_PACKAGE_benchmark=TRUE");
+  ASSERT_EQ(conf.exit_code, 0) << conf.output;
+  const auto help = run_shell("cmake --build " + dir.str() + " --target help");
+  ASSERT_EQ(help.exit_code, 0) << help.output;
+  for (const char* target : {"streamsink", "test_cuda", "decode_latency"})
+    EXPECT_NE(help.output.find(std::string("... ") + target + "\n"), std::string::npos)
+        << "no target " << target << " in\n" << help.output;
+}
