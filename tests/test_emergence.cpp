@@ -230,3 +230,47 @@ TEST(SinkSummary, TheVerdictComparesTheStrongestLayerWithFiveTimesTheCausalUnifo
                           "gives the first token more than 5× its uniform share"),
             std::string::npos) << r.output;
 }
+
+// The budget holds across invocations and a DEADLINE always leaves time for the report (both found in review,
+// session 8): a run whose time cap earlier invocations spent is not resumed (before, every rerun trained it up to
+// another cap), a run with no time left before DEADLINE is not started, the report is still written, and
+// COPY_METRICS returns the runs' metrics as one archive (a device machine returns at most 8 files).
+TEST(EmergenceStudy, ARerunKeepsTheTimeCapADeadlineSkipsRunsAndTheReportIsStillWritten) {
+  TempDir dir;
+  write_synthetic_corpus(dir.path() / "text", 60, 40);
+  const std::string out = dir.str() + "/out", res = dir.str() + "/results", conf = dir.str() + "/capped.conf";
+  {
+    std::ofstream c(conf);
+    c << "source \"$root/scripts/experiments/emergence-quick.conf\"\nBUDGET_S=30\nCAP_PCT=100\nCOPY_METRICS=1\n";
+  }
+  auto run = [&](const std::string& env) {
+    const std::string cmd = env + " CORPUS=" + dir.str() + "/text OUT=" + out + " RESULTS=" + res +
+                            " STREAMSINK_BIN=" + streamsink_binary() + " bash " + source_dir() +
+                            "/scripts/experiments/emergence.sh " + conf + " > " + dir.str() + "/log.txt 2>&1";
+    const int rc = std::system(cmd.c_str());
+    return std::make_pair(rc, streamsink::read_file(dir.str() + "/log.txt"));
+  };
+  // 1. One run trains (its steps are pinned).
+  auto [rc1, log1] = run("ONLY=tiny-bytes-lr3x");
+  ASSERT_EQ(rc1, 0) << log1;
+  // 2. DEADLINE now: the other run is not started; the finished one is reported.
+  auto [rc2, log2] = run("DEADLINE=$(date +%s)");
+  EXPECT_EQ(rc2, 0) << log2;
+  EXPECT_NE(log2.find("DEADLINE: under 20 s left before the report; run tiny-sp512 not (re)started"),
+            std::string::npos) << log2;
+  EXPECT_FALSE(std::filesystem::exists(out + "/tiny-sp512/config.yaml")) << log2;
+  EXPECT_NE(streamsink::read_file(res + "/emergence.md").find("tiny-bytes-lr3x"), std::string::npos);
+  // 3. A run whose 30 s cap earlier invocations spent is not resumed.
+  std::filesystem::create_directories(out + "/tiny-sp512");
+  std::ofstream(out + "/tiny-sp512/emergence.json")
+      << R"({"steps": 24, "probe_tok_s": 1000, "tokens_per_step": 512, "budget_s": 30, "train_wall_s": 31})";
+  auto [rc3, log3] = run("");
+  EXPECT_EQ(rc3, 0) << log3;
+  EXPECT_NE(log3.find("tiny-sp512: its time cap (30s) was spent by earlier invocations (31s of training): not resumed"),
+            std::string::npos) << log3;
+  EXPECT_FALSE(std::filesystem::exists(out + "/tiny-sp512/config.yaml")) << log3;
+  const auto listing = run_shell("tar -tzf " + res + "/emergence-metrics.tar.gz");
+  ASSERT_EQ(listing.exit_code, 0) << listing.output;
+  EXPECT_NE(listing.output.find("./tiny-bytes-lr3x/metrics.jsonl"), std::string::npos) << listing.output;
+  EXPECT_NE(listing.output.find("./tiny-bytes-lr3x/emergence.json"), std::string::npos) << listing.output;
+}

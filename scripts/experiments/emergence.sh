@@ -13,8 +13,10 @@
 # step, the report says so); a run whose flags hold --set train.steps=N trains N steps.
 # Environment: OUT (run folders), RESULTS (csv/md/png), STREAMSINK_BIN (a built executable: nothing is built),
 # ONLY="name ..." (train only these runs; the report still covers every run of the conf that has started),
-# DRY_RUN=1 (print the resolved settings and stop).
-# A run whose folder holds a finished run is reused; an interrupted one resumes (delete OUT/NAME to retrain).
+# DEADLINE (epoch seconds: no run trains past DEADLINE - REPORT_S, default 45, and a run that would get less than
+# 20 s is skipped, so the report is always written in time), DRY_RUN=1 (print the resolved settings and stop).
+# A run whose folder holds a finished run is reused; an interrupted one resumes (delete OUT/NAME to retrain) with
+# what is left of its time cap: the seconds earlier invocations trained it count, so a rerun never exceeds it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 conf=${1:-$here/emergence.conf}
@@ -42,6 +44,8 @@ max_steps=${MAX_STEPS:-0}        # an upper bound on the probe-sized steps (0 = 
 cap_pct=${CAP_PCT:-125}          # train.max_seconds = CAP_PCT% of BUDGET_S (0 = no time cap)
 share_ratio=${SHARE_RATIO:-5}    # the verdict's criteria (scripts/plots/emergence_plot.py --help)
 loss_gap=${LOSS_GAP:-0.01}
+deadline=${DEADLINE:-0}          # epoch seconds (0 = none)
+report_s=${REPORT_S:-45}         # kept before DEADLINE for the last evaluation, the checkpoint and the report
 [ "$budget_s" -gt 0 ] || [ "$steps_fixed" -gt 0 ] || die "set BUDGET_S (seconds per run) or STEPS (steps per run)"
 [ "$evals" -gt 0 ] || die "EVALS must be > 0"
 
@@ -183,6 +187,10 @@ sys.exit(0 if int(sys.argv[2]) in evals else 1)' "$1/metrics.jsonl" "$2"
 failed=()
 for n in "${run_names[@]}"; do
   [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $n "* ]] || continue
+  if [ "$deadline" != 0 ] && [ $(( deadline - report_s - $(date +%s) )) -lt 20 ]; then
+    echo "emergence.sh: DEADLINE: under 20 s left before the report; run $n not (re)started" >&2
+    continue
+  fi
   run="$out/$n"
   mkdir -p "$run"
   # The sizing is fixed when a run starts, so a resumed run keeps its schedule.
@@ -204,17 +212,34 @@ print(min(s, $max_steps) if $max_steps > 0 else s)")
     data_dir="${tok_root[${run_tok[$n]}]}/data" sets="${run_sets[$n]}"
   read -r steps per_step < <(json_get "$run/emergence.json" steps tokens_per_step)
   if finished "$run" "$steps"; then say "$n: finished earlier ($steps steps), reused"; continue; fi
+  run_cap=$cap  # train.max_seconds for this invocation: what is left of the cap, and of the time to DEADLINE
+  if [ "$cap" != 0 ]; then
+    spent=$(json_get "$run/emergence.json" train_wall_s)
+    run_cap=$(( cap - spent ))
+    if [ "$run_cap" -le 0 ]; then
+      say "$n: its time cap (${cap}s) was spent by earlier invocations (${spent}s of training): not resumed"
+      continue
+    fi
+  fi
+  if [ "$deadline" != 0 ]; then
+    left=$(( deadline - report_s - $(date +%s) ))
+    if [ "$left" -lt 20 ]; then
+      echo "emergence.sh: DEADLINE: ${left}s left before the report (the probe took the rest); run $n not started" >&2
+      continue
+    fi
+    if [ "$run_cap" = 0 ] || [ "$left" -lt "$run_cap" ]; then run_cap=$left; fi
+  fi
   interval=$(( steps / evals > 0 ? steps / evals : 1 ))
   warmup=$(( steps * warmup_pct / 100 > 0 ? steps * warmup_pct / 100 : 1 ))
   plan="$steps steps"
   [ "$per_step" = 0 ] || plan+=" x $per_step = $(( steps * per_step )) tokens"
-  [ "$cap" = 0 ] || plan+=", time cap ${cap}s"
+  [ "$run_cap" = 0 ] || plan+=", time cap ${run_cap}s"
   say "train $n: $plan, eval every $interval steps"
   t_run=$(date +%s)
   set +e
   # shellcheck disable=SC2046,SC2086
   "$ss" train "${run_config[$n]}" $(base_sets "$n") --set train.steps="$steps" --set train.warmup_steps="$warmup" \
-    --set train.eval_interval="$interval" --set train.max_seconds="$cap" ${run_sets[$n]} --out "$run" \
+    --set train.eval_interval="$interval" --set train.max_seconds="$run_cap" ${run_sets[$n]} --out "$run" \
     --resume auto 2>&1 |
     tee -a "$run/train.log" | { grep --line-buffered -E '^(# model|\[eval\]|\[train\] (done|stopped|more))' || true; }
   rc=${PIPESTATUS[0]}
@@ -235,12 +260,18 @@ for n in "${run_names[@]}"; do
   else echo "emergence.sh: run $n has not started ($out/$n)" >&2; fi
 done
 [ ${#specs[@]} -gt 0 ] || { echo "emergence.sh: no run has started in $out" >&2; exit 1; }
-if [ "${COPY_METRICS:-0}" = 1 ]; then  # each run's metrics.jsonl beside the report (for a remote machine's results)
-  mkdir -p "$results/emergence-metrics"
+if [ "${COPY_METRICS:-0}" = 1 ]; then
+  # Each run's metrics.jsonl and emergence.json beside the report, as one archive (a remote machine returns at
+  # most 8 files): emergence-metrics.tar.gz holds NAME/metrics.jsonl and NAME/emergence.json.
+  metrics_dir=$(mktemp -d)
   for spec in "${specs[@]}"; do
-    cp "${spec#*=}/metrics.jsonl" "$results/emergence-metrics/${spec%%=*}.jsonl"
-    cp "${spec#*=}/emergence.json" "$results/emergence-metrics/${spec%%=*}.emergence.json" 2>/dev/null || true
+    mkdir -p "$metrics_dir/${spec%%=*}"
+    cp "${spec#*=}/metrics.jsonl" "$metrics_dir/${spec%%=*}/"
+    cp "${spec#*=}/emergence.json" "$metrics_dir/${spec%%=*}/" 2>/dev/null || true
   done
+  mkdir -p "$results"
+  tar -czf "$results/emergence-metrics.tar.gz" -C "$metrics_dir" .
+  rm -rf "$metrics_dir"
 fi
 "$py" "$root/scripts/plots/emergence_plot.py" "${specs[@]}" --csv "$results/emergence.csv" \
   --md "$results/emergence.md" --png "$results/emergence.png" --share-ratio "$share_ratio" --loss-gap "$loss_gap" \
