@@ -86,8 +86,8 @@ TEST(StreamReport, RunsOfOneLengthGetOneTable) {
 
 // Several seeds per cell, one column over a mix of lengths, and a prefix whose tokens differ. Every figure is
 // closed form: perplexity is exp(mean NLL) (over tokens 1..3 scored with perplexities 10, 100, 1000 that is 100, not
-// their mean 370), a cell is the mean ± the sample std (n - 1) over its seeds, and the runs-per-cell count is the
-// largest cell's.
+// their mean 370), a cell is the mean ± the sample std (n - 1) over its seeds, the runs-per-cell count is the
+// largest cell's, and a cell with fewer runs says how many (before session 8 it did not).
 TEST(StreamReport, SeedsAreAveragedWithTheSampleStdAndPrefixesUseExpMeanNll) {
   TempDir dir;
   const std::vector<double> rising = {std::log(10.0), std::log(100.0), std::log(1000.0)};
@@ -102,15 +102,15 @@ TEST(StreamReport, SeedsAreAveragedWithTheSampleStdAndPrefixesUseExpMeanNll) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string md = streamsink::read_file(dir.str() + "/table.md");
 
-  EXPECT_NE(md.find("3 run(s) per cell, mean ± std)"), std::string::npos) << md;
+  EXPECT_NE(md.find("3 run(s) per cell, mean ± std; a cell with fewer says how many)"), std::string::npos) << md;
   // The dense column mixes a 10-token and a 4-token run: its head names both lengths.
   EXPECT_NE(md.find("| model | streaming 4+28 | dense (0+10), first 4/10 tokens | recompute (0+32), first 4 tokens |"),
             std::string::npos) << md;
   // mean(100, 200, 300) = 200, std 100; mean(215.44, 190) = 202.72, std 25.44 / sqrt 2 = 17.99; 20 ± 10.
-  EXPECT_NE(md.find("| vanilla | 200.00 ± 100.00 | 202.72 ± 17.99 | 20.00 ± 10.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| vanilla | 200.00 ± 100.00 | 202.72 ± 17.99 (2 runs) | 20.00 ± 10.00 |"), std::string::npos) << md;
   // Over the first 4 tokens: streaming seed 1 is 10^((1+2+3)/3) = 100; dense (10 + 190) / 2 = 100, std 127.28.
   EXPECT_NE(md.find("Like for like: the first 4 tokens"), std::string::npos) << md;
-  EXPECT_NE(md.find("| vanilla | 200.00 ± 100.00 | 100.00 ± 127.28 | 20.00 ± 10.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| vanilla | 200.00 ± 100.00 | 100.00 ± 127.28 (2 runs) | 20.00 ± 10.00 |"), std::string::npos) << md;
 
   const std::string csv = streamsink::read_file(dir.str() + "/table.csv");
   EXPECT_NE(csv.find("none,4,28,1,100.0000,streaming,10,1.0,4,100.0000"), std::string::npos) << csv;
@@ -158,4 +158,21 @@ json.dump(seen, open(out, "w"))
     EXPECT_NEAR(y[j].get<double>(), std::pow(2.0, 2.0 + j), 1e-9) << lines.dump();
   }
   EXPECT_GT(std::filesystem::file_size(dir.str() + "/plot.png"), 0u);
+
+  // Beside a curve over the first 4 tokens only, each legend's perplexity is over those 4: 2^2.5 = 5.66 (session 8;
+  // before, each was over its own length, and Figure 3 set a recompute prefix's ppl beside whole-stream ones).
+  {
+    std::ofstream f(dir.str() + "/short.nll.jsonl");
+    f << std::setprecision(17);
+    for (int i = 1; i <= 4; ++i) f << "{\"i\": " << i << ", \"token\": 7, \"nll\": " << i * std::log(2.0) << "}\n";
+  }
+  const auto r2 = run_shell("'" + venv_python() + "' " + dir.str() + "/catch.py " + source_dir() +
+                            "/scripts/plots/plot_stream.py " + dir.str() + "/plot2.json " + dir.str() +
+                            "/plot2.png --smooth 3 s=" + dir.str() + "/s.nll.jsonl short=" + dir.str() +
+                            "/short.nll.jsonl");
+  ASSERT_EQ(r2.exit_code, 0) << r2.output;
+  const auto two = nlohmann::json::parse(streamsink::read_file(dir.str() + "/plot2.json"));
+  ASSERT_EQ(two.size(), 2u) << two.dump();
+  EXPECT_EQ(two[0]["label"], "s (ppl 5.66)");
+  EXPECT_EQ(two[1]["label"], "short (ppl 5.66)");
 }

@@ -4,14 +4,17 @@
 # precision:
 #   config=small streamsink_tok_s=... pytorch_tok_s=... ratio=... mfu=... precision=fp32
 # MFU is against this CPU's measured matmul peak in that precision (`streamsink bench-peak`).
-# tok/s are medians over the trainer's metrics.jsonl log windows (the first window, the warm-up, excluded) and over
-# --repeats runs; the two programs alternate so a noisy neighbour hits both alike.
+# Both programs' tok/s are total tokens over total time after the same warm-up (the first fifth of the steps): for
+# streamsink, the harmonic mean of its metrics.jsonl log windows after the first (equal tokens per window), as
+# reference_train.py times its steps. Then the median over --repeats runs; the two programs alternate so a noisy
+# neighbour hits both alike. (Before session 8 streamsink's figure was the median of its windows, which drops the
+# slowest of four and so favoured streamsink on a loaded machine.)
 #   scripts/bench/train_throughput.sh [--quick] [--data DIR] [--threads N] [--repeats N] [--bin PATH]
 #                                     [--precision fp32|bf16|both]   (default fp32; bf16 = autocast in both programs)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$("$root/scripts/setup.sh" --print-env)"
-quick=0 data="" threads=$(nproc) repeats=2 bin="$root/build-bench/streamsink" precisions=fp32
+quick=0 data="" threads=$(nproc) repeats=2 bin="" precisions=fp32
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1; repeats=1 ;;
@@ -25,13 +28,17 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ -x "$bin" ] || bin="$root/build/streamsink"
-[ -x "$bin" ] || { echo "train_throughput.sh: no streamsink binary (scripts/build.sh build-bench)" >&2; exit 1; }
+if [ -z "$bin" ]; then  # the default: build-bench's, else build's; a --bin that is not there is an error
+  bin="$root/build-bench/streamsink"
+  [ -x "$bin" ] || bin="$root/build/streamsink"
+fi
+[ -x "$bin" ] || { echo "train_throughput.sh: $bin: no streamsink binary there (scripts/build.sh build-bench)" >&2; exit 1; }
 
 if [ -z "$data" ]; then  # the kernel docs, 4096-piece tokenizer, cached
   data=${STREAMSINK_BENCH_DATA:-$HOME/.cache/streamsink/bench-data}
   if [ ! -f "$data/data/manifest.json" ]; then
     docs=/usr/share/doc/linux-doc-6.1/Documentation
+    [ -d "$docs" ] || { echo "train_throughput.sh: $docs: missing; install it with scripts/setup.sh --corpus, or pass --data DIR (a prepared corpus)" >&2; exit 1; }
     mkdir -p "$data"
     "$bin" tokenizer train --input "$docs" --vocab-size 4096 --max-sentences 200000 --out "$data/tokenizer.model" >&2
     "$bin" data prepare --tokenizer "$data/tokenizer.model" --input "$docs" --out "$data/data" >&2
@@ -56,7 +63,8 @@ run_config() {
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"tok_s"' in l]
 rows = rows[1:] or rows  # the first window holds the warm-up
-print(statistics.median(r["tok_s"] for r in rows), statistics.median(r["mfu"] for r in rows))
+# equal tokens per window: total tokens / total time is the harmonic mean of the windows' rates (MFU ∝ tok/s)
+print(statistics.harmonic_mean(r["tok_s"] for r in rows), statistics.harmonic_mean(r["mfu"] for r in rows))
 PY
 )")
     read -r dim nl nh nkv hid vocab batch seq < <(python3 - "$work/run/config.yaml" "$bin" <<'PY'
@@ -87,7 +95,7 @@ PY
 }
 
 if [ $quick = 1 ]; then tiny_steps=50 small_steps=15; else tiny_steps=150 small_steps=40; fi
-echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); peak: $("$bin" bench-peak --threads "$threads" --cached)"
+echo "# $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); peak: $("$bin" bench-peak --threads "$threads" --cached); binary $bin"
 for prec in $precisions; do
   run_config tiny "$prec" "$tiny_steps" --set model.vocab_size=4096
   run_config small "$prec" "$small_steps"

@@ -33,12 +33,18 @@ def main():
     ap.add_argument("--train-len", type=int, default=0, help="mark the training context length")
     a = ap.parse_args()
     fig, ax = plt.subplots(figsize=(9, 4.5))
+    series = []
     for spec in a.series:
         label, path = spec.split("=", 1)
-        pos, nll = load(path)
+        series.append((label, *load(path)))
+    # The legend's perplexities compare like with like: over the tokens every curve has (a recompute baseline is
+    # often run over a prefix of the stream only), and the legend says so when the curves differ in length.
+    common = min(len(nll) for _, _, nll in series)
+    for label, pos, nll in series:
         k = max(1, min(a.smooth, len(nll)))
         smooth = np.convolve(nll, np.ones(k) / k, mode="valid")
-        ax.plot(pos[k - 1:], np.exp(smooth), label=f"{label} (ppl {math.exp(nll.mean()):.2f})", linewidth=1.2)
+        ppl = math.exp(nll[:common].mean())
+        ax.plot(pos[k - 1:], np.exp(smooth), label=f"{label} (ppl {ppl:.2f})", linewidth=1.2)
     if a.train_len:
         ax.axvline(a.train_len, color="grey", linestyle=":", linewidth=1)
         ax.text(a.train_len, ax.get_ylim()[1], " training length", va="top", fontsize=8, color="grey")
@@ -47,7 +53,9 @@ def main():
     ax.set_ylabel(f"perplexity ({a.smooth}-token moving average)")
     ax.set_title(a.title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    same = all(len(nll) == common for _, _, nll in series)
+    ax.legend(fontsize=8, title=None if same else f"ppl over the first {common:,} tokens (common to every curve)",
+              title_fontsize=8)
     fig.tight_layout()
     fig.savefig(a.out, dpi=120)
     print(f"wrote {a.out}")

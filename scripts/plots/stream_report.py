@@ -76,6 +76,8 @@ def main():
     columns = sorted({(k[1], k[2], k[3]) for k in cells}, key=lambda c: (c[0] != "streaming", c[0], c[1]))
     longest = max(r["tokens"] for r in rows)
 
+    n_seeds = max(len(x) for x in cells.values())
+
     def fmt(values):
         if not values:
             return "—"
@@ -83,6 +85,8 @@ def main():
         txt = f"{mean:.2f}" if mean < 1e4 else f"{mean:.3g}"
         if len(values) > 1:
             txt += f" ± {statistics.stdev(values):.2f}"
+        if len(values) < n_seeds:  # a cell with fewer runs than the others says how many it has
+            txt += f" ({len(values)} run{'s' if len(values) > 1 else ''})"
         return txt
 
     def name(c):
@@ -99,8 +103,8 @@ def main():
             lines.append("| " + " | ".join([LABEL.get(v, v)] + [fmt(values.get((v,) + c, [])) for c in columns]) + " |")
         return "\n".join(lines) + "\n"
 
-    n_seeds = max(len(x) for x in cells.values())
-    per_cell = f"{n_seeds} run(s) per cell" + (", mean ± std" if n_seeds > 1 else "")
+    per_cell = f"{n_seeds} run(s) per cell" + (", mean ± std" if n_seeds > 1 else "") + \
+        ("; a cell with fewer says how many" if min(len(x) for x in cells.values()) < n_seeds else "")
     text = f"Perplexity on the held-out stream ({longest} tokens{', or fewer where a column says so' if uneven else ''}; " \
            f"{per_cell}).\n\n" + table(cells, [name(c) + shorter(c) for c in columns])
     if uneven:
