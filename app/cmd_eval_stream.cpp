@@ -23,7 +23,9 @@ int cmd_eval_stream(int argc, char** argv) {
   app.add_option("--checkpoint", checkpoint, "checkpoint folder, or a run folder (its latest checkpoint)")->required();
   app.add_option("--data", data, "a token shard, a data folder (its test split) or a text file")->required();
   app.add_option("--policy", policy, "dense | window | recompute | streaming")->capture_default_str();
-  app.add_option("--sinks", dc.sinks, "S sink slots (default: k for sink: token models, else 4; none for dense/window)");
+  app.add_option("--sinks", dc.sinks,
+                 "S sink slots (default: k for sink: token models, else 4 under streaming and 0 under recompute; "
+                 "none for dense/window)");
   app.add_option("--window", dc.window, "W recent tokens each query sees")->capture_default_str();
   app.add_option("--tokens", tokens, "evaluate the first N tokens of the stream (default: all)");
   app.add_option("--positions", positions, "cache (§3.2, default) | text (ablation)")->capture_default_str();
@@ -40,6 +42,7 @@ int cmd_eval_stream(int argc, char** argv) {
   dc.positions = position_mode_from_string(positions);
   dc.validate();
   if (tokens == 0 || tokens < -1) throw Error("--tokens: must be positive, got " + std::to_string(tokens));
+  if (!out.empty()) check_output_folder(out, "--out");  // before the evaluation, which may take hours
   const std::string dir = resolve_checkpoint_dir(checkpoint);
   auto model = load_model(dir, resolve_device(device));
   if (tokenizer.empty()) tokenizer = dir + "/tokenizer.model";
@@ -48,16 +51,16 @@ int cmd_eval_stream(int argc, char** argv) {
   StreamEvalOptions opt;
   opt.decode = dc;
   opt.block = block;
+  const CachePolicy resolved =
+      make_policy(eval_decode_config(dc, model->config(), static_cast<int64_t>(stream.size())), model->config());
   std::printf("eval-stream: checkpoint %s\n", dir.c_str());
   std::printf("  data %s: %zu tokens\n", data.c_str(), stream.size());
-  std::printf("  policy %s sinks %lld window %lld positions %s chunk %lld block %lld threads %d device %s\n",
-              policy.c_str(), static_cast<long long>(dc.sinks), static_cast<long long>(dc.window), positions.c_str(),
+  std::printf("  policy %s chunk %lld block %lld threads %d device %s\n", resolved.describe().c_str(),
               static_cast<long long>(dc.max_chunk), static_cast<long long>(block), at::get_num_threads(),
               model->parameters().front().device().str().c_str());
   std::fflush(stdout);
   const auto r = evaluate_stream(model, stream, opt);
 
-  std::printf("  resolved policy: %s\n", r.policy.c_str());
   for (size_t j = 0; j < r.block_ppl.size(); ++j)
     std::printf("  block %4zu  tokens [%lld, %lld)  ppl %.3f\n", j, static_cast<long long>(j * block),
                 static_cast<long long>(std::min<int64_t>((j + 1) * block, r.tokens)), r.block_ppl[j]);

@@ -4,6 +4,8 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <signal.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -28,6 +30,15 @@ namespace {
 // SIGINT sets this; the generation loop checks it between tokens and stops cleanly.
 volatile std::sig_atomic_t g_interrupted = 0;
 void on_sigint(int) { g_interrupted = 1; }
+// SIGINT sets g_interrupted and, without SA_RESTART, also interrupts a blocking read: Ctrl-C at chat's prompt ends
+// the chat at once (std::signal restarts the read, so it waited for another line, then fed it without a reply).
+void install_sigint() {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;
+  sigaction(SIGINT, &sa, nullptr);
+}
 
 // The flags generate and chat share.
 struct CommonFlags {
@@ -110,7 +121,7 @@ int cmd_generate(int argc, char** argv) {
 
   Session s = open_session(f, "generate");
   const TextStreamer streamer(*s.tok);
-  std::signal(SIGINT, on_sigint);
+  install_sigint();
   GenerateOptions opt;
   opt.max_new_tokens = f.max_new_tokens;
   opt.stop_at_eos = !f.ignore_eos;
@@ -141,17 +152,17 @@ int cmd_chat(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   Session s = open_session(f, "chat");
   const TextStreamer streamer(*s.tok);
-  std::signal(SIGINT, on_sigint);
+  install_sigint();
   GenerateOptions opt;
   opt.max_new_tokens = f.max_new_tokens < 0 ? -1 : f.max_new_tokens;
-  opt.stop_at_eos = true;
+  opt.stop_at_eos = !f.ignore_eos;
   opt.eos_id = s.tok->eos_id();
   std::string line;
   int64_t turn = 0;
   while (!g_interrupted) {
     std::fprintf(stderr, "> ");
     std::fflush(stderr);
-    if (!std::getline(std::cin, line)) break;
+    if (!std::getline(std::cin, line) || g_interrupted) break;  // EOF, or Ctrl-C while waiting for the line
     auto prompt = encode(*s.tok, line + "\n");
     s.gen->generate(
         prompt, opt,

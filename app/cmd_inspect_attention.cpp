@@ -28,8 +28,11 @@ int cmd_inspect_attention(int argc, char** argv) {
   app.add_option("--data", data, "a token shard, a data folder (its test split) or a text file")->required();
   app.add_option("--out", out, "output folder: attention.json and layer_<l>.png")->required();
   app.add_option("--tokens", tokens, "T tokens per window (the sink prefix included)")->capture_default_str();
-  app.add_option("--samples", samples, "N windows, spread evenly over the data")->capture_default_str();
-  app.add_option("--first-k", first_k, "report the share on the first k tokens (default: the sink tokens, or 4)");
+  app.add_option("--samples", samples,
+                 "N windows, spread evenly over the data's first 4·N·T tokens (only those are read)")
+      ->capture_default_str();
+  app.add_option("--first-k", first_k,
+                 "report the share on the first k tokens (default: the sink tokens, or 4; at most T - 1)");
   app.add_flag("--linear", linear, "linear colour scale (default: log)");
   app.add_option("--tokenizer", tokenizer, "sentencepiece model for a text --data (default: CHECKPOINT/tokenizer.model)");
   app.add_option("--threads", threads, "intra-op CPU threads");
@@ -40,7 +43,9 @@ int cmd_inspect_attention(int argc, char** argv) {
   const std::string dir = resolve_checkpoint_dir(checkpoint);
   auto model = load_model(dir, resolve_device(device));
   const auto& cfg = model->config();
-  if (first_k <= 0) first_k = cfg.prefix_tokens() > 0 ? cfg.prefix_tokens() : 4;
+  // The default never exceeds T - 1 (a short --tokens is no reason to blame a --first-k the user did not give).
+  if (first_k <= 0)
+    first_k = std::min<int64_t>(cfg.prefix_tokens() > 0 ? cfg.prefix_tokens() : 4, std::max<int64_t>(1, tokens - 1));
   if (tokenizer.empty()) tokenizer = dir + "/tokenizer.model";
   const int64_t need = samples * tokens;  // enough for evenly spread windows; more is not read
   const auto stream = load_eval_tokens(data, tokenizer, std::max<int64_t>(need, tokens) * 4, cfg.vocab_size);

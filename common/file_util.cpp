@@ -71,6 +71,15 @@ void StagingDir::commit() {
   committed_ = true;
 }
 
+void check_output_folder(const std::string& path, const std::string& flag) {
+  namespace fs = std::filesystem;
+  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec)) fail(path, flag + ": its folder " + parent.string() + " does not exist");
+  if (access(parent.c_str(), W_OK) != 0) fail(path, flag + ": its folder " + parent.string() + " is not writable");
+  if (fs::is_directory(path, ec)) fail(path, flag + ": is a folder; give a file name");
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot open (does it exist?)");

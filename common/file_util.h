@@ -37,6 +37,10 @@ class StagingDir {
   bool committed_ = false;
 };
 
+// Error naming `flag` and PATH unless PATH's folder exists and is writable: for a command that writes PATH only
+// after a long computation.
+void check_output_folder(const std::string& path, const std::string& flag);
+
 // Whole-file helpers with errors that name the file.
 std::string read_file(const std::string& path);
 void write_file_atomic(const std::string& path, const std::string& contents);

@@ -44,6 +44,7 @@ class Shard {
   int32_t at(int64_t i) const;                           // bounds-checked
   void copy(int64_t begin, int64_t n, int64_t* out) const;  // tokens [begin, begin+n) widened to int64
   int64_t max_token() const;  // the largest id it holds (unsigned, as stored), -1 when empty: one pass over the map
+  int64_t count_in_range(int64_t lo, int64_t hi) const;  // how many of its ids are in [lo, hi): one pass
   const std::string& path() const { return path_; }
   TokenDtype dtype() const { return dtype_; }
 

@@ -1,6 +1,9 @@
 #include "infer/kv_cache.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 
 #include "common/error.h"
 
@@ -20,6 +23,24 @@ KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t ba
   // A dense stream never wraps (check_room stops it first); otherwise leave room for a whole chunk (see header).
   Wcap_ = policy.kind() == PolicyKind::kDense ? W_ : W_ + max_chunk - 1;
   const int64_t Hkv = model.n_kv_heads, D = model.head_dim(), R = Wcap_ + 1;
+  // A CPU allocation that fails aborts the process (LibTorch's allocator), so a cache larger than the machine's
+  // memory (a typo in --window, say) is an error first. In double: the product may pass 2^63.
+  if (options.device().is_cpu()) {
+    const double bytes = 2.0 * static_cast<double>(L_) * static_cast<double>(B_) * static_cast<double>(Hkv) *
+                         (static_cast<double>(S_) + static_cast<double>(R)) * static_cast<double>(D) *
+                         static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
+    const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+    if (ram > 0 && bytes > ram) {
+      char buf[320];
+      std::snprintf(buf, sizeof buf,
+                    "the KV cache would need %.3g GiB (%lld sink + %lld window + %lld chunk slots per layer and "
+                    "stream), more than this machine's %.1f GiB of memory: lower --window or --chunk "
+                    "(--max-tokens for dense)",
+                    bytes / 1073741824.0, static_cast<long long>(S_), static_cast<long long>(W_),
+                    static_cast<long long>(R - W_), ram / 1073741824.0);
+      throw Error(buf);
+    }
+  }
   for (int64_t l = 0; l < L_; ++l) {
     k_.push_back(at::zeros({B_, Hkv, S_ + R, D}, options));  // [B, Hkv, S + R, D]
     v_.push_back(at::zeros({B_, Hkv, S_ + R, D}, options));

@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "data/corpus.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "infer/decoder.h"
@@ -25,13 +26,17 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux reports kilobytes
 }
 
+DecodeConfig eval_decode_config(const DecodeConfig& decode, const ModelConfig& model, int64_t n_tokens) {
+  DecodeConfig dc = decode;
+  if (dc.policy == PolicyKind::kDense) dc.max_tokens = n_tokens + model.prefix_tokens();
+  return dc;
+}
+
 StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& tokens, const StreamEvalOptions& opt) {
   const auto N = static_cast<int64_t>(tokens.size());
   if (N < 2) throw Error("eval-stream: the stream has " + std::to_string(N) + " tokens; at least 2 are needed");
   if (opt.block <= 0) throw Error("--block: must be positive, got " + std::to_string(opt.block));
-  DecodeConfig dc = opt.decode;
-  if (dc.policy == PolicyKind::kDense) dc.max_tokens = N + model->config().prefix_tokens();
-  Decoder dec(model, dc, 1);
+  Decoder dec(model, eval_decode_config(opt.decode, model->config(), N), 1);
 
   StreamEvalResult r;
   r.policy = dec.policy().describe();
@@ -140,13 +145,21 @@ std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string
     out.resize(n);
     for (int64_t i = 0; i < n; ++i) out[i] = s.at(i);
   } else {
+    if (fs::path(path).extension() == ".bin")
+      fail(path, "has no token-shard header (llm.c magic 20240520 or 20240801): a damaged shard, or not a shard");
+    std::string text;
+    if (!read_document(path, &text))
+      fail(path, "is neither a token shard nor text (binary content): --data takes a shard, a data folder or text");
     if (tokenizer_path.empty() || !fs::exists(tokenizer_path))
       fail(path, "is a text file, and tokenizing it needs the checkpoint's tokenizer.model (or --tokenizer), not found" +
                      (tokenizer_path.empty() ? std::string() : " at " + tokenizer_path));
     const Tokenizer tok = Tokenizer::load(tokenizer_path);
-    out = tok.encode(read_file(path));
+    out = tok.encode(text);
     if (max_tokens >= 0 && static_cast<int64_t>(out.size()) > max_tokens) out.resize(max_tokens);
   }
+  if (out.size() < 2)
+    fail(path, "yields " + std::to_string(out.size()) + " token" + (out.size() == 1 ? "" : "s") +
+                   "; at least 2 are needed (the first token is never scored)");
   for (size_t i = 0; i < out.size(); ++i)
     if (out[i] < 0 || out[i] >= vocab_size)
       fail(path, "token " + std::to_string(i) + " has id " + std::to_string(out[i]) +

@@ -35,6 +35,10 @@ struct StreamEvalResult {
   std::vector<float> nll;      // nll[i] for token i (nll[0] = NaN: not scored)
 };
 
+// The decode settings evaluate_stream uses for a stream of n_tokens (dense: max_tokens = the stream plus the sink
+// prefix), so that a command can print the resolved policy before the evaluation starts.
+DecodeConfig eval_decode_config(const DecodeConfig& decode, const ModelConfig& model, int64_t n_tokens);
+
 // Feeds `tokens` through a fresh Decoder over `model` and scores every token.
 StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& tokens, const StreamEvalOptions& opt);
 
@@ -46,8 +50,9 @@ std::string summary_json(const StreamEvalResult& r);
 std::string summary_table(const StreamEvalResult& r);
 
 // The evaluation stream from a shard file, a data folder (its `test` split) or a text file (tokenized with the
-// sentencepiece model at `tokenizer_path`); at most max_tokens (-1 = all). Error naming the path when there is
-// nothing there, the file cannot be read, or a token id is outside [0, vocab_size).
+// sentencepiece model at `tokenizer_path`; gzip is read too); at most max_tokens (-1 = all). Error naming the path
+// when there is nothing there, the file cannot be read, it is neither a shard nor text (binary content, or a .bin
+// without a shard header), it yields fewer than 2 tokens, or a token id is outside [0, vocab_size).
 std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string& tokenizer_path, int64_t max_tokens,
                                       int64_t vocab_size);
 

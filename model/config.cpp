@@ -46,14 +46,18 @@ void ModelConfig::validate() const {
     bad("n_kv_heads", std::to_string(n_kv_heads) + " must divide n_heads=" + std::to_string(n_heads));
   if (hidden_dim < 0) bad("hidden_dim", "must be >= 0 (0 = Llama's default)");
   if (multiple_of <= 0) bad("multiple_of", "must be positive");
-  if (context_length <= 0) bad("context_length", "must be positive");
+  // The rotary tables hold context_length rows (angles in double): bounded so that a typo is an error, not an
+  // allocation that aborts the process.
+  if (context_length <= 0 || context_length > kMaxContextLength)
+    bad("context_length", "must be in [1, " + std::to_string(kMaxContextLength) + "], got " +
+                              std::to_string(context_length));
   if (!(rope_theta > 0)) bad("rope_theta", "must be positive");
   if (!(norm_eps > 0)) bad("norm_eps", "must be positive");
   if (!(init_std > 0)) bad("init_std", "must be positive");
   if (sink == SinkKind::kToken) {
     if (sink_tokens < 1) bad("sink_tokens", "must be >= 1 for sink: token");
     if (sink_tokens >= context_length) bad("sink_tokens", "must be smaller than context_length");
-    if (sink_token_id < 0 || sink_token_id + sink_tokens > vocab_size)
+    if (sink_token_id < 0 || sink_token_id > vocab_size - sink_tokens)  // (no overflow for a huge id)
       bad("sink_token_id", "sink ids " + std::to_string(sink_token_id) + ".." +
                                std::to_string(sink_token_id + sink_tokens - 1) + " fall outside the vocabulary");
   }

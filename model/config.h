@@ -19,6 +19,9 @@ enum class SinkKind {
 std::string to_string(SinkKind k);
 SinkKind sink_kind_from_string(const std::string& s);  // throws Error naming the accepted values
 
+// The largest context_length validate() accepts: the rotary tables are [context_length, head_dim / 2] doubles.
+constexpr int64_t kMaxContextLength = int64_t{1} << 20;
+
 struct ModelConfig {
   int64_t vocab_size = 4096;        // tokenizer vocabulary, reserved ids (<pad> <bos> <eos> <sink>...) included
   int64_t dim = 256;                // model width d

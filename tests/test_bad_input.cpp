@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 
+#include "data/shard.h"
 #include "model/safetensors.h"
 #include "tests/corpus_fixture.h"
 #include "tests/fault_helpers.h"
@@ -134,6 +135,26 @@ std::vector<Case> cases() {
       {"set_unknown_key", none, "train {CFG} --set train.nope=1 --out {D}/run", {"train.nope"}},
       {"set_no_section", none, "train {CFG} --set steps=3 --out {D}/run", {"steps=3"}},
       {"train_missing_data_dir", none, "train {CFG} --set train.data_dir={D}/nope --out {D}/run", {"{D}/nope"}},
+      // sink: token ids past the tokenizer's reserved sink symbols (4 by default) would be text pieces
+      {"train_sink_ids_not_reserved", none,
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set model.sink=token "
+       "--set model.sink_tokens=5 --out {D}/run",
+       {"{DATA}/tokenizer.model", "reserves 4 sink symbol(s) at ids 4..7", "model.sink_tokens = 5"}},
+      {"train_sink_id_in_data_without_tokenizer",
+       [](const fs::path& d, const Paths&) {
+         fs::create_directories(d / "data");
+         std::vector<int32_t> toks(4096);
+         for (size_t i = 0; i < toks.size(); ++i) toks[i] = 8 + static_cast<int32_t>(i % 200);
+         toks[100] = 4;  // the sink's id, as plain data
+         streamsink::write_shard((d / "data" / "train_000000.bin").string(), toks, streamsink::TokenDtype::kU16);
+         streamsink::write_shard((d / "data" / "val_000000.bin").string(), toks, streamsink::TokenDtype::kU16);
+       },
+       "train {CFG} --set train.data_dir={D}/data --set model.vocab_size=512 --set model.sink=token --out {D}/run",
+       {"{D}/data/train_000000.bin", "holds 1 token(s) with the ids 4..4"}},
+      {"train_sink_id_is_bos", none,
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set model.sink=token "
+       "--set model.sink_token_id=1 --out {D}/run",
+       {"{DATA}/tokenizer.model", "model.sink_token_id = 1"}},
       {"train_vocab_smaller_than_data", none,
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=100 --set train.steps=2 --out {D}/run",
        {"manifest.json", "the data's tokenizer has 512 pieces, more than model.vocab_size = 100"}},
@@ -288,6 +309,16 @@ std::vector<Case> cases() {
          write(d / "text.txt", "some text to evaluate on\n");
        },
        "eval-stream --checkpoint {CK} --data {D}/text.txt --tokenizer {D}/garbage.model", {"{D}/garbage.model"}},
+      // ---- eval-stream data that is neither shard nor text, too short, and an output that cannot be written ----
+      {"eval_binary_data",
+       [](const fs::path& d, const Paths&) { write(d / "garbage.dat", std::string("\x01\x00\xfe\x00binary", 10)); },
+       "eval-stream --checkpoint {CK} --data {D}/garbage.dat", {"{D}/garbage.dat", "neither a token shard nor text"}},
+      {"eval_bin_without_shard_header", [](const fs::path& d, const Paths&) { write(d / "x.bin", "hello there\n"); },
+       "eval-stream --checkpoint {CK} --data {D}/x.bin", {"{D}/x.bin", "no token-shard header"}},
+      {"eval_empty_text", [](const fs::path& d, const Paths&) { write(d / "empty.txt", ""); },
+       "eval-stream --checkpoint {CK} --data {D}/empty.txt", {"{D}/empty.txt", "yields 0 tokens"}},
+      {"eval_out_folder_missing", none, eval_good + " --out {D}/nowhere/nll.jsonl",
+       {"{D}/nowhere/nll.jsonl", "does not exist"}},
       {"tok_garbage_data_prepare",
        [](const fs::path& d, const Paths&) {
          write(d / "garbage.model", "garbage");
@@ -303,6 +334,9 @@ std::vector<Case> cases() {
       {"flag_max_new_tokens", none, gen_good + " --max-new-tokens -5", {"--max-new-tokens"}},
       {"flag_positions", none, gen_good + " --max-new-tokens 4 --positions sideways", {"--positions"}},
       {"flag_window_zero", none, eval_good + " --window 0", {"--window"}},
+      // a cache larger than the machine: an error before the allocation (which aborts the process on a CPU)
+      {"flag_window_huge", none, eval_good + " --window 1000000000000000", {"--window", "KV cache would need"}},
+      {"flag_window_huge_generate", none, gen_good + " --max-new-tokens 4 --window 1000000000000", {"--window"}},
       {"flag_policy", none, eval_good + " --policy bogus", {"--policy"}},
       {"flag_tokens_zero", none, eval_good.substr(0, eval_good.find(" --tokens")) + " --tokens 0", {"--tokens"}},
       {"flag_chunk_zero", none, eval_good + " --chunk 0", {"--chunk"}},

@@ -168,6 +168,25 @@ TEST_F(InferCli, ChatKeepsOneCacheAcrossRounds) {
   EXPECT_NE(r.output.find("3 turns"), std::string::npos) << r.output;
 }
 
+// Ctrl-C while chat waits at its prompt ends it at once with its closing line (before session 8 the read was
+// restarted: chat went on waiting, and fed the next line without a reply). stdin is a fifo held open, so only the
+// signal can end the read.
+TEST_F(InferCli, ChatEndsOnSigintAtItsPrompt) {
+  const std::string d = dir_->str();
+  const std::string script =
+      "rm -f " + d + "/fifo; mkfifo " + d + "/fifo || exit 9; sleep 60 > " + d + "/fifo & holder=$!; " +
+      streamsink::testing::streamsink_binary() + " chat --device cpu --threads 1 --checkpoint " + ckpt() +
+      " --window 16 < " + d + "/fifo > " + d + "/chat.out 2> " + d + "/chat.err & pid=$!; " +
+      "for i in $(seq 300); do grep -q \"> \" " + d + "/chat.err 2>/dev/null && break; sleep 0.1; done; " +
+      "kill -INT $pid; for i in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; " +
+      "if kill -0 $pid 2>/dev/null; then echo STILL-RUNNING; kill -9 $pid; fi; wait $pid; rc=$?; " +
+      "kill $holder 2>/dev/null; cat " + d + "/chat.err; exit $rc";
+  auto r = run_shell("bash -c '" + script + "'");
+  EXPECT_EQ(r.output.find("STILL-RUNNING"), std::string::npos) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("chat: 0 turns"), std::string::npos) << r.output;
+}
+
 TEST_F(InferCli, InspectAttentionWritesJsonAndHeatmaps) {
   const std::string out = dir_->str() + "/attn";
   auto r = run_streamsink("inspect-attention --device cpu --checkpoint " + dir_->str() + "/ckpt_token --data " +

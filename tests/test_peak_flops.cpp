@@ -45,6 +45,14 @@ TEST(PeakFlops, KnownGpusComeFromTheDataSheetTable) {
   EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA H100 PCIe", "bf16"), 756e12);  // matched before the SXM row
   EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA H200", "fp32"), 67e12);
   EXPECT_EQ(gpu_peak_flops("Some Future GPU", "bf16"), 0);  // unknown: no MFU rather than a made-up one
+  // Names that contain another row's (review, session 8: L40 read as L4, the NVL parts as SXM).
+  EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA L40", "bf16"), 181e12);
+  EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA L40S", "bf16"), 362e12);
+  EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA L4", "bf16"), 121e12);
+  EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA H100 NVL", "bf16"), 835e12);
+  EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA H200 NVL", "bf16"), 835e12);
+  EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA GH200 480GB", "bf16"), 989e12);
+  EXPECT_EQ(gpu_peak_flops("Tesla V100-SXM2-16GB", "bf16"), 0);  // no bf16 tensor cores
 }
 
 TEST(PeakFlops, TheCpuCacheKeepsOneFigurePerPrecisionAndReadsTheOldFp32Key) {

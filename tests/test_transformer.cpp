@@ -11,6 +11,7 @@
 #include "model/attention.h"
 #include "model/autocast.h"
 #include "model/transformer.h"
+#include "tests/helpers.h"
 #include "tests/model_fixtures.h"
 
 using namespace streamsink;
@@ -268,6 +269,20 @@ TEST(ModelConfig, ValidateNamesTheField) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("model.n_heads"), std::string::npos) << e.what();
   }
+}
+
+// Values that passed validate() and then aborted the process in an allocation, or overflowed (review, session 8).
+TEST(ModelConfig, AHugeContextOrSinkIdIsAnErrorNotAnAbort) {
+  auto cfg = tiny_config();
+  cfg.context_length = int64_t{1} << 30;
+  streamsink::testing::expect_error([&] { cfg.validate(); }, {"model.context_length", "1048576"});
+  cfg = tiny_config(SinkKind::kToken);
+  cfg.sink_token_id = INT64_MAX;
+  streamsink::testing::expect_error([&] { cfg.validate(); }, {"model.sink_token_id", "outside the vocabulary"});
+  cfg.sink_token_id = cfg.vocab_size - cfg.sink_tokens;
+  EXPECT_NO_THROW(cfg.validate());  // the last ids
+  cfg.sink_token_id += 1;
+  EXPECT_THROW(cfg.validate(), Error);
 }
 
 TEST_P(PerSink, WindowedForwardEqualsAForwardOverTheVisibleTokensForOneLayer) {

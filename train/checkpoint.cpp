@@ -141,6 +141,7 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
                         {"tokens_seen", state.tokens_seen},
                         {"skipped_steps", state.skipped_steps},
                         {"world_size", state.world_size},
+                        {"elapsed_s", state.elapsed_s},
                         {"cursor", {{"epoch", state.cursor.epoch}, {"step_in_epoch", state.cursor.step_in_epoch}}}};
     write_file_atomic((tmp / "state.json").string(), j.dump(2) + "\n");
     fault::checkpoint_pause();
@@ -197,6 +198,7 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
     state.tokens_seen = j.at("tokens_seen").get<int64_t>();
     state.skipped_steps = j.value("skipped_steps", int64_t{0});
     state.world_size = j.value("world_size", int64_t{0});
+    state.elapsed_s = j.value("elapsed_s", 0.0);  // 0 in checkpoints from before session 8
     state.cursor.epoch = j.at("cursor").at("epoch").get<int64_t>();
     state.cursor.step_in_epoch = j.at("cursor").at("step_in_epoch").get<int64_t>();
   } catch (const nlohmann::json::exception& e) {

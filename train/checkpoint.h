@@ -24,6 +24,7 @@ struct TrainState {
   int64_t skipped_steps = 0;  // steps skipped for a non-finite loss or gradient
   LoaderCursor cursor;        // the global data cursor (each rank's position follows from it and its rank)
   int64_t world_size = 0;     // ranks that trained it (0: a checkpoint from before it was recorded)
+  double elapsed_s = 0;       // seconds of the training loop so far, over every invocation (metrics' elapsed_s)
 };
 
 // Writes a checkpoint of `step` and prunes all but the newest `keep`. Returns its folder.

@@ -20,12 +20,14 @@ double gpu_peak_flops(const std::string& name, const std::string& precision) {
     const char* match;
     double bf16, fp32;  // TFLOP/s, dense
   };
-  // NVIDIA data sheets (SXM parts where both exist; PCIe H100 is lower: matched first).
+  // NVIDIA data sheets, dense (not the 2:4-sparse figures). Matched by substring in this order, so every name
+  // that contains another comes first: "H100 NVL" and "H100 PCIe" before "H100", "L40S" and "L40" before "L4".
+  // V100 has no bf16 tensor cores: no bf16 figure (0 = no MFU rather than a wrong one).
   static const Row rows[] = {
-      {"H100 PCIe", 756, 51}, {"H100", 989, 67}, {"H200", 989, 67}, {"GH200", 989, 67},
-      {"B200", 2250, 80},     {"A100", 312, 19.5}, {"A10G", 125, 31}, {"A10", 125, 31},
-      {"L40S", 362, 91.6},    {"L4", 121, 30},     {"V100", 125, 15.7}, {"RTX 4090", 165, 82.6},
-      {"RTX 3090", 71, 35.6},
+      {"H100 PCIe", 756, 51}, {"H100 NVL", 835, 60}, {"H100", 989, 67},   {"GH200", 989, 67},
+      {"H200 NVL", 835, 60},  {"H200", 989, 67},     {"B200", 2250, 80},  {"A100", 312, 19.5},
+      {"A10G", 125, 31},      {"A10", 125, 31},      {"L40S", 362, 91.6}, {"L40", 181, 90.5},
+      {"L4", 121, 30},        {"V100", 0, 15.7},     {"RTX 4090", 165, 82.6}, {"RTX 3090", 71, 35.6},
   };
   for (const auto& r : rows)
     if (name.find(r.match) != std::string::npos) return (precision == "bf16" ? r.bf16 : r.fp32) * 1e12;

@@ -21,6 +21,7 @@
 #include "common/file_util.h"
 #include "data/prepare.h"
 #include "data/shard.h"
+#include "data/tokenizer.h"
 #include "model/autocast.h"
 #include "model/model_io.h"
 #include "model/transformer.h"
@@ -59,6 +60,37 @@ std::vector<int64_t> sink_prefix(const ModelConfig& m) {
   std::vector<int64_t> p;
   for (int64_t i = 0; i < m.prefix_tokens(); ++i) p.push_back(m.sink_token_id + i);
   return p;
+}
+
+// sink: token prepends k placeholder ids (StreamingLLM §3.3) that must be the sink's alone: were one an ordinary
+// piece, the sink would share its embedding with text. With a tokenizer, they must be its reserved sink symbols
+// (control symbols that no text encodes to); with none (llm.c shards), at least no shard may hold them.
+void check_sink_ids(const ModelConfig& m, const std::string& tokenizer, const std::string& data_dir) {
+  const int64_t k = m.prefix_tokens(), lo = m.sink_token_id;
+  if (k == 0) return;
+  const std::string ids = "ids " + std::to_string(lo) + ".." + std::to_string(lo + k - 1) +
+                          " (model.sink_token_id = " + std::to_string(lo) + ", model.sink_tokens = " +
+                          std::to_string(k) + ")";
+  if (!tokenizer.empty() && fs::exists(tokenizer)) {
+    const Tokenizer tok = Tokenizer::load(tokenizer);
+    const int64_t n = tok.n_sink_ids();
+    for (int64_t i = 0; i < k; ++i)
+      if (i >= n || tok.sink_id(static_cast<int>(i)) != lo + i)
+        fail(tokenizer, "model.sink: token puts " + ids + " before every sample, but this tokenizer reserves " +
+                            std::to_string(n) + " sink symbol(s)" +
+                            (n > 0 ? " at ids " + std::to_string(tok.sink_id(0)) + ".." +
+                                         std::to_string(tok.sink_id(0) + n - 1)
+                                   : std::string()) +
+                            ": the others are text pieces. Use ids it reserves, or a tokenizer with more "
+                            "(`streamsink tokenizer train --sink-symbols N`)");
+    return;
+  }
+  for (const char* split : {"train", "val"})
+    for (const auto& path : list_shards(data_dir, split))
+      if (const int64_t c = Shard::open(path).count_in_range(lo, lo + k); c > 0)
+        fail(path, "holds " + std::to_string(c) + " token(s) with the " + ids +
+                       " that model.sink: token reserves for its sink; with no tokenizer.model to reserve them, "
+                       "choose ids this data never uses");
 }
 
 }  // namespace
@@ -136,6 +168,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
         fail(path, "holds token id " + std::to_string(top) + ", outside model.vocab_size = " +
                        std::to_string(cfg.model.vocab_size) + " (set model.vocab_size to at least " +
                        std::to_string(top + 1) + ")");
+  check_sink_ids(cfg.model, tokenizer, tc.data_dir);
   Loader loader({tc.data_dir, "train", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(),
                  world, prefix, true});
   // Evaluation reads the validation split from its start each time. The last step always evaluates, so a split too
@@ -240,6 +273,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   model->train();
   const bool tty = isatty(fileno(stderr));
   const auto loop_start = std::chrono::steady_clock::now();
+  const double elapsed_before = state.elapsed_s;  // earlier invocations' loop time (a resumed run goes on from it)
   double window_time = 0;
   int64_t window_tokens = 0;
   int exit_code = 0;
@@ -327,7 +361,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     window_tokens += tokens_per_step;
     const double tok_s = window_tokens / window_time;
     const double mfu = peak > 0 ? flops_per_token * tok_s / (peak * world) : 0;
-    const double elapsed = seconds_since(loop_start);
+    state.elapsed_s = elapsed_before + seconds_since(loop_start);
     const double left = (total_steps - state.step) * (window_time / std::max<int64_t>(1, window_tokens / tokens_per_step));
     // A run that stops early logs its last step too, so metrics.jsonl always ends where the checkpoint is.
     const bool log_now =
@@ -344,7 +378,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     }
     if (main && log_now) {
       metrics->write({{"step", state.step}, {"loss", loss_v}, {"lr", lr}, {"grad_norm", norm_v},
-                      {"tokens_seen", state.tokens_seen}, {"tok_s", tok_s}, {"mfu", mfu}, {"elapsed_s", elapsed}});
+                      {"tokens_seen", state.tokens_seen}, {"tok_s", tok_s}, {"mfu", mfu}, {"elapsed_s", state.elapsed_s}});
       window_time = 0;
       window_tokens = 0;
     }
