@@ -40,6 +40,9 @@ TEST(Trainer, StopThenResumeGivesTheUninterruptedLossesBitForBit) {
     EXPECT_EQ(ra[s]["grad_norm"].get<double>(), rb[s]["grad_norm"].get<double>()) << "step " << s;
     EXPECT_EQ(ra[s]["lr"].get<double>(), rb[s]["lr"].get<double>()) << "step " << s;
   }
+  // elapsed_s goes on from the checkpoint's (before session 8 the resumed process counted from 0 again)
+  for (int64_t s = 2; s <= 12; ++s)
+    EXPECT_GT(rb[s]["elapsed_s"].get<double>(), rb[s - 1]["elapsed_s"].get<double>()) << "step " << s;
   EXPECT_EQ(read_file(dir.str() + "/a/checkpoints/step_0000012/model.safetensors"),
             read_file(dir.str() + "/b/checkpoints/step_0000012/model.safetensors"));
 }
