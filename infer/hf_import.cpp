@@ -139,8 +139,12 @@ ModelConfig hf_config_from_json(const std::string& dir) {
       fail(path, "key 'architectures' is " + j["architectures"].dump() + ": only LlamaForCausalLM imports");
   }
   // Features of transformers' Llama that our Transformer does not have.
-  if (r.has("rope_scaling"))
-    fail(path, "key 'rope_scaling' is " + j["rope_scaling"].dump() + ": scaled RoPE is not supported (plain RoPE only)");
+  if (r.has("rope_scaling")) {  // {"rope_type": "default"} (or "type") is plain RoPE spelled out
+    const json& rs = j["rope_scaling"];
+    const json type = rs.is_object() ? rs.value("rope_type", rs.value("type", json())) : json();
+    if (!(type.is_string() && type.get<std::string>() == "default"))
+      fail(path, "key 'rope_scaling' is " + rs.dump() + ": scaled RoPE is not supported (plain RoPE only)");
+  }
   double rope_theta = r.number(j, "rope_theta", 10000.0);
   if (r.has("rope_parameters")) {  // transformers 5 spelling: {"rope_type": "default", "rope_theta": ...}
     const json& rp = j["rope_parameters"];
@@ -153,7 +157,8 @@ ModelConfig hf_config_from_json(const std::string& dir) {
   if (r.boolean("attention_bias", false)) fail(path, "key 'attention_bias' is true: attention biases are not supported");
   if (r.boolean("mlp_bias", false)) fail(path, "key 'mlp_bias' is true: MLP biases are not supported");
   const std::string act = r.string("hidden_act", "silu");
-  if (act != "silu") fail(path, "key 'hidden_act' is '" + act + "': only silu (SwiGLU) is supported");
+  if (act != "silu" && act != "swish")  // transformers maps both names to the same SiLU
+    fail(path, "key 'hidden_act' is '" + act + "': only silu (SwiGLU) is supported");
 
   ModelConfig c;
   c.vocab_size = r.integer("vocab_size");

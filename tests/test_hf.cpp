@@ -384,6 +384,14 @@ TEST(HfImport, BadInputsAreClearErrors) {
       write_file_atomic(dir + "/config.json", c.dump(2));
     };
   };
+  {  // harmless spellings of what we support import (review, session 8: both were refused)
+    const std::string dir = out.str() + "/spelled";
+    fs::copy(good, dir, fs::copy_options::recursive);
+    set_key("rope_scaling", json({{"rope_type", "default"}}))(dir);
+    set_key("hidden_act", "swish")(dir);
+    EXPECT_EQ(error_of([&] { import_hf(dir, dir + "-ckpt"); }), "(no error)");
+    EXPECT_TRUE(fs::exists(dir + "-ckpt/model.safetensors"));
+  }
   std::string e = import_variant(set_key("model_type", "gpt2"));
   EXPECT_HAS(e, "config.json");
   EXPECT_HAS(e, "model_type");
