@@ -43,7 +43,7 @@ class EnvGuard {
     for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_USE_AGENT_STORE",
                           "TORCHELASTIC_RESTART_COUNT", "STREAMSINK_LAUNCHER", "SLURM_PROCID", "SLURM_NTASKS",
                           "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST",
-                          "SLURM_JOB_ID"})
+                          "SLURM_JOB_ID", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE"})
       unset(k);
   }
   ~EnvGuard() {
@@ -129,6 +129,31 @@ TEST(DetectDistEnv, TorchrunDefaultsAndErrors) {
   } catch (const streamsink::Error& err) {
     EXPECT_NE(std::string(err.what()).find("WORLD_SIZE"), std::string::npos) << err.what();
   }
+}
+
+// The node's rank count, from each launcher, and the CPU threads each rank takes (review, session 8: under srun
+// every rank took all of the node's cores, and a CPU set of a rank's own was divided again).
+TEST(DetectDistEnv, LocalWorldSizeAndThreadsPerRank) {
+  EnvGuard g;
+  EXPECT_EQ(detect_dist_env().local_world_size, 1);
+  g.set("RANK", "1");
+  g.set("WORLD_SIZE", "8");
+  g.set("LOCAL_WORLD_SIZE", "4");
+  EXPECT_EQ(detect_dist_env().local_world_size, 4);
+  g.unset("RANK");
+  g.unset("WORLD_SIZE");
+  g.unset("LOCAL_WORLD_SIZE");
+  g.set("SLURM_PROCID", "0");
+  g.set("SLURM_NTASKS", "6");
+  g.set("SLURM_JOB_NODELIST", "n[1-3]");
+  g.set("SLURM_STEP_TASKS_PER_NODE", "2(x3)");
+  EXPECT_EQ(detect_dist_env().local_world_size, 2);
+  g.set("SLURM_NTASKS_PER_NODE", "3");
+  EXPECT_EQ(detect_dist_env().local_world_size, 3);
+  EXPECT_EQ(streamsink::cpu_threads_per_rank(16, 16, 4), 4);  // the node's CPUs shared
+  EXPECT_EQ(streamsink::cpu_threads_per_rank(4, 16, 4), 4);   // a CPU set of its own: all of it
+  EXPECT_EQ(streamsink::cpu_threads_per_rank(2, 2, 4), 1);    // never 0
+  EXPECT_EQ(streamsink::cpu_threads_per_rank(0, 8, 2), 4);    // no affinity answer: the online CPUs
 }
 
 TEST(DetectDistEnv, SlurmNodeLists) {

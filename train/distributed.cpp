@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -159,6 +160,7 @@ DistEnv detect_dist_env() {
     env.world_size = env_int("WORLD_SIZE", 1, 1, kMaxRanks);
     env.rank = env_int("RANK", 0, 0, env.world_size - 1);
     env.local_rank = env_int("LOCAL_RANK", 0, 0, kMaxRanks);
+    env.local_world_size = env_int("LOCAL_WORLD_SIZE", 1, 1, kMaxRanks);
     if (const char* a = env_or_null("MASTER_ADDR")) env.master_addr = a;
     env.master_port = env_int("MASTER_PORT", 29500, 1, 65535);
     const char* agent = env_or_null("TORCHELASTIC_USE_AGENT_STORE");
@@ -174,6 +176,13 @@ DistEnv detect_dist_env() {
     env.world_size = env_int(ntasks_name, 1, 1, kMaxRanks);
     env.rank = env_int("SLURM_PROCID", 0, 0, env.world_size - 1);
     env.local_rank = env_int("SLURM_LOCALID", 0, 0, kMaxRanks);
+    // Tasks on this node: SLURM_NTASKS_PER_NODE when the job asked for it, else the first count of
+    // SLURM_STEP_TASKS_PER_NODE ("4(x2),3": the first nodes' count; a lower bound only matters for threads).
+    if (env_or_null("SLURM_NTASKS_PER_NODE")) {
+      env.local_world_size = env_int("SLURM_NTASKS_PER_NODE", 1, 1, kMaxRanks);
+    } else if (const char* per = env_or_null("SLURM_STEP_TASKS_PER_NODE")) {
+      env.local_world_size = std::max(1, std::min(kMaxRanks, std::atoi(per)));
+    }
     if (const char* a = env_or_null("MASTER_ADDR")) {
       env.master_addr = a;
     } else {
@@ -193,6 +202,20 @@ DistEnv detect_dist_env() {
     return env;
   }
   return env;  // single process
+}
+
+int cpu_threads_per_rank(int available, int online, int local_world_size) {
+  if (available < 1) available = std::max(1, online);
+  if (available < online) return available;  // a CPU set of its own
+  return std::max(1, available / std::max(1, local_world_size));
+}
+
+int cpu_threads_per_rank(const DistEnv& env) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int online = static_cast<int>(std::thread::hardware_concurrency());
+  const int available = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : online;
+  return cpu_threads_per_rank(available, online, env.local_world_size);
 }
 
 // ---- set-up ----

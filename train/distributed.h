@@ -30,6 +30,7 @@ struct DistEnv {
   int rank = 0;                           // global rank, 0..world_size-1
   int world_size = 1;                     // number of processes in the job
   int local_rank = 0;                     // rank on this node (picks the CUDA device)
+  int local_world_size = 1;               // ranks on this node (LOCAL_WORLD_SIZE; SLURM's tasks per node)
   std::string master_addr = "127.0.0.1";  // host of the TCPStore (rank 0, or the torchrun agent)
   int master_port = 29500;                // port of the TCPStore
   bool agent_store = false;               // torchrun's agent hosts the store: connect as a client only
@@ -42,6 +43,13 @@ struct DistEnv {
 // MASTER_ADDR/MASTER_PORT when set; the default port is 20000 + SLURM_JOB_ID % 10000 so that jobs sharing a node
 // do not collide), or else a single process. Throws streamsink::Error naming the variable that is malformed.
 DistEnv detect_dist_env();
+
+// Intra-op threads for one CPU rank: the CPUs this process may run on (`available`, its affinity mask) shared by
+// the node's ranks, unless a launcher already gave each rank a CPU set of its own (srun's --cpu-bind, taskset:
+// `available` < `online`), which is then this rank's alone. At least 1.
+int cpu_threads_per_rank(int available, int online, int local_world_size);
+// The same for this process: sched_getaffinity's count and the online CPUs.
+int cpu_threads_per_rank(const DistEnv& env);
 
 // The first host of a SLURM node list: "gpu[01-04]" -> "gpu01", "a,b" -> "a", "n[3,5-7]" -> "n3".
 std::string first_slurm_host(const std::string& nodelist);

@@ -116,8 +116,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   if (tc.threads > 0) {
     at::set_num_threads(static_cast<int>(tc.threads));
   } else if (env.world_size > 1 && device.is_cpu()) {
-    const int local = std::max(1, std::atoi(std::getenv("LOCAL_WORLD_SIZE") ? std::getenv("LOCAL_WORLD_SIZE") : "1"));
-    at::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local));
+    at::set_num_threads(cpu_threads_per_rank(env));  // the node's CPUs shared by its ranks
   }
   auto dist = Distributed::init(env, device, std::chrono::milliseconds(static_cast<int64_t>(tc.timeout_s * 1000)));
   const bool main = dist->is_main();
