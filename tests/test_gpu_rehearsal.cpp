@@ -263,3 +263,21 @@ TEST(GpuBuild, TheLeaseTargetsNeedNoOptionalPackage) {
     EXPECT_NE(help.output.find(std::string("... ") + target + "\n"), std::string::npos)
         << "no target " << target << " in\n" << help.output;
 }
+
+// The lease's deadline kills training with `timeout`, which can cut metrics.jsonl's last line short. The report must
+// still be written whole (review, session 8: the throughput step's json.loads raised, and under set -e the report
+// stopped before summary.txt and the archive, which are all that comes back from the machine).
+TEST(GpuRun, TheReportSurvivesAMetricsLineCutShort) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "work" / "none");
+  std::ofstream(dir.path() / "work" / "none" / "metrics.jsonl")
+      << "{\"step\": 10, \"loss\": 3.0, \"lr\": 0.001, \"grad_norm\": 1.0, \"tokens_seen\": 5120, \"tok_s\": 1000.0, "
+         "\"mfu\": 0.1, \"elapsed_s\": 5.0}\n{\"step\": 20, \"loss\": 2.9, \"lr\": 0.001, \"grad_n";
+  const auto r = run_shell("WORK=" + dir.str() + "/work OUT=" + dir.str() + "/out STREAMSINK_BIN=" +
+                           streamsink_binary() + " bash " + source_dir() + "/scripts/experiments/gpu_run.sh report");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(std::filesystem::exists(dir.str() + "/out/summary.txt")) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz")) << r.output;
+  const std::string summary = streamsink::read_file(dir.str() + "/out/summary.txt");
+  EXPECT_NE(summary.find("sink=none steps=10 tokens=5120 tok_s=1000 mfu=0.100"), std::string::npos) << summary;
+}

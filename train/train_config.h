@@ -30,7 +30,9 @@ struct TrainConfig {
   double grad_clip = 1.0;            // max global gradient norm; 0 = off
   std::string precision = "fp32";    // fp32 | bf16 (autocast; CUDA, or CPUs with bf16)
   int64_t eval_interval = 100;       // steps between evaluations; 0 = only at the end
-  int64_t eval_batches = 8;          // validation micro-batches per evaluation (per rank)
+  int64_t eval_batches = 8;          // validation micro-batches per evaluation (per rank): the validation set is
+                                     //   the split's first eval_batches x batch_size x ranks windows, so runs with
+                                     //   another batch or rank count are evaluated on another (overlapping) set
   int64_t sink_window = 0;           // cache size for the sink metrics; 0 = seq_len / 2 (the paper's W)
   int64_t checkpoint_interval = 500; // steps between checkpoints; 0 = only at the end
   int64_t keep_checkpoints = 2;      // complete checkpoints kept (the newest)

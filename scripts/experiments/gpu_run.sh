@@ -235,11 +235,19 @@ report() {
       tee -a "$log"
     sed -n '/^## Runs/,$p' "$res/training.md" > "$res/training-tables.md" 2>/dev/null || true
   fi
-  "$py" - "$work" > "$res/throughput.txt" <<'PY'  # tokens/s and MFU of each model's last logged training window
+  # tokens/s and MFU of each model's last logged training window. A line cut short by the deadline's kill is
+  # skipped, and nothing here may stop the report (set -e): summary.txt and the archive come after it.
+  "$py" - "$work" > "$res/throughput.txt" <<'PY' || echo "gpu_run: throughput.txt failed" | tee -a "$log"
 import json, os, sys
+def records(path):
+    for line in open(path):
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
 for v in ("none", "token"):
     path = os.path.join(sys.argv[1], v, "metrics.jsonl")
-    rows = [json.loads(l) for l in open(path) if '"tok_s"' in l] if os.path.exists(path) else []
+    rows = [r for r in records(path) if "tok_s" in r] if os.path.exists(path) else []
     if rows:
         j = rows[-1]
         print("sink=%s steps=%d tokens=%d tok_s=%.0f mfu=%.3f" % (v, j["step"], j["tokens_seen"], j["tok_s"], j["mfu"]))
@@ -251,7 +259,8 @@ PY
   { echo "device: $("$ss" --version | grep -E 'device|cuda' | tr '\n' ' ')"
     echo "precision: $(cat "$work/precision.txt" 2>/dev/null || echo "? (no probe)")"; echo "phase seconds:"
     cat "$work/phase_seconds.txt" 2>/dev/null; echo "training (last logged window):"; cat "$res/throughput.txt"
-    echo; cat "$res/table.md"; echo; cat "$res/sinks.txt"; echo; cat "$res/training-tables.md"; } > "$out/summary.txt"
+    echo; cat "$res/table.md"; echo; cat "$res/sinks.txt"; echo; cat "$res/training-tables.md"
+  } > "$out/summary.txt" 2>&1 || true  # a missing part leaves its line out, never the summary
   tar -czf "$out/results.tar.gz" -C "$work" results
   echo "results: $out/summary.txt and $out/results.tar.gz" | tee -a "$log"
 }
