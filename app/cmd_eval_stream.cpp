@@ -41,7 +41,8 @@ int cmd_eval_stream(int argc, char** argv) {
   dc.policy = policy_kind_from_string(policy);
   dc.positions = position_mode_from_string(positions);
   dc.validate();
-  if (tokens == 0 || tokens < -1) throw Error("--tokens: must be positive, got " + std::to_string(tokens));
+  if (tokens != -1 && tokens < 2)
+    throw Error("--tokens: at least 2 (the first token is never scored), got " + std::to_string(tokens));
   if (!out.empty()) check_output_folder(out, "--out");  // before the evaluation, which may take hours
   const std::string dir = resolve_checkpoint_dir(checkpoint);
   auto model = load_model(dir, resolve_device(device));

@@ -4,11 +4,12 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
-#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,14 +31,47 @@ namespace {
 // SIGINT sets this; the generation loop checks it between tokens and stops cleanly.
 volatile std::sig_atomic_t g_interrupted = 0;
 void on_sigint(int) { g_interrupted = 1; }
-// SIGINT sets g_interrupted and, without SA_RESTART, also interrupts a blocking read: Ctrl-C at chat's prompt ends
-// the chat at once (std::signal restarts the read, so it waited for another line, then fed it without a reply).
+// SIGINT sets g_interrupted, unless it was ignored when the program started (nohup, a background job of a
+// script): then it stays ignored, as the shell meant.
 void install_sigint() {
+  struct sigaction old {};
+  sigaction(SIGINT, nullptr, &old);
+  if (old.sa_handler == SIG_IGN) return;
   struct sigaction sa {};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;
   sigaction(SIGINT, &sa, nullptr);
+}
+
+// One line from stdin (without its newline); false at the end of input or once Ctrl-C was pressed. It polls in
+// 100 ms slices instead of blocking in read(): a Ctrl-C at chat's prompt ends the chat at once, even one that lands
+// between the prompt and the read (before session 8 std::getline restarted the read, and chat waited for another
+// line, then fed it without a reply).
+bool read_line_or_interrupt(std::string& line) {
+  static std::string pending;  // what was read past the last line returned
+  line.clear();
+  for (;;) {
+    if (const size_t nl = pending.find('\n'); nl != std::string::npos) {
+      line = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      return true;
+    }
+    if (g_interrupted) return false;
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    const int ready = poll(&p, 1, 100);
+    if (ready < 0 && errno != EINTR) return false;
+    if (ready <= 0) continue;
+    char buf[4096];
+    const ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {  // the end of input: a last line without its newline still counts
+      if (pending.empty()) return false;
+      line.swap(pending);
+      pending.clear();
+      return true;
+    }
+    pending.append(buf, static_cast<size_t>(n));
+  }
 }
 
 // The flags generate and chat share.
@@ -162,7 +196,7 @@ int cmd_chat(int argc, char** argv) {
   while (!g_interrupted) {
     std::fprintf(stderr, "> ");
     std::fflush(stderr);
-    if (!std::getline(std::cin, line) || g_interrupted) break;  // EOF, or Ctrl-C while waiting for the line
+    if (!read_line_or_interrupt(line)) break;  // the end of input, or Ctrl-C
     auto prompt = encode(*s.tok, line + "\n");
     s.gen->generate(
         prompt, opt,

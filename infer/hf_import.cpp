@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -169,6 +170,14 @@ ModelConfig hf_config_from_json(const std::string& dir) {
   c.hidden_dim = r.integer("intermediate_size");
   const int64_t default_ctx = 2048;
   c.context_length = r.integer("max_position_embeddings", &default_ctx);
+  if (c.context_length > kMaxContextLength) {  // long-context fine-tunes: streaming needs only S + W positions
+    std::fprintf(stderr,
+                 "import-hf: max_position_embeddings %lld is past streamsink's largest context_length (%lld); the "
+                 "imported model's context_length is %lld (streaming rotates by positions up to S + W)\n",
+                 static_cast<long long>(c.context_length), static_cast<long long>(kMaxContextLength),
+                 static_cast<long long>(kMaxContextLength));
+    c.context_length = kMaxContextLength;
+  }
   c.rope_theta = rope_theta;
   c.norm_eps = r.number(j, "rms_norm_eps", 1e-6);
   c.tie_embeddings = r.boolean("tie_word_embeddings", false);  // LlamaConfig's default

@@ -58,8 +58,8 @@ void ModelConfig::validate() const {
     if (sink_tokens < 1) bad("sink_tokens", "must be >= 1 for sink: token");
     if (sink_tokens >= context_length) bad("sink_tokens", "must be smaller than context_length");
     if (sink_token_id < 0 || sink_token_id > vocab_size - sink_tokens)  // (no overflow for a huge id)
-      bad("sink_token_id", "sink ids " + std::to_string(sink_token_id) + ".." +
-                               std::to_string(sink_token_id + sink_tokens - 1) + " fall outside the vocabulary");
+      bad("sink_token_id", std::to_string(sink_tokens) + " sink id(s) from " + std::to_string(sink_token_id) +
+                               " fall outside the vocabulary of " + std::to_string(vocab_size));
   }
 }
 

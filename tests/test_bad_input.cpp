@@ -139,7 +139,7 @@ std::vector<Case> cases() {
       {"train_sink_ids_not_reserved", none,
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set model.sink=token "
        "--set model.sink_tokens=5 --out {D}/run",
-       {"{DATA}/tokenizer.model", "reserves 4 sink symbol(s) at ids 4..7", "model.sink_tokens = 5"}},
+       {"{DATA}/tokenizer.model", "model.sink_tokens = 5", "id 8 is the tokenizer's piece"}},
       {"train_sink_id_in_data_without_tokenizer",
        [](const fs::path& d, const Paths&) {
          fs::create_directories(d / "data");
@@ -150,7 +150,7 @@ std::vector<Case> cases() {
          streamsink::write_shard((d / "data" / "val_000000.bin").string(), toks, streamsink::TokenDtype::kU16);
        },
        "train {CFG} --set train.data_dir={D}/data --set model.vocab_size=512 --set model.sink=token --out {D}/run",
-       {"{D}/data/train_000000.bin", "holds 1 token(s) with the ids 4..4"}},
+       {"{D}/data/train_000000.bin", "holds 1 token(s) with the ids that model.sink_token_id = 4"}},
       {"train_sink_id_is_bos", none,
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set model.sink=token "
        "--set model.sink_token_id=1 --out {D}/run",
@@ -336,6 +336,7 @@ std::vector<Case> cases() {
       {"flag_window_zero", none, eval_good + " --window 0", {"--window"}},
       // a cache larger than the machine: an error before the allocation (which aborts the process on a CPU)
       {"flag_window_huge", none, eval_good + " --window 1000000000000000", {"--window", "KV cache would need"}},
+      {"flag_chunk_huge", none, eval_good + " --chunk 9223372036854775000", {"--chunk", "KV cache would need"}},
       {"flag_window_huge_generate", none, gen_good + " --max-new-tokens 4 --window 1000000000000", {"--window"}},
       {"flag_policy", none, eval_good + " --policy bogus", {"--policy"}},
       {"flag_tokens_zero", none, eval_good.substr(0, eval_good.find(" --tokens")) + " --tokens 0", {"--tokens"}},

@@ -43,7 +43,8 @@ class EnvGuard {
     for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_USE_AGENT_STORE",
                           "TORCHELASTIC_RESTART_COUNT", "STREAMSINK_LAUNCHER", "SLURM_PROCID", "SLURM_NTASKS",
                           "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST",
-                          "SLURM_JOB_ID", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE"})
+                          "SLURM_JOB_ID", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE",
+                          "SLURM_TASKS_PER_NODE", "SLURM_NODEID", "SLURM_CPU_BIND_TYPE"})
       unset(k);
   }
   ~EnvGuard() {
@@ -132,7 +133,7 @@ TEST(DetectDistEnv, TorchrunDefaultsAndErrors) {
 }
 
 // The node's rank count, from each launcher, and the CPU threads each rank takes (review, session 8: under srun
-// every rank took all of the node's cores, and a CPU set of a rank's own was divided again).
+// every rank took all of the node's cores).
 TEST(DetectDistEnv, LocalWorldSizeAndThreadsPerRank) {
   EnvGuard g;
   EXPECT_EQ(detect_dist_env().local_world_size, 1);
@@ -140,20 +141,32 @@ TEST(DetectDistEnv, LocalWorldSizeAndThreadsPerRank) {
   g.set("WORLD_SIZE", "8");
   g.set("LOCAL_WORLD_SIZE", "4");
   EXPECT_EQ(detect_dist_env().local_world_size, 4);
+  EXPECT_FALSE(detect_dist_env().cpus_bound);
   g.unset("RANK");
   g.unset("WORLD_SIZE");
   g.unset("LOCAL_WORLD_SIZE");
   g.set("SLURM_PROCID", "0");
-  g.set("SLURM_NTASKS", "6");
+  g.set("SLURM_NTASKS", "7");
   g.set("SLURM_JOB_NODELIST", "n[1-3]");
-  g.set("SLURM_STEP_TASKS_PER_NODE", "2(x3)");
+  g.set("SLURM_NTASKS_PER_NODE", "8");         // the job's request ...
+  EXPECT_EQ(detect_dist_env().local_world_size, 8);
+  g.set("SLURM_STEP_TASKS_PER_NODE", "2(x3),1");  // ... but the step's own count wins, this node's entry
+  g.set("SLURM_NODEID", "3");
+  EXPECT_EQ(detect_dist_env().local_world_size, 1);
+  g.set("SLURM_NODEID", "1");
   EXPECT_EQ(detect_dist_env().local_world_size, 2);
-  g.set("SLURM_NTASKS_PER_NODE", "3");
-  EXPECT_EQ(detect_dist_env().local_world_size, 3);
-  EXPECT_EQ(streamsink::cpu_threads_per_rank(16, 16, 4), 4);  // the node's CPUs shared
-  EXPECT_EQ(streamsink::cpu_threads_per_rank(4, 16, 4), 4);   // a CPU set of its own: all of it
-  EXPECT_EQ(streamsink::cpu_threads_per_rank(2, 2, 4), 1);    // never 0
-  EXPECT_EQ(streamsink::cpu_threads_per_rank(0, 8, 2), 4);    // no affinity answer: the online CPUs
+  g.set("SLURM_CPU_BIND_TYPE", "mask_cpu:");
+  EXPECT_TRUE(detect_dist_env().cpus_bound);
+  g.set("SLURM_CPU_BIND_TYPE", "none");
+  EXPECT_FALSE(detect_dist_env().cpus_bound);
+
+  EXPECT_EQ(streamsink::slurm_tasks_on_node("4", 0), 4);
+  EXPECT_EQ(streamsink::slurm_tasks_on_node("3(x2),5", 2), 5);
+  EXPECT_EQ(streamsink::slurm_tasks_on_node("3(x2),5", 3), 0);  // no such node
+  EXPECT_EQ(streamsink::slurm_tasks_on_node("x(2)", 0), 0);
+  EXPECT_EQ(streamsink::cpu_threads_per_rank(16, 4, false), 4);  // the set is shared by the node's ranks
+  EXPECT_EQ(streamsink::cpu_threads_per_rank(4, 4, true), 4);    // bound: the rank's own CPUs
+  EXPECT_EQ(streamsink::cpu_threads_per_rank(2, 4, false), 1);   // never 0
 }
 
 TEST(DetectDistEnv, SlurmNodeLists) {

@@ -389,8 +389,11 @@ TEST(HfImport, BadInputsAreClearErrors) {
     fs::copy(good, dir, fs::copy_options::recursive);
     set_key("rope_scaling", json({{"rope_type", "default"}}))(dir);
     set_key("hidden_act", "swish")(dir);
+    set_key("max_position_embeddings", 4194304)(dir);  // a long-context fine-tune: clamped, with a note
     EXPECT_EQ(error_of([&] { import_hf(dir, dir + "-ckpt"); }), "(no error)");
     EXPECT_TRUE(fs::exists(dir + "-ckpt/model.safetensors"));
+    EXPECT_NE(read_file(dir + "-ckpt/config.yaml").find("context_length: 1048576"), std::string::npos)
+        << read_file(dir + "-ckpt/config.yaml");
   }
   std::string e = import_variant(set_key("model_type", "gpt2"));
   EXPECT_HAS(e, "config.json");

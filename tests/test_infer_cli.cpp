@@ -170,11 +170,12 @@ TEST_F(InferCli, ChatKeepsOneCacheAcrossRounds) {
 
 // Ctrl-C while chat waits at its prompt ends it at once with its closing line (before session 8 the read was
 // restarted: chat went on waiting, and fed the next line without a reply). stdin is a fifo held open, so only the
-// signal can end the read.
+// signal can end the read. `set -m`: with job control on, a background job does not start with SIGINT ignored
+// (which chat, like any program, leaves ignored).
 TEST_F(InferCli, ChatEndsOnSigintAtItsPrompt) {
   const std::string d = dir_->str();
   const std::string script =
-      "rm -f " + d + "/fifo; mkfifo " + d + "/fifo || exit 9; sleep 60 > " + d + "/fifo & holder=$!; " +
+      "set -m; rm -f " + d + "/fifo; mkfifo " + d + "/fifo || exit 9; sleep 60 > " + d + "/fifo & holder=$!; " +
       streamsink::testing::streamsink_binary() + " chat --device cpu --threads 1 --checkpoint " + ckpt() +
       " --window 16 < " + d + "/fifo > " + d + "/chat.out 2> " + d + "/chat.err & pid=$!; " +
       "for i in $(seq 300); do grep -q \"> \" " + d + "/chat.err 2>/dev/null && break; sleep 0.1; done; " +

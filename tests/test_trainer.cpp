@@ -15,6 +15,7 @@
 #include "tests/corpus_fixture.h"
 #include "train/schedule.h"
 #include "train/train_config.h"
+#include "train/trainer.h"
 
 using namespace streamsink;
 using namespace streamsink::testing;
@@ -275,4 +276,28 @@ TEST(Trainer, TokenIdsPastTheModelsVocabularyAreAnErrorNamingTheShard) {
   EXPECT_NE(r.output.find(dir.str() + "/train_000000.bin"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("holds token id 600, outside model.vocab_size = 512"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("step 1/"), std::string::npos) << "it trained\n" << r.output;
+}
+
+// sink: token's ids against the data's tokenizer (corpus fixture: vocab 512, sink symbols at 4..7): any reserved
+// sink symbol or an id past the tokenizer's pieces is the sink's alone; a text piece is an error naming the
+// tokenizer (review, session 8: the first check refused ids 5..7 and ids past the vocabulary too).
+TEST(Trainer, SinkTokenIdsMustBeReservedSinkSymbolsOrPastTheTokenizer) {
+  const std::string data = prepared_corpus(), tok = data + "/tokenizer.model";
+  streamsink::ModelConfig m;
+  m.sink = streamsink::SinkKind::kToken;
+  m.vocab_size = 520;
+  auto check = [&](int64_t id, int64_t k) {
+    m.sink_token_id = id;
+    m.sink_tokens = k;
+    streamsink::check_sink_ids(m, tok, data);
+  };
+  EXPECT_NO_THROW(check(4, 4));
+  EXPECT_NO_THROW(check(5, 1));
+  EXPECT_NO_THROW(check(7, 1));
+  EXPECT_NO_THROW(check(512, 2));  // no text piece has these ids
+  expect_error([&] { check(4, 5); }, {tok, "id 8 is the tokenizer's piece"});
+  expect_error([&] { check(510, 3); }, {tok, "id 510"});
+  expect_error([&] { check(1, 1); }, {tok, "id 1"});
+  m.sink = streamsink::SinkKind::kNone;
+  EXPECT_NO_THROW(check(1, 1));  // no sink tokens: nothing to check
 }

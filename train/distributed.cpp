@@ -176,13 +176,16 @@ DistEnv detect_dist_env() {
     env.world_size = env_int(ntasks_name, 1, 1, kMaxRanks);
     env.rank = env_int("SLURM_PROCID", 0, 0, env.world_size - 1);
     env.local_rank = env_int("SLURM_LOCALID", 0, 0, kMaxRanks);
-    // Tasks on this node: SLURM_NTASKS_PER_NODE when the job asked for it, else the first count of
-    // SLURM_STEP_TASKS_PER_NODE ("4(x2),3": the first nodes' count; a lower bound only matters for threads).
-    if (env_or_null("SLURM_NTASKS_PER_NODE")) {
-      env.local_world_size = env_int("SLURM_NTASKS_PER_NODE", 1, 1, kMaxRanks);
-    } else if (const char* per = env_or_null("SLURM_STEP_TASKS_PER_NODE")) {
-      env.local_world_size = std::max(1, std::min(kMaxRanks, std::atoi(per)));
-    }
+    // Tasks on this node (for CPU threads): the step's own count first, as for the world size, then the job's.
+    const int node = env_int("SLURM_NODEID", 0, 0, kMaxRanks);
+    int on_node = 0;
+    for (const char* name : {"SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE"})
+      if (const char* spec = env_or_null(name); spec && on_node == 0) on_node = slurm_tasks_on_node(spec, node);
+    if (on_node == 0 && env_or_null("SLURM_NTASKS_PER_NODE"))
+      on_node = env_int("SLURM_NTASKS_PER_NODE", 1, 1, kMaxRanks);
+    env.local_world_size = std::max(1, std::min(kMaxRanks, on_node));
+    const char* bind = env_or_null("SLURM_CPU_BIND_TYPE");
+    env.cpus_bound = bind && *bind && std::string(bind).rfind("none", 0) != 0;
     if (const char* a = env_or_null("MASTER_ADDR")) {
       env.master_addr = a;
     } else {
@@ -204,18 +207,44 @@ DistEnv detect_dist_env() {
   return env;  // single process
 }
 
-int cpu_threads_per_rank(int available, int online, int local_world_size) {
-  if (available < 1) available = std::max(1, online);
-  if (available < online) return available;  // a CPU set of its own
+int slurm_tasks_on_node(const std::string& spec, int node) {
+  // comma-separated "N" or "N(xM)" groups
+  int first = 0;
+  size_t at = 0;
+  while (at < spec.size()) {
+    const size_t end = std::min(spec.find(',', at), spec.size());
+    const std::string group = spec.substr(at, end - at);
+    char* rest = nullptr;
+    const long n = std::strtol(group.c_str(), &rest, 10);
+    if (rest == group.c_str() || n < 0) return 0;
+    long times = 1;
+    if (*rest == '(') {
+      if (rest[1] != 'x') return 0;
+      times = std::strtol(rest + 2, &rest, 10);
+      if (*rest != ')' || times < 1) return 0;
+      ++rest;
+    }
+    if (*rest != '\0') return 0;
+    if (node < first + times) return static_cast<int>(n);
+    first += static_cast<int>(times);
+    at = end + 1;
+  }
+  return 0;
+}
+
+int cpu_threads_per_rank(int available, int local_world_size, bool bound) {
+  available = std::max(1, available);
+  if (bound) return available;  // CPUs of its own
   return std::max(1, available / std::max(1, local_world_size));
 }
 
 int cpu_threads_per_rank(const DistEnv& env) {
   cpu_set_t set;
   CPU_ZERO(&set);
-  const int online = static_cast<int>(std::thread::hardware_concurrency());
-  const int available = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : online;
-  return cpu_threads_per_rank(available, online, env.local_world_size);
+  const int available = sched_getaffinity(0, sizeof set, &set) == 0
+                            ? CPU_COUNT(&set)
+                            : static_cast<int>(std::thread::hardware_concurrency());
+  return cpu_threads_per_rank(available, env.local_world_size, env.cpus_bound);
 }
 
 // ---- set-up ----

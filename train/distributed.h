@@ -30,7 +30,8 @@ struct DistEnv {
   int rank = 0;                           // global rank, 0..world_size-1
   int world_size = 1;                     // number of processes in the job
   int local_rank = 0;                     // rank on this node (picks the CUDA device)
-  int local_world_size = 1;               // ranks on this node (LOCAL_WORLD_SIZE; SLURM's tasks per node)
+  int local_world_size = 1;               // ranks on this node (LOCAL_WORLD_SIZE; SLURM's tasks on this node)
+  bool cpus_bound = false;                // the launcher bound each rank to CPUs of its own (srun's --cpu-bind)
   std::string master_addr = "127.0.0.1";  // host of the TCPStore (rank 0, or the torchrun agent)
   int master_port = 29500;                // port of the TCPStore
   bool agent_store = false;               // torchrun's agent hosts the store: connect as a client only
@@ -44,11 +45,15 @@ struct DistEnv {
 // do not collide), or else a single process. Throws streamsink::Error naming the variable that is malformed.
 DistEnv detect_dist_env();
 
-// Intra-op threads for one CPU rank: the CPUs this process may run on (`available`, its affinity mask) shared by
-// the node's ranks, unless a launcher already gave each rank a CPU set of its own (srun's --cpu-bind, taskset:
-// `available` < `online`), which is then this rank's alone. At least 1.
-int cpu_threads_per_rank(int available, int online, int local_world_size);
-// The same for this process: sched_getaffinity's count and the online CPUs.
+// SLURM's tasks on node `node` from a SLURM_*TASKS_PER_NODE value ("2(x3),1": 2 on nodes 0-2, 1 on node 3); 0
+// when the value does not parse or names fewer nodes.
+int slurm_tasks_on_node(const std::string& spec, int node);
+
+// Intra-op threads for one CPU rank: the CPUs this process may run on (`available`, its affinity mask) divided
+// among the node's ranks, which all see the same set (torchrun, taskset, a container's cpuset), unless the
+// launcher bound each rank to CPUs of its own (`bound`: srun's --cpu-bind), which are then its alone. At least 1.
+int cpu_threads_per_rank(int available, int local_world_size, bool bound);
+// The same for this process: sched_getaffinity's count.
 int cpu_threads_per_rank(const DistEnv& env);
 
 // The first host of a SLURM node list: "gpu[01-04]" -> "gpu01", "a,b" -> "a", "n[3,5-7]" -> "n3".

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -62,38 +63,38 @@ std::vector<int64_t> sink_prefix(const ModelConfig& m) {
   return p;
 }
 
-// sink: token prepends k placeholder ids (StreamingLLM §3.3) that must be the sink's alone: were one an ordinary
-// piece, the sink would share its embedding with text. With a tokenizer, they must be its reserved sink symbols
-// (control symbols that no text encodes to); with none (llm.c shards), at least no shard may hold them.
+}  // namespace
+
 void check_sink_ids(const ModelConfig& m, const std::string& tokenizer, const std::string& data_dir) {
   const int64_t k = m.prefix_tokens(), lo = m.sink_token_id;
   if (k == 0) return;
-  const std::string ids = "ids " + std::to_string(lo) + ".." + std::to_string(lo + k - 1) +
-                          " (model.sink_token_id = " + std::to_string(lo) + ", model.sink_tokens = " +
-                          std::to_string(k) + ")";
+  const std::string ids = "model.sink_token_id = " + std::to_string(lo) + " with model.sink_tokens = " +
+                          std::to_string(k);
   if (!tokenizer.empty() && fs::exists(tokenizer)) {
     const Tokenizer tok = Tokenizer::load(tokenizer);
-    const int64_t n = tok.n_sink_ids();
-    for (int64_t i = 0; i < k; ++i)
-      if (i >= n || tok.sink_id(static_cast<int>(i)) != lo + i)
-        fail(tokenizer, "model.sink: token puts " + ids + " before every sample, but this tokenizer reserves " +
-                            std::to_string(n) + " sink symbol(s)" +
-                            (n > 0 ? " at ids " + std::to_string(tok.sink_id(0)) + ".." +
-                                         std::to_string(tok.sink_id(0) + n - 1)
-                                   : std::string()) +
-                            ": the others are text pieces. Use ids it reserves, or a tokenizer with more "
-                            "(`streamsink tokenizer train --sink-symbols N`)");
+    std::vector<int64_t> reserved;
+    for (int64_t i = 0; i < tok.n_sink_ids(); ++i) reserved.push_back(tok.sink_id(static_cast<int>(i)));
+    for (int64_t id = lo; id < lo + k; ++id) {
+      const bool sink_symbol = std::find(reserved.begin(), reserved.end(), id) != reserved.end();
+      if (!sink_symbol && id < tok.vocab_size())
+        fail(tokenizer, ids + ": id " + std::to_string(id) + " is the tokenizer's piece '" +
+                            tok.piece(static_cast<int32_t>(id)) + "', not one of its sink symbols, so the sink would " +
+                            "share its embedding with that piece. " +
+                            "Use the tokenizer's reserved sink symbols (" + std::to_string(reserved.size()) +
+                            (reserved.empty() ? "" : ": ids " + std::to_string(reserved.front()) + ".." +
+                                                         std::to_string(reserved.back())) +
+                            "), ids past its " + std::to_string(tok.vocab_size()) +
+                            " pieces, or a tokenizer with more (`streamsink tokenizer train --sink-symbols N`)");
+    }
     return;
   }
   for (const char* split : {"train", "val"})
     for (const auto& path : list_shards(data_dir, split))
       if (const int64_t c = Shard::open(path).count_in_range(lo, lo + k); c > 0)
-        fail(path, "holds " + std::to_string(c) + " token(s) with the " + ids +
-                       " that model.sink: token reserves for its sink; with no tokenizer.model to reserve them, "
-                       "choose ids this data never uses");
+        fail(path, "holds " + std::to_string(c) + " token(s) with the ids that " + ids +
+                       " reserves for the sink; with no tokenizer.model to reserve them, choose ids this data never "
+                       "uses");
 }
-
-}  // namespace
 
 int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   RunConfig cfg = cfg_in;

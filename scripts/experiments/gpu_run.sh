@@ -260,7 +260,7 @@ PY
     echo "precision: $(cat "$work/precision.txt" 2>/dev/null || echo "? (no probe)")"; echo "phase seconds:"
     cat "$work/phase_seconds.txt" 2>/dev/null; echo "training (last logged window):"; cat "$res/throughput.txt"
     echo; cat "$res/table.md"; echo; cat "$res/sinks.txt"; echo; cat "$res/training-tables.md"
-  } > "$out/summary.txt" 2>&1 || true  # a missing part leaves its line out, never the summary
+  } > "$out/summary.txt" 2>/dev/null || true  # a missing part leaves its lines out, never the summary
   tar -czf "$out/results.tar.gz" -C "$work" results
   echo "results: $out/summary.txt and $out/results.tar.gz" | tee -a "$log"
 }
