@@ -44,22 +44,35 @@ StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& 
   r.scored = N - 1;
   r.block = opt.block;
   r.nll.assign(N, std::numeric_limits<float>::quiet_NaN());
-  const std::vector<std::vector<int64_t>> stream = {std::vector<int64_t>(tokens.begin(), tokens.end())};
   const auto dev = model->parameters().front().device();
-  const auto targets_all = at::tensor(stream[0], at::kLong).to(dev);  // [N]
+  const int64_t chunk = dec.max_chunk();
+  const int64_t seg = chunk * std::max<int64_t>(1, opt.segment_tokens / chunk);
+  std::vector<std::vector<int64_t>> part(1);
 
   const auto t0 = std::chrono::steady_clock::now();
-  dec.feed(stream, [&](int64_t off, const std::vector<int64_t>& n_valid, const at::Tensor& logits) {
-    // Row c (token off + c) scores token off + c + 1: the last token of the stream scores nothing.
-    const int64_t n = std::min(n_valid[0], N - 1 - off);
-    if (n > 0) {
-      auto lp = at::log_softmax(logits.select(0, 0).narrow(0, 0, n), -1);  // [n, V]
-      auto tgt = targets_all.narrow(0, off + 1, n).view({n, 1});           // [n, 1]
-      auto nll = lp.gather(1, tgt).neg().view({n}).to(at::kCPU).to(at::kFloat).contiguous();
-      std::copy(nll.data_ptr<float>(), nll.data_ptr<float>() + n, r.nll.begin() + off + 1);
+  for (int64_t s0 = 0; s0 < N; s0 += seg) {
+    const int64_t len = std::min(seg, N - s0);
+    part[0].assign(tokens.begin() + s0, tokens.begin() + s0 + len);
+    // The targets of this segment's rows: tokens s0 + 1 .. (the stream's last token scores nothing).
+    const int64_t nt = std::min(len, N - 1 - s0);
+    at::Tensor targets;  // [nt]
+    if (nt > 0) {
+      const std::vector<int64_t> next(tokens.begin() + s0 + 1, tokens.begin() + s0 + 1 + nt);
+      targets = at::tensor(next, at::kLong).to(dev);
     }
-    if (opt.progress) opt.progress(off + n_valid[0], N);
-  });
+    dec.feed(part, [&](int64_t off, const std::vector<int64_t>& n_valid, const at::Tensor& logits) {
+      // Row c (token g + c of the stream) scores token g + c + 1.
+      const int64_t g = s0 + off;
+      const int64_t n = std::min(n_valid[0], N - 1 - g);
+      if (n > 0) {
+        auto lp = at::log_softmax(logits.select(0, 0).narrow(0, 0, n), -1);  // [n, V]
+        auto tgt = targets.narrow(0, off, n).view({n, 1});                   // [n, 1]
+        auto nll = lp.gather(1, tgt).neg().view({n}).to(at::kCPU).to(at::kFloat).contiguous();
+        std::copy(nll.data_ptr<float>(), nll.data_ptr<float>() + n, r.nll.begin() + g + 1);
+      }
+      if (opt.progress) opt.progress(g + n_valid[0], N);
+    });
+  }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.tokens_per_s = r.seconds > 0 ? N / r.seconds : 0;
 

@@ -20,6 +20,9 @@ struct StreamEvalOptions {
   DecodeConfig decode;  // policy, S, W, positions, chunk (dense: max_tokens is set to the stream's length)
   int64_t block = 1024;  // tokens per reported perplexity block
   std::function<void(int64_t done, int64_t total)> progress;  // called after every chunk (may be empty)
+  // The stream goes to the decoder in segments of about this many tokens (a multiple of the chunk, so the chunks
+  // and the figures are those of one call): only a segment is held as int64 ids and targets, not the stream.
+  int64_t segment_tokens = int64_t{1} << 20;
 };
 
 struct StreamEvalResult {
