@@ -51,6 +51,7 @@ fi
 
 for v in none token; do
   phase "train sink=$v ($steps steps of 512 tokens)"
+  check_run_budget "$out/$v" "$steps"  # another STEPS would reuse, or resume with a changed schedule, this model
   "$ss" train "$root/configs/tiny.yaml" --set model.sink=$v --set model.vocab_size=512 --set train.data_dir="$data" \
     --set train.steps="$steps" --set train.warmup_steps=$(( steps / 10 + 1 )) \
     --set train.eval_interval=$(( steps / 4 + 1 )) --set train.checkpoint_interval=2000 --set train.log_interval=2000 \

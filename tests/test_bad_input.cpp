@@ -263,6 +263,10 @@ std::vector<Case> cases() {
               {"{D}/ck/config.yaml", "not valid YAML"}),
       ck_case("ck_config_no_model_section", [](const fs::path& ck) { write(ck / "config.yaml", "train:\n  steps: 3\n"); },
               gen, {"{D}/ck/config.yaml", "model:"}),
+      {"resume_past_the_budget", none,
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.steps=1 --out {D}/run "
+       "--resume {CK}",
+       {"{CK}", "is at step 2, past this run's budget of 1 steps"}},
       ck_case("ck_state_bad_json", [](const fs::path& ck) { write(ck / "state.json", "{\"step\": 2, \"tokens"); }, resume,
               {"{D}/ck/state.json"}),
       ck_case("ck_state_wrong_types", [](const fs::path& ck) { write(ck / "state.json", "{\"step\": \"two\"}"); }, resume,

@@ -183,6 +183,11 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   if (!resume_dir.empty()) {
     load_checkpoint(resume_dir, model, opt, state);
     check_resume_data_order(resume_dir, state, cfg, world);
+    // A budget below the checkpoint's step would train nothing and yet rewrite the run's config.yaml with it.
+    if (state.step > total_steps)
+      fail(resume_dir, "is at step " + std::to_string(state.step) + ", past this run's budget of " +
+                           std::to_string(total_steps) + " steps (train.steps / train.tokens): nothing to resume; " +
+                           "raise the budget, or train into a fresh --out");
     loader.restore(state.cursor);
   }
   const bool bf16 = tc.precision == "bf16";

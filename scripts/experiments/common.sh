@@ -38,3 +38,16 @@ prepare_corpus() {
     --val-fraction "$split" --test-fraction "$split" 2>&1 | tail -2
   cp "$dir/tokenizer.model" "$dir/data/tokenizer.model"
 }
+
+# check_run_budget RUN STEPS: a run folder is resumed or reused only with the step budget it was started with (the
+# trainer allows a longer one, but its schedule would then change part-way, and a script's figures would describe
+# neither budget). Exits naming the folder otherwise.
+check_run_budget() {
+  local run=$1 steps=$2 have
+  [ -f "$run/config.yaml" ] || return 0
+  have=$(sed -n 's/^  steps: *\([0-9]*\).*/\1/p' "$run/config.yaml" | head -1)
+  if [ -n "$have" ] && [ "$have" != "$steps" ]; then
+    echo "$(basename "$0"): $run was trained for $have steps, not $steps: move it away (or set OUT) to train afresh" >&2
+    exit 1
+  fi
+}

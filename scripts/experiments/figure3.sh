@@ -4,7 +4,8 @@
 # model, as PNG plots in results/figure3_<variant>.png.
 #   scripts/experiments/figure3.sh       RUNS: folder with none/ and token/ runs and data/ (default runs/demo, from
 #                                        the demo), TOKENS (default 20000), RECOMPUTE_TOKENS (default TOKENS),
-#                                        W (default half the models' training context)
+#                                        W (default half the models' training context), RESULTS (default
+#                                        results/tmp: the committed figures are replaced only when it says so)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/common.sh"
@@ -16,8 +17,9 @@ recompute_tokens=${RECOMPUTE_TOKENS:-$tokens}
 context=$(sed -n 's/^  context_length: *\([0-9]*\).*/\1/p' "$runs/none/config.yaml")
 W=${W:-$(( context / 2 ))}
 out=${OUT:-$root/runs/figure3}
-results=${RESULTS:-$root/results}
+results=${RESULTS:-$root/results/tmp}
 mkdir -p "$out" "$results"
+rm -f "$out"/*.nll.jsonl "$out"/*.nll.jsonl.summary.json  # another TOKENS or W would be reported beside these
 for v in none token; do
   [ -d "$runs/$v" ] || { echo "figure3: no run $runs/$v (run scripts/demo.sh first, or set RUNS)" >&2; exit 1; }
   e() { "$ss" eval-stream --checkpoint "$runs/$v" --data "$data" "$@" | tail -1; }

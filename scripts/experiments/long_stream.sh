@@ -5,7 +5,8 @@
 # the stream is the test split followed by the validation split, repeated until it is 4M tokens long (written as one
 # llm.c shard); repeats are far apart (> 100k tokens) compared with the window (W tokens), so the cache never sees a
 # repeat it could copy from.
-#   scripts/experiments/long_stream.sh     RUN (default runs/demo/none), TOKENS (default 4000000)
+#   scripts/experiments/long_stream.sh     RUN (default runs/demo/none), TOKENS (default 4000000), RESULTS (default
+#                                          results/tmp: the committed plot is replaced only when it says so)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/common.sh"
@@ -15,7 +16,7 @@ data=${DATA:-$root/runs/demo/data}
 W=$(( $(sed -n 's/^  context_length: *\([0-9]*\).*/\1/p' "$run/config.yaml") / 2 ))  # 4 sinks + (W-4) recent tokens
 tokens=${TOKENS:-4000000}
 out=${OUT:-$root/runs/long-stream}
-results=${RESULTS:-$root/results}
+results=${RESULTS:-$root/results/tmp}
 mkdir -p "$out" "$results"
 "$py" - "$data" "$out/stream.bin" "$tokens" <<'PY'
 import glob, sys
@@ -35,8 +36,14 @@ with open(dst, "wb") as f:
     f.write(header.tobytes()); f.write(stream.tobytes())
 print(f"stream: {n} tokens from {len(base)} held-out tokens repeated {n / len(base):.1f} times -> {dst}")
 PY
-/usr/bin/time -v "$ss" eval-stream --checkpoint "$run" --data "$out/stream.bin" --policy streaming --sinks 4 --window $((W - 4)) \
-  --block 100000 --out "$out/streaming_4+$((W - 4)).nll.jsonl" 2> "$out/time.txt" | tee "$out/eval.txt" | tail -30
-grep -E "Maximum resident|Elapsed" "$out/time.txt" | tee -a "$out/eval.txt"
+timer=(); [ -x /usr/bin/time ] && timer=(/usr/bin/time -v)  # peak memory and wall time, where GNU time is installed
+if ! "${timer[@]}" "$ss" eval-stream --checkpoint "$run" --data "$out/stream.bin" --policy streaming --sinks 4 \
+    --window $((W - 4)) --block 100000 --out "$out/streaming_4+$((W - 4)).nll.jsonl" 2> "$out/time.txt" |
+    tee "$out/eval.txt" | tail -30; then
+  echo "long_stream: eval-stream failed; the end of its errors ($out/time.txt):" >&2
+  tail -5 "$out/time.txt" >&2
+  exit 1
+fi
+{ grep -E "Maximum resident|Elapsed" "$out/time.txt" || true; } | tee -a "$out/eval.txt"
 "$py" "$root/scripts/plots/plot_stream.py" "$results/long_stream.png" --smooth 100000 \
   --title "4+$((W - 4)) streaming cache over $tokens tokens" "streaming 4+$((W - 4))=$out/streaming_4+$((W - 4)).nll.jsonl"

@@ -3,23 +3,33 @@
 # seeds, each streamed over the held-out split with 0+W, 1+(W-1), 2+(W-2), 4+(W-4) caches; mean ± std per cell in
 # results/table3.md, one row per run in results/table3.csv, the paper's own Table 3 beside ours.
 #   scripts/experiments/table3.sh [CONF]      (default scripts/experiments/table3.conf; OUT=runs/NAME)
-# The conf may set NAME (default table3: results/NAME.md and .csv), BASE_CONFIG (a config for every variant, the
-# variant set by --set model.sink; default configs/sink-<variant>.yaml) and VOCAB (the tokenizer made when DATA_ROOT
-# has no data yet; default 4096).
+# The conf may set NAME (default table3: RESULTS/NAME.md and .csv; RESULTS defaults to results/tmp, so that a rerun
+# never overwrites the committed tables unless RESULTS=results says so), BASE_CONFIG (a config for every variant,
+# the variant set by --set model.sink; default configs/sink-<variant>.yaml), DATA (a prepared data folder) or
+# DATA_ROOT and VOCAB (the corpus prepared there when it has no data yet; default runs/kernel-docs, 4096 pieces).
+# A run folder is reused or resumed only with the STEPS it was started with.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/common.sh"
 source "${1:-$here/table3.conf}"
 name=${NAME:-table3}
 out=${OUT:-$root/runs/$name}
-results=${RESULTS:-$root/results}
+results=${RESULTS:-$root/results/tmp}
+if [ -n "${DATA:-}" ]; then
+  data=$DATA
+  [ -f "$data/manifest.json" ] || { echo "table3: DATA=$data holds no prepared data (no manifest.json)" >&2; exit 1; }
+else
+  prepare_corpus "${DATA_ROOT:-$root/runs/kernel-docs}" "${VOCAB:-4096}"
+  data=${DATA_ROOT:-$root/runs/kernel-docs}/data
+fi
+# This invocation's evaluations only: files left by another conf (other seeds, sinks or budget) would be averaged in.
+rm -f "$out"/eval/*.nll.jsonl "$out"/eval/*.nll.jsonl.summary.json
 mkdir -p "$out/eval" "$results"
-prepare_corpus "${DATA_ROOT:-$root/runs/kernel-docs}" "${VOCAB:-4096}"
-data=${DATA:-${DATA_ROOT:-$root/runs/kernel-docs}/data}
 start=$(date +%s)
 for v in $VARIANTS; do
   for seed in $SEEDS; do
     run="$out/$v-seed$seed"
+    check_run_budget "$run" "$STEPS"
     echo "=== [$(( $(date +%s) - start ))s] train $v seed $seed"
     config=$root/${BASE_CONFIG:-configs/sink-$v.yaml}
     # shellcheck disable=SC2086
