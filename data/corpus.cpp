@@ -1,11 +1,14 @@
 #include "data/corpus.h"
 
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
+#include <utility>
 
 #include "common/error.h"
 
@@ -42,7 +45,14 @@ std::vector<Document> find_documents(const std::vector<std::string>& inputs) {
     std::sort(docs.begin() + static_cast<std::ptrdiff_t>(first), docs.end(),
               [](const Document& a, const Document& b) { return a.relpath < b.relpath; });
   }
-  return docs;
+  // One document per file: the first of the names that reach it (device and inode identify it).
+  std::set<std::pair<uintmax_t, uintmax_t>> seen;
+  std::vector<Document> unique;
+  for (auto& d : docs) {
+    struct stat st {};
+    if (::stat(d.path.c_str(), &st) != 0 || seen.insert({st.st_dev, st.st_ino}).second) unique.push_back(std::move(d));
+  }
+  return unique;
 }
 
 bool looks_binary(std::string_view head) {
@@ -71,6 +81,27 @@ bool looks_binary(std::string_view head) {
     i += len;
   }
   return n > 0 && bad * 10 > n * 3;  // more than 30% stray bytes
+}
+
+bool document_is_text(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) fail(path, std::string("cannot open: ") + (errno ? std::strerror(errno) : "out of memory"));
+  std::string head(8000, '\0');
+  size_t got = 0;
+  while (got < head.size()) {
+    const int n = gzread(f, head.data() + got, static_cast<unsigned>(head.size() - got));
+    if (n < 0) {
+      int code = 0;
+      const std::string msg = gzerror(f, &code);
+      gzclose(f);
+      fail(path, "read failed: " + msg);
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  gzclose(f);
+  head.resize(got);
+  return !looks_binary(head);
 }
 
 bool read_document(const std::string& path, std::string* text) {

@@ -165,8 +165,19 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   const int threads = cfg.num_threads > 0 ? cfg.num_threads
                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
-  const std::vector<Document> docs = find_documents(cfg.inputs);
-  if (docs.empty()) throw Error("data prepare: no files under the inputs");
+  const std::vector<Document> found = find_documents(cfg.inputs);
+  if (found.empty()) throw Error("data prepare: no files under the inputs");
+  // Binary files leave before the split (their first 8000 bytes decide, as when they are read), so that one can
+  // never take val's or test's only place.
+  std::vector<char> text_file(found.size());
+  parallel_for(static_cast<int64_t>(found.size()), threads,
+               [&](int64_t i) { text_file[i] = document_is_text(found[i].path); });
+  std::vector<Document> docs;
+  for (size_t i = 0; i < found.size(); ++i)
+    if (text_file[i]) docs.push_back(found[i]);
+  const int64_t skipped_binary = static_cast<int64_t>(found.size() - docs.size());
+  if (docs.empty())
+    throw Error("data prepare: none of the " + std::to_string(found.size()) + " files under the inputs is text");
   std::vector<double> points(docs.size());
   std::vector<int> split(docs.size());
   for (size_t i = 0; i < docs.size(); ++i) {
@@ -181,6 +192,10 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   // A directory with a manifest is complete: an earlier run's manifest goes first, so a rerun cut short (or failing)
   // leaves none to vouch for a mix of old and new shards.
   fs::remove(fs::path(cfg.out) / "manifest.json", ec);
+  // ...and the readers refuse the folder while this marker is there (list_shards), so a rerun that fails part-way
+  // cannot leave a mix of old and new shards that trains or evaluates without a word.
+  write_file_atomic((fs::path(cfg.out) / kPrepareIncomplete).string(),
+                    "streamsink data prepare is writing this folder, or stopped before it finished: run it again\n");
 
   int64_t total_bytes = 0;
   std::vector<int64_t> disk_size(docs.size());
@@ -193,7 +208,7 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
                cfg.tokenizer.c_str(), static_cast<long long>(tok.vocab_size()), dtype_name(dtype), threads);
 
   PrepareStats stats{{0, 0, 0}, {0, 0, 0}, 0.0};
-  int64_t skipped = 0, done_bytes = 0, all_tokens = 0;
+  int64_t skipped = skipped_binary, done_bytes = 0, all_tokens = 0;
   Progress progress(total_bytes);
   nlohmann::ordered_json splits_json = nlohmann::ordered_json::object();
   const int32_t eos = tok.eos_id();
@@ -296,6 +311,7 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   };
   // Written last: a directory with a manifest is complete.
   write_file_atomic((fs::path(cfg.out) / "manifest.json").string(), manifest.dump(2) + "\n");
+  fs::remove(fs::path(cfg.out) / kPrepareIncomplete, ec);
 
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr,

@@ -39,7 +39,7 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens, To
   const int64_t max_id = dtype == TokenDtype::kU16 ? 65535 : INT32_MAX;
   int32_t header[256] = {};
   header[0] = dtype == TokenDtype::kU16 ? kShardMagicU16 : kShardMagicU32;
-  header[1] = kShardVersion;
+  header[1] = dtype == TokenDtype::kU16 ? kShardVersionU16 : kShardVersionU32;
   // llm.c stores the count in one int32: a shard holds at most 2^31-1 tokens.
   if (tokens.size() > static_cast<size_t>(INT32_MAX)) fail(path, "more than 2^31-1 tokens in one shard");
   header[2] = static_cast<int32_t>(tokens.size());
@@ -82,9 +82,11 @@ ShardHeader read_shard_header(const std::string& path) {
     fail(path, "bad magic " + std::to_string(h.magic) + " (expected " + std::to_string(kShardMagicU16) +
                    " for u16 or " + std::to_string(kShardMagicU32) + " for u32 tokens): not a token shard");
   }
-  if (h.version != kShardVersion)
+  const bool u16 = h.dtype == TokenDtype::kU16;
+  if (u16 ? h.version != kShardVersionU16 : (h.version != kShardVersionU32 && h.version != 1))
     fail(path, "unsupported shard version " + std::to_string(h.version) + " (expected " +
-                   std::to_string(kShardVersion) + ")");
+                   (u16 ? std::to_string(kShardVersionU16) + " for u16 shards"
+                        : std::to_string(kShardVersionU32) + " (or 1) for u32 shards") + ")");
   if (h.n_tokens < 0) fail(path, "negative token count " + std::to_string(h.n_tokens) + " in the header");
   const int64_t expected = kShardHeaderBytes + h.n_tokens * dtype_bytes(h.dtype);
   const auto actual = static_cast<int64_t>(fs::file_size(path));
@@ -203,6 +205,9 @@ std::vector<std::string> list_shards(const std::string& data_dir, const std::str
   std::error_code ec;
   if (!fs::is_directory(data_dir, ec))
     fail(data_dir, fs::exists(data_dir, ec) ? "not a directory" : "no such directory");
+  if (fs::exists(fs::path(data_dir) / kPrepareIncomplete, ec))
+    fail(data_dir, std::string("a `streamsink data prepare` into this folder did not finish (") + kPrepareIncomplete +
+                       " is there): its shards may mix two runs; run it again");
   const std::regex name_re(split + "_[0-9]{6}\\.bin");
   std::vector<std::string> out;
   for (const auto& e : fs::directory_iterator(data_dir)) {

@@ -1,6 +1,8 @@
 // Token shards in llm.c's layout, so shards interoperate with llm.c / nanoGPT tooling:
-//   256 x int32 header {magic, version = 1, n_tokens, 0, ...}  (1024 bytes, little-endian)
-//   then n_tokens tokens, little-endian: uint16 when magic = 20240520, uint32 when magic = 20240801.
+//   256 x int32 header {magic, version, n_tokens, 0, ...}  (1024 bytes, little-endian)
+//   then n_tokens tokens, little-endian: uint16 when magic = 20240520 (version 1, llm.c's GPT-2 shards), uint32
+//   when magic = 20240801 (version 7, llm.c's Llama 3 shards; version 1, which streamsink wrote before session 8,
+//   is read too).
 // Shards are named <split>_NNNNNN.bin inside a data directory (split = train | val | test).
 #pragma once
 #include <cstdint>
@@ -14,7 +16,8 @@ enum class TokenDtype { kU16, kU32 };
 
 constexpr int32_t kShardMagicU16 = 20240520;
 constexpr int32_t kShardMagicU32 = 20240801;
-constexpr int32_t kShardVersion = 1;
+constexpr int32_t kShardVersionU16 = 1;
+constexpr int32_t kShardVersionU32 = 7;
 constexpr int64_t kShardHeaderBytes = 256 * 4;
 
 TokenDtype dtype_for_vocab(int64_t vocab_size);  // u16 when vocab <= 65536, else u32
@@ -61,6 +64,9 @@ class Shard {
 std::string shard_path(const std::string& data_dir, const std::string& split, int64_t index);
 // The shards of a split, sorted; Error naming the directory when there are none.
 std::vector<std::string> list_shards(const std::string& data_dir, const std::string& split);
+// The marker `data prepare` keeps in its output folder until the folder is complete (list_shards refuses it).
+constexpr const char* kPrepareIncomplete = "prepare.incomplete";
+
 // The concatenated tokens of a split (at most max_tokens when >= 0): the stream that streaming evaluation reads.
 std::vector<int32_t> read_split_tokens(const std::string& data_dir, const std::string& split,
                                        int64_t max_tokens = -1);

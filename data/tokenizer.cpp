@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -110,7 +111,8 @@ void train_tokenizer(const TokenizerTrainConfig& cfg) {
   std::string sinks;
   for (int64_t i = 0; i < cfg.n_sink_symbols; ++i) sinks += (i ? "," : "") + sink_piece(i);
   const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-  const int threads = cfg.num_threads > 0 ? cfg.num_threads : static_cast<int>(hw);
+  // sentencepiece accepts 1..128 training threads; a bigger machine (or --threads) is capped, not an error.
+  const int threads = std::min(128, cfg.num_threads > 0 ? cfg.num_threads : static_cast<int>(hw));
   std::unordered_map<std::string, std::string> kw = {
       // No model_prefix: the model comes back serialized and we write it ourselves, atomically.
       {"model_type", cfg.model_type},

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "data/corpus.h"
 #include "data/prepare.h"
 #include "data/shard.h"
@@ -393,4 +394,41 @@ TEST_F(PrepareTest, AFailedRerunLeavesNoManifestBehind) {
   c.inputs = {corpus(), inputs.string()};
   EXPECT_THROW(streamsink::prepare_data(c), Error);
   EXPECT_FALSE(fs::exists(fs::path(out) / "manifest.json"));
+  // ...and the readers refuse the folder (before session 8 they read its mix of old and new shards without a word)
+  streamsink::testing::expect_error([&] { streamsink::list_shards(out, "test"); }, {out, "did not finish"});
+  streamsink::prepare_data(config(out));  // a run that finishes clears it
+  EXPECT_FALSE(streamsink::list_shards(out, "test").empty());
+}
+
+// Binary files leave before the split, so one can never take val's or test's only place (review, session 8: three
+// text files and a binary one gave a test split of 0 documents and no test shard).
+TEST_F(PrepareTest, BinaryFilesTakeNoSplitsPlace) {
+  const fs::path in = work_.path() / "mixed";
+  for (const char* n : {"a.txt", "b.txt", "c.txt"}) write_bytes(in / n, std::string("text of ") + n + "\n");
+  std::string junk(3000, '\0');
+  for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 7919) % 251);
+  for (const char* n : {"g.bin", "h.bin", "k.bin"}) write_bytes(in / n, junk);
+  auto c = config((work_.path() / "out").string());
+  c.inputs = {in.string()};
+  c.val_fraction = c.test_fraction = 0.3;
+  const auto stats = streamsink::prepare_data(c);
+  for (int s = 0; s < 3; ++s) EXPECT_EQ(stats.docs[s], 1) << streamsink::kSplitNames[s];
+  EXPECT_EQ(nlohmann::json::parse(streamsink::read_file(c.out + "/manifest.json"))["skipped_binary_files"], 3);
+  // Nothing but binary files: an error, not an empty data folder.
+  c.inputs = {(in / "g.bin").string(), (in / "h.bin").string()};
+  streamsink::testing::expect_error([&] { streamsink::prepare_data(c); }, {"none of the 2 files", "is text"});
+}
+
+// A file reached under two names (a symbolic link, inputs that overlap) is one document, kept where it is first met
+// (review, session 8: the same text went to train and to test).
+TEST(Corpus, AFileReachedTwiceIsOneDocument) {
+  TempDir dir;
+  const fs::path in = dir.path() / "in";
+  write_bytes(in / "y.txt", "the same text\n");
+  write_bytes(in / "sub" / "g.txt", "in a sub-folder\n");
+  fs::create_symlink("y.txt", in / "x.txt");
+  const auto docs = streamsink::find_documents({in.string(), (in / "sub").string()});
+  std::vector<std::string> names;
+  for (const auto& d : docs) names.push_back(std::to_string(d.input) + ":" + d.relpath);
+  EXPECT_EQ(names, (std::vector<std::string>{"0:sub/g.txt", "0:x.txt"}));
 }

@@ -57,7 +57,7 @@ TEST(Shard, RoundTripU16AndU32) {
     const auto h = streamsink::read_shard_header(path);
     EXPECT_EQ(h.n_tokens, static_cast<int64_t>(t.size()));
     EXPECT_EQ(h.dtype, dtype);
-    EXPECT_EQ(h.version, 1);
+    EXPECT_EQ(h.version, dtype == TokenDtype::kU16 ? 1 : 7);  // llm.c: GPT-2 shards v1, Llama 3 shards v7
     const Shard s = Shard::open(path);
     ASSERT_EQ(s.size(), static_cast<int64_t>(t.size()));
     for (size_t i = 0; i < t.size(); ++i) ASSERT_EQ(s.at(static_cast<int64_t>(i)), t[i]);
@@ -89,12 +89,19 @@ TEST(Shard, HeaderBytesMatchLlmC) {
 
   std::string expected32(1024 + 8, '\0');
   put_le32(expected32, 0, 20240801);
-  put_le32(expected32, 4, 1);
+  put_le32(expected32, 4, 7);  // llm.c's Llama 3 shards (dev/data/data_common.py: magic 20240801, version 7)
   put_le32(expected32, 8, 2);
   put_le32(expected32, 1024, 70000);
   put_le32(expected32, 1028, 5);
   streamsink::write_shard(path, {70000, 5}, TokenDtype::kU32);
   EXPECT_EQ(read_bytes(path), expected32);
+  EXPECT_EQ(Shard::open(path).at(0), 70000);
+  put_le32(expected32, 4, 1);  // what streamsink wrote before session 8: still read
+  write_bytes(path, expected32);
+  EXPECT_EQ(Shard::open(path).at(0), 70000);
+  put_le32(expected32, 4, 2);
+  write_bytes(path, expected32);
+  expect_error([&] { Shard::open(path); }, {path, "unsupported shard version 2", "7 (or 1) for u32 shards"});
 }
 
 TEST(Shard, TokenTooLargeForU16IsAnErrorAndWritesNothing) {

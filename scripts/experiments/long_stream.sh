@@ -31,7 +31,7 @@ for split in ("test", "val"):
 base = np.concatenate(parts)
 stream = np.resize(base, n).astype(base.dtype)
 header = np.zeros(256, dtype=np.int32)
-header[:3] = (20240520 if stream.dtype == np.uint16 else 20240801, 1, n)
+header[:3] = (20240520, 1, n) if stream.dtype == np.uint16 else (20240801, 7, n)  # llm.c: GPT-2 u16 v1, Llama 3 u32 v7
 with open(dst, "wb") as f:
     f.write(header.tobytes()); f.write(stream.tobytes())
 print(f"stream: {n} tokens from {len(base)} held-out tokens repeated {n / len(base):.1f} times -> {dst}")
