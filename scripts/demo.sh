@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's main command: sets up, builds, makes a corpus from the Python standard library that the set-up's
-# Python carries (20 MB of source and docs, deduplicated; a 512-piece tokenizer; split by file), trains a vanilla and
+# The README's main command: sets up, builds, makes a corpus from the Python library folder that the set-up's
+# Python carries (sysconfig's stdlib, which on these machines also holds the base interpreter's site-packages: the
+# corpus depends on the image; 20 MB of source and docs, deduplicated; a 512-piece tokenizer; split by file), trains a vanilla and
 # a `sink: token` model (configs/tiny.yaml) with the same data, seed and budget (18.4M tokens each) on the CPU,
 # streams both over 20,000 held-out tokens with 0+W, 1+(W-1) and 4+(W-4) caches, the dense cache (which fails past
 # the training length) and the sliding window with re-computation, and writes the comparison table, the plots and

@@ -16,6 +16,10 @@ export LD_LIBRARY_PATH="$_gp_torch_lib:$_gp_root/.devdeps/usr/lib/x86_64-linux-g
 _gp_bundle=$_gp_root/.devdeps/bin
 _gp_want=$("$_gp_root/scripts/source_hash.sh" "$_gp_root")
 _gp_have=$(sed -n 's/^source_hash //p' "$_gp_bundle/BUNDLE" 2>/dev/null)
+# ...and built against this machine's torch version: another one can start (the libraries load lazily) and fail later.
+_gp_torch_here=$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null)
+_gp_torch_built=$(sed -n 's/^libtorch //p' "$_gp_bundle/BUNDLE" 2>/dev/null)
+if [ "$_gp_torch_here" != "$_gp_torch_built" ]; then _gp_have="$_gp_have (torch ${_gp_torch_built:-?}, here $_gp_torch_here)"; fi
 if [ "$_gp_have" = "$_gp_want" ] && "$_gp_bundle/streamsink" --version > "$_gp_work/version.txt" 2>&1; then
   export STREAMSINK_BIN=$_gp_bundle/streamsink TEST_CUDA=$_gp_bundle/test_cuda DECODE_LATENCY=$_gp_bundle/decode_latency
   STREAMSINK_PROGRAMS="carried ($(sed -n 's/^built //p' "$_gp_bundle/BUNDLE"))"

@@ -14,7 +14,9 @@ want_corpus=0
 for a in "$@"; do
   case "$a" in
     --corpus) want_corpus=1 ;;
-    --print-env) echo "$cache/env.sh"; exit 0 ;;
+    --print-env)  # the file to source; a note on stderr when the set-up has not run here yet
+      [ -f "$cache/env.sh" ] || echo "setup.sh: $cache/env.sh is missing: run scripts/setup.sh first" >&2
+      echo "$cache/env.sh"; exit 0 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
   esac
@@ -62,6 +64,16 @@ if ! cmp -s "$here/requirements.txt" "$stamp" 2>/dev/null; then
   cp "$here/requirements.txt" "$stamp"
 else
   say "Python packages: all present ($("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'))"
+fi
+
+# The pinned wheel's LibTorch is CUDA-enabled, and its CMake files stop a configure that finds no CUDA toolkit
+# ("uses CUDA but I cannot find the CUDA libraries"), GPU or none: say so here, before a build fails on it.
+if [ "$("$venv/bin/python" -c 'import torch; print(torch.version.cuda is not None)')" = True ] &&
+   ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ] && [ ! -x "${CUDA_HOME:-/nonexistent}/bin/nvcc" ]; then
+  echo "setup.sh: the torch wheel is CUDA-enabled, and building against its LibTorch needs the CUDA toolkit (nvcc)" \
+       "at configure time, even without a GPU; none was found (PATH, /usr/local/cuda, \$CUDA_HOME). Install it" \
+       "(NVIDIA's cuda-toolkit, or Debian's nvidia-cuda-toolkit) and run this again." >&2
+  exit 1
 fi
 
 cat > "$cache/env.sh" <<ENV

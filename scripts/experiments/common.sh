@@ -6,7 +6,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 if [ -n "${STREAMSINK_BIN:-}" ]; then
   [ -x "$STREAMSINK_BIN" ] || { echo "common.sh: STREAMSINK_BIN=$STREAMSINK_BIN is not an executable" >&2; exit 1; }
   ss=$STREAMSINK_BIN
-  if [ -z "${STREAMSINK_PYTHON:-}" ] && [ -f "$("$root/scripts/setup.sh" --print-env)" ]; then
+  if [ -z "${STREAMSINK_PYTHON:-}" ] && [ -f "$("$root/scripts/setup.sh" --print-env 2>/dev/null)" ]; then
     source "$("$root/scripts/setup.sh" --print-env)"
   fi
   py=${STREAMSINK_PYTHON:-python3}

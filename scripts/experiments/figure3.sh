@@ -8,6 +8,7 @@
 #                                        results/tmp: the committed figures are replaced only when it says so)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SETUP_ARGS=${SETUP_ARGS-""}  # trained runs and their data are given: the set-up needs no kernel docs
 source "$here/common.sh"
 runs=${RUNS:-$root/runs/demo}
 data=${DATA:-$runs/data}

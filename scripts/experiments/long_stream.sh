@@ -9,6 +9,7 @@
 #                                          results/tmp: the committed plot is replaced only when it says so)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SETUP_ARGS=${SETUP_ARGS-""}  # trained runs and their data are given: the set-up needs no kernel docs
 source "$here/common.sh"
 run=${RUN:-$root/runs/demo/none}
 data=${DATA:-$root/runs/demo/data}

@@ -10,8 +10,13 @@
 # A run folder is reused or resumed only with the STEPS it was started with.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-source "$here/common.sh"
+root=$(cd "$here/../.." && pwd)
 source "${1:-$here/table3.conf}"
+# The kernel docs (the set-up's --corpus) only when the default corpus will be read.
+if [ -n "${DATA:-}" ] || [ -f "${DATA_ROOT:-$root/runs/kernel-docs}/data/manifest.json" ] || [ -n "${CORPUS:-}" ]; then
+  SETUP_ARGS=${SETUP_ARGS-""}
+fi
+source "$here/common.sh"
 name=${NAME:-table3}
 out=${OUT:-$root/runs/$name}
 results=${RESULTS:-$root/results/tmp}

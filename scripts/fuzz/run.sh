@@ -15,7 +15,9 @@ cxx=$(command -v clang++-14 || command -v clang++ || true)
 rt=$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null | head -1)
 if [ -z "$cxx" ] || [ -z "$rt" ]; then
   echo "fuzz: installing clang-14 and libclang-rt-14-dev" >&2
-  ${SUDO:-$( [ "$(id -u)" = 0 ] || echo sudo )} apt-get install -y clang-14 libclang-rt-14-dev >&2 || exit 1
+  sudo_=${SUDO:-$( [ "$(id -u)" = 0 ] || echo sudo )}
+  $sudo_ apt-get install -y clang-14 libclang-rt-14-dev >&2 ||
+    { $sudo_ apt-get update -q >&2 && $sudo_ apt-get install -y clang-14 libclang-rt-14-dev >&2; } || exit 1
   cxx=$(command -v clang++-14)
 fi
 
@@ -103,6 +105,10 @@ D
 status=0
 summary=""
 for t in "${targets[@]}"; do
+  # This run's findings only: an earlier run's (fixed since, or still open) move to artifacts/<t>.earlier-<time>/.
+  if [ -n "$(ls -A "$build/artifacts/$t" 2>/dev/null)" ]; then
+    mv "$build/artifacts/$t" "$build/artifacts/$t.earlier-$(date +%Y%m%d-%H%M%S)"
+  fi
   mkdir -p "$build/artifacts/$t"
   dict=()
   [ -f "$build/$t.dict" ] && dict=(-dict="$build/$t.dict")
