@@ -1,14 +1,16 @@
 // ctest-labels: cuda
-// On a GPU: the same logits as on the CPU (fp32, and bf16 autocast within its tolerance), the fused SDPA kernel
+// On a GPU: the same logits and gradients as on the CPU (fp32, and bf16 autocast within its tolerance), the fused SDPA kernel
 // chosen for the none/token variants, the streaming decoder equal to the CPU's, and bf16 training through the real
 // executable with a falling loss. Every test skips itself (never fails) where no CUDA device is usable.
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -68,6 +70,90 @@ TEST_P(CudaPerSink, LogitsMatchTheCpuInFp32AndBf16) {
     bf16 = gpu->forward(x.to(at::kCUDA)).cpu();
   }
   EXPECT_LT((bf16 - ref).abs().max().item<double>(), 0.1 * ref.abs().max().item<double>() + 0.05);
+}
+
+namespace {
+
+// Every parameter's gradient of the training loss on one batch (under bf16 autocast when asked), on the CPU.
+std::map<std::string, at::Tensor> gradients(Transformer& m, const at::Tensor& x, const at::Tensor& y, bool bf16) {
+  m->zero_grad();
+  at::Tensor loss;
+  {
+    AutocastGuard ac(bf16, x.device().type());
+    loss = m->loss(m->forward(x), y);
+  }
+  loss.backward();
+  std::map<std::string, at::Tensor> g;
+  for (auto& p : m->named_parameters())
+    if (p.value().grad().defined()) g[p.key()] = p.value().grad().detach().to(at::kCPU, at::kFloat).clone();
+  return g;
+}
+
+// `got` against `ref`, parameter by parameter: relative error below max_rel, or (max_rel < 0) the same direction,
+// cosine above 0.99; finite everywhere.
+void expect_gradients_close(const std::map<std::string, at::Tensor>& ref, const std::map<std::string, at::Tensor>& got,
+                            double max_rel, const char* what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  for (const auto& [name, r] : ref) {
+    const auto& g = got.at(name);
+    EXPECT_TRUE(at::isfinite(g).all().item<bool>()) << name << " (" << what << ")";
+    const double norm = r.norm().item<double>();
+    if (norm == 0) continue;
+    if (max_rel >= 0) {
+      EXPECT_LT((g - r).norm().item<double>() / norm, max_rel) << name << " (" << what << ")";
+    } else {
+      const double cosine = (g * r).sum().item<double>() / (g.norm().item<double>() * norm + 1e-30);
+      EXPECT_GT(cosine, 0.99) << name << " (" << what << ")";
+    }
+  }
+}
+
+// tiny.yaml's model and a batch at its training context, T = 64 (a length some cuDNN attention backwards have
+// mishandled).
+struct GradCase {
+  ModelConfig cfg;
+  at::Tensor x, y;
+};
+GradCase grad_case(SinkKind sink) {
+  at::manual_seed(2);
+  GradCase c{tiny_config(sink), {}, {}};
+  const int64_t T = std::min<int64_t>(64, c.cfg.context_length);
+  c.x = at::randint(8, c.cfg.vocab_size, {4, T}, at::kLong);
+  c.y = at::randint(8, c.cfg.vocab_size, {4, T}, at::kLong);
+  return c;
+}
+
+}  // namespace
+
+// Training's backward on the GPU against the CPU's: fp32 to 1e-3 of each gradient's norm, bf16 autocast pointing
+// the same way. A falling loss alone would not catch a wrong attention backward (the embeddings and MLPs learn a
+// synthetic grammar's statistics without it).
+TEST_P(CudaPerSink, GradientsMatchTheCpuInFp32AndBf16) {
+  REQUIRE_CUDA();
+  const auto c = grad_case(GetParam());
+  at::manual_seed(3);
+  Transformer cpu(c.cfg);
+  Transformer gpu(c.cfg);
+  {
+    torch::NoGradGuard g;
+    auto src = cpu->named_parameters();
+    for (auto& p : gpu->named_parameters()) p.value().copy_(src[p.key()]);
+  }
+  gpu->to(at::kCUDA);
+  const auto ref = gradients(cpu, c.x, c.y, false);
+  expect_gradients_close(ref, gradients(gpu, c.x.to(at::kCUDA), c.y.to(at::kCUDA), false), 1e-3, "cuda fp32");
+  expect_gradients_close(ref, gradients(gpu, c.x.to(at::kCUDA), c.y.to(at::kCUDA), true), -1, "cuda bf16");
+}
+
+// The same oracle on the CPU, where it runs everywhere: bf16 autocast's gradients point as fp32's do. It checks the
+// comparison itself (and the 0.99 bar) on every machine, so the GPU test's first run is not its first run.
+TEST_P(CudaPerSink, Bf16GradientsOnTheCpuPointAsFp32Ones) {
+  const auto c = grad_case(GetParam());
+  at::manual_seed(3);
+  Transformer cpu(c.cfg);
+  const auto ref = gradients(cpu, c.x, c.y, false);
+  expect_gradients_close(ref, gradients(cpu, c.x, c.y, false), 1e-6, "cpu fp32 again");
+  expect_gradients_close(ref, gradients(cpu, c.x, c.y, true), -1, "cpu bf16");
 }
 
 TEST(Cuda, FusedAttentionKernelIsChosenForTheModelsShapes) {
