@@ -11,11 +11,15 @@
 #include "model/attention.h"
 #include "model/autocast.h"
 #include "model/transformer.h"
+#include "tests/grad_check.h"
 #include "tests/helpers.h"
 #include "tests/model_fixtures.h"
 
 using namespace streamsink;
 using streamsink::testing::all_sinks;
+using streamsink::testing::expect_gradients_close;
+using streamsink::testing::grad_case;
+using streamsink::testing::gradients;
 using streamsink::testing::NaiveDenseCache;
 using streamsink::testing::tiny_config;
 
@@ -309,4 +313,15 @@ TEST_P(PerSink, WindowedForwardEqualsAForwardOverTheVisibleTokensForOneLayer) {
   EXPECT_FALSE(visible[12][7].item<bool>());
   EXPECT_TRUE(visible[12][8].item<bool>());
   EXPECT_FALSE(visible[12][13].item<bool>());
+}
+
+// bf16 autocast's gradients point as fp32's do (cosine > 0.99 per parameter), and fp32's are reproducible: the
+// oracle tests/test_cuda.cpp applies to the GPU's backward, run here on every machine.
+TEST_P(PerSink, Bf16GradientsPointAsFp32Ones) {
+  const auto c = grad_case(GetParam());
+  at::manual_seed(3);
+  Transformer cpu(c.cfg);
+  const auto ref = gradients(cpu, c.x, c.y, false);
+  expect_gradients_close(ref, gradients(cpu, c.x, c.y, false), 1e-6, "cpu fp32 again");
+  expect_gradients_close(ref, gradients(cpu, c.x, c.y, true), -1, "cpu bf16");
 }
