@@ -1,4 +1,4 @@
-# Finds LibTorch, yaml-cpp, sentencepiece, nlohmann-json, CLI11, libpng, GoogleTest and Google Benchmark, and
+# Finds LibTorch, yaml-cpp, sentencepiece, nlohmann-json, CLI11, libpng and GoogleTest, and
 # gathers them into one interface target `streamsink_deps`.
 #
 # LibTorch: give -DCMAKE_PREFIX_PATH=<libtorch or torch.utils.cmake_prefix_path>. Without it, the python of the

@@ -160,6 +160,11 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   if (cfg.chunk_bytes <= 0) fail(cfg.out, "chunk_bytes must be positive");
 
   const Tokenizer tok = Tokenizer::load(cfg.tokenizer);
+  // Big documents are encoded in pieces cut after a newline only where that gives the ids of the whole.
+  const bool cut_documents = tok.newline_cuts_are_exact();
+  if (!cut_documents)
+    std::fprintf(stderr, "prepare: %s encodes a text cut after its newlines differently from the whole (a dummy "
+                 "prefix?): documents are encoded whole, on one thread each\n", cfg.tokenizer.c_str());
   const TokenDtype dtype = dtype_for_vocab(tok.vocab_size());
   check_vocab_fits(tok.vocab_size(), dtype, cfg.tokenizer);
   const int threads = cfg.num_threads > 0 ? cfg.num_threads
@@ -240,7 +245,7 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
         const std::string& t = text[i];
         for (size_t p = 0; p < t.size();) {
           size_t q = t.size();
-          if (t.size() - p > static_cast<size_t>(cfg.chunk_bytes)) {
+          if (cut_documents && t.size() - p > static_cast<size_t>(cfg.chunk_bytes)) {
             const size_t nl = t.find('\n', p + static_cast<size_t>(cfg.chunk_bytes) - 1);
             if (nl != std::string::npos) q = nl + 1;
           }

@@ -20,7 +20,8 @@ struct PrepareConfig {
   int64_t shard_tokens = 100'000'000;  // tokens per shard (the last one of a split is shorter)
   int num_threads = 0;                 // 0 = all cores
   int64_t chunk_bytes = 1 << 18;       // big documents are encoded in pieces of about this size, cut after a
-                                       // '\n' (the same ids as whole: no piece spans a newline); tests shrink it
+                                       // '\n', where the tokenizer gives the same ids so (newline_cuts_are_exact;
+                                       // else whole); tests shrink it
 };
 
 struct PrepareStats {

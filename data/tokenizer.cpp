@@ -181,6 +181,22 @@ std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
   return std::vector<int32_t>(ids.begin(), ids.end());
 }
 
+bool Tokenizer::newline_cuts_are_exact() const {
+  for (const std::string text : {"a\nb", "Hello world.\n  indented line\n", "x\n\ny z\n", "\nstart", "end\n\n",
+                                 "tab\there\n spaced  words\n", "\xc3\xa9t\xc3\xa9\n\xe2\x96\x81mark"}) {
+    std::vector<int32_t> joined;
+    for (size_t p = 0; p < text.size();) {
+      const size_t nl = text.find('\n', p);
+      const size_t q = nl == std::string::npos ? text.size() : nl + 1;
+      const auto part = encode(text.substr(p, q - p));
+      joined.insert(joined.end(), part.begin(), part.end());
+      p = q;
+    }
+    if (joined != encode(text)) return false;
+  }
+  return true;
+}
+
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   const int n = sp_->GetPieceSize();
   for (const int32_t id : ids)

@@ -45,6 +45,10 @@ class Tokenizer {
   // Error for an id outside [0, vocab_size). Control ids (bos, eos, pad, sinks) decode to "".
   std::string decode(const std::vector<int32_t>& ids) const;
   std::string piece(int32_t id) const;  // the piece's surface form, e.g. "▁the", "<0x0A>", "<sink>"
+  // Whether encoding a text in pieces cut after its newlines gives the ids of encoding it whole, as for the models
+  // `tokenizer train` makes (identity normalisation, no dummy prefix, no piece spans a newline). Probed on a few
+  // texts; a model with a dummy prefix (a Llama tokenizer.model, say) starts every piece with an extra "▁".
+  bool newline_cuts_are_exact() const;
 
   int64_t vocab_size() const;
   int32_t unk_id() const;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sentencepiece_trainer.h>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -398,6 +399,32 @@ TEST_F(PrepareTest, AFailedRerunLeavesNoManifestBehind) {
   streamsink::testing::expect_error([&] { streamsink::list_shards(out, "test"); }, {out, "did not finish"});
   streamsink::prepare_data(config(out));  // a run that finishes clears it
   EXPECT_FALSE(streamsink::list_shards(out, "test").empty());
+}
+
+// A tokenizer with a dummy prefix (sentencepiece's and Llama's default; `import-hf` brings such models) starts every
+// encoded piece with "▁", so a document cut after its newlines would encode to other ids than whole: prepare then
+// encodes documents whole, and the shards hold every document's whole encoding (review, session 8: they held the
+// pieces' instead).
+TEST_F(PrepareTest, ATokenizerWithADummyPrefixEncodesDocumentsWhole) {
+  EXPECT_TRUE(Tokenizer::load(tokenizer()).newline_cuts_are_exact());  // `tokenizer train`'s models
+  std::string all;
+  for (const auto& d : streamsink::find_documents({corpus()})) {
+    std::string text;
+    if (streamsink::read_document(d.path, &text)) all += text + "\n";
+  }
+  write_bytes(work_.path() / "all.txt", all);
+  const std::string prefix = (work_.path() / "dummy").string();
+  const auto st = sentencepiece::SentencePieceTrainer::Train(
+      "--input=" + (work_.path() / "all.txt").string() + " --model_prefix=" + prefix +
+      " --vocab_size=1000 --model_type=bpe --byte_fallback=true --character_coverage=1.0 --minloglevel=2"
+      " --add_dummy_prefix=true --normalization_rule_name=identity --remove_extra_whitespaces=false");  // Llama's
+  ASSERT_TRUE(st.ok()) << st.message();
+  const Tokenizer dummy = Tokenizer::load(prefix + ".model");
+  ASSERT_FALSE(dummy.newline_cuts_are_exact());
+  auto c = config((work_.path() / "out").string());
+  c.tokenizer = prefix + ".model";  // chunk_bytes stays 64: every multi-line document would be cut
+  streamsink::prepare_data(c);
+  assign_docs(encode_corpus(dummy, corpus()), c.out);  // fails the test unless each document is whole
 }
 
 // Binary files leave before the split, so one can never take val's or test's only place (review, session 8: three
