@@ -160,37 +160,25 @@ void Shard::copy(int64_t begin, int64_t n, int64_t* out) const {
 }
 
 namespace {
-// The largest of n little-endian unsigned T read from p (unaligned), -1 when n is 0.
+// The largest of n little-endian unsigned T read from p (unaligned), and how many lie in [lo, hi).
 template <typename T>
-int64_t max_stored(const uint8_t* p, int64_t n) {
+Shard::Scan scan_stored(const uint8_t* p, int64_t n, int64_t lo, int64_t hi) {
+  Shard::Scan r;
   T m = 0;
   for (int64_t i = 0; i < n; ++i) {
     T v;
     std::memcpy(&v, p + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
     m = std::max(m, v);
+    r.in_range += static_cast<int64_t>(v) >= lo && static_cast<int64_t>(v) < hi;
   }
-  return n > 0 ? static_cast<int64_t>(m) : -1;
-}
-// How many of n little-endian unsigned T read from p (unaligned) lie in [lo, hi).
-template <typename T>
-int64_t count_stored_in(const uint8_t* p, int64_t n, int64_t lo, int64_t hi) {
-  int64_t c = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    T v;
-    std::memcpy(&v, p + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
-    c += static_cast<int64_t>(v) >= lo && static_cast<int64_t>(v) < hi;
-  }
-  return c;
+  if (n > 0) r.max = static_cast<int64_t>(m);
+  return r;
 }
 }  // namespace
 
-int64_t Shard::max_token() const {
-  return dtype_ == TokenDtype::kU16 ? max_stored<uint16_t>(tokens_, n_tokens_) : max_stored<uint32_t>(tokens_, n_tokens_);
-}
-
-int64_t Shard::count_in_range(int64_t lo, int64_t hi) const {
-  return dtype_ == TokenDtype::kU16 ? count_stored_in<uint16_t>(tokens_, n_tokens_, lo, hi)
-                                    : count_stored_in<uint32_t>(tokens_, n_tokens_, lo, hi);
+Shard::Scan Shard::scan(int64_t lo, int64_t hi) const {
+  return dtype_ == TokenDtype::kU16 ? scan_stored<uint16_t>(tokens_, n_tokens_, lo, hi)
+                                    : scan_stored<uint32_t>(tokens_, n_tokens_, lo, hi);
 }
 
 std::string shard_path(const std::string& data_dir, const std::string& split, int64_t index) {

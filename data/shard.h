@@ -46,8 +46,11 @@ class Shard {
   int64_t size() const { return n_tokens_; }
   int32_t at(int64_t i) const;                           // bounds-checked
   void copy(int64_t begin, int64_t n, int64_t* out) const;  // tokens [begin, begin+n) widened to int64
-  int64_t max_token() const;  // the largest id it holds (unsigned, as stored), -1 when empty: one pass over the map
-  int64_t count_in_range(int64_t lo, int64_t hi) const;  // how many of its ids are in [lo, hi): one pass
+  struct Scan {
+    int64_t max = -1;      // the largest id it holds (unsigned, as stored), -1 when empty
+    int64_t in_range = 0;  // how many of its ids lie in [lo, hi)
+  };
+  Scan scan(int64_t lo = 0, int64_t hi = 0) const;  // one pass over the map
   const std::string& path() const { return path_; }
   TokenDtype dtype() const { return dtype_; }
 

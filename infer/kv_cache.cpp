@@ -9,6 +9,37 @@
 
 namespace streamsink {
 
+namespace {
+
+// A CPU allocation that fails aborts the process (LibTorch's allocator), so a cache larger than the machine's memory
+// (a typo in --window or --chunk, say) is an error first. Host memory holds the slot positions and one step's mask
+// whatever the device, and the keys and values too on a CPU (a GPU's own out-of-memory is an ordinary error). In
+// double: S + W + chunk may pass 2^63 before anything is allocated.
+void check_fits_in_memory(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,
+                          const at::TensorOptions& options) {
+  const double S = static_cast<double>(policy.sinks()), W = static_cast<double>(policy.window());
+  const double slots = S + W + (policy.kind() == PolicyKind::kDense ? 1.0 : static_cast<double>(max_chunk));
+  const double B = static_cast<double>(batch);
+  double host = B * slots * 8.0 + B * static_cast<double>(max_chunk) * slots;  // positions (int64), the bool mask
+  if (options.device().is_cpu())
+    host += 2.0 * static_cast<double>(model.n_layers) * B * static_cast<double>(model.n_kv_heads) * slots *
+            static_cast<double>(model.head_dim()) *
+            static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
+  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  if (ram > 0 && host > ram) {
+    char buf[320];
+    std::snprintf(buf, sizeof buf,
+                  "the KV cache would need %.3g GiB of host memory (%lld sink + %lld window + %lld chunk slots per "
+                  "layer and stream), more than this machine's %.1f GiB: lower --window or --chunk (--max-tokens for "
+                  "dense)",
+                  host / 1073741824.0, static_cast<long long>(policy.sinks()), static_cast<long long>(policy.window()),
+                  static_cast<long long>(max_chunk), ram / 1073741824.0);
+    throw Error(buf);
+  }
+}
+
+}  // namespace
+
 KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,
                  at::TensorOptions options)
     : policy_(policy),
@@ -20,31 +51,7 @@ KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t ba
       seen_(batch, 0) {
   TORCH_CHECK(batch > 0 && max_chunk > 0, "KVCache: batch and max_chunk must be positive");
   TORCH_CHECK(!policy.recomputes(), "KVCache: the recompute policy keeps no cache");
-  // A CPU allocation that fails aborts the process (LibTorch's allocator), so a cache larger than the machine's
-  // memory (a typo in --window or --chunk, say) is an error first. Host memory holds the slot positions and one
-  // step's mask whatever the device, and the keys and values too on a CPU (a GPU's own out-of-memory is an
-  // ordinary error). In double: S + W + chunk may pass 2^63 before anything is allocated.
-  {
-    const double slots = static_cast<double>(S_) + static_cast<double>(W_) +
-                         (policy.kind() == PolicyKind::kDense ? 1.0 : static_cast<double>(max_chunk));
-    const double B = static_cast<double>(B_);
-    double host = B * slots * 8.0 + B * static_cast<double>(max_chunk) * slots;  // positions (int64), the bool mask
-    if (options.device().is_cpu())
-      host += 2.0 * static_cast<double>(L_) * B * static_cast<double>(model.n_kv_heads) * slots *
-              static_cast<double>(model.head_dim()) *
-              static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
-    const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
-    if (ram > 0 && host > ram) {
-      char buf[320];
-      std::snprintf(buf, sizeof buf,
-                    "the KV cache would need %.3g GiB of host memory (%lld sink + %lld window + %lld chunk slots "
-                    "per layer and stream), more than this machine's %.1f GiB: lower --window or --chunk "
-                    "(--max-tokens for dense)",
-                    host / 1073741824.0, static_cast<long long>(S_), static_cast<long long>(W_),
-                    static_cast<long long>(max_chunk), ram / 1073741824.0);
-      throw Error(buf);
-    }
-  }
+  check_fits_in_memory(model, policy, batch, max_chunk, options);
   // A dense stream never wraps (check_room stops it first); otherwise leave room for a whole chunk (see header).
   Wcap_ = policy.kind() == PolicyKind::kDense ? W_ : W_ + max_chunk - 1;
   const int64_t Hkv = model.n_kv_heads, D = model.head_dim(), R = Wcap_ + 1;

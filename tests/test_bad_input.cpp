@@ -103,6 +103,13 @@ std::vector<Case> cases() {
   const std::string resume = "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.steps=4 "
                              "--out {D}/run --resume {D}/ck";
   auto none = [](const fs::path&, const Paths&) {};
+  // A checkpoint whose model.safetensors is a JSON header and `data` bytes, loaded by `generate`.
+  auto weights_case = [&](std::string name, std::string header, size_t data, std::string expect) {
+    return ck_case(
+        std::move(name),
+        [header, data](const fs::path& ck) { write(ck / "model.safetensors", safetensors_bytes(header, data)); }, gen,
+        {"{D}/ck/model.safetensors", std::move(expect)});
+  };
 
   std::vector<Case> c = {
       // ---- YAML run configs ----
@@ -206,44 +213,29 @@ std::vector<Case> cases() {
               gen, {"{D}/ck/model.safetensors", "header length"}),
       ck_case("ck_weights_bad_json", [](const fs::path& ck) { write(ck / "model.safetensors", safetensors_bytes("{\"a\": [1,", 0)); },
               gen, {"{D}/ck/model.safetensors", "not valid JSON"}),
-      ck_case("ck_weights_bad_dtype",
-              [](const fs::path& ck) {
-                write(ck / "model.safetensors",
-                      safetensors_bytes(R"({"model.embed_tokens.weight":{"dtype":"Q4","shape":[2],"data_offsets":[0,2]}})", 2));
-              },
-              gen, {"{D}/ck/model.safetensors", "unsupported dtype 'Q4'"}),
-      ck_case("ck_weights_offsets_outside",
-              [](const fs::path& ck) {
-                write(ck / "model.safetensors",
-                      safetensors_bytes(R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8));
-              },
-              gen, {"{D}/ck/model.safetensors", "outside"}),
-      ck_case("ck_weights_overflowing_shape",
-              [](const fs::path& ck) {
-                write(ck / "model.safetensors",
-                      safetensors_bytes(R"({"x":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", 8));
-              },
-              gen, {"{D}/ck/model.safetensors", "tensor 'x'"}),
-      ck_case("ck_weights_zero_hides_a_huge_dimension",  // numel 0 passed the overflow check; the dim cast to -1
-              [](const fs::path& ck) {
-                write(ck / "model.safetensors",
-                      safetensors_bytes(R"({"x":{"dtype":"F32","shape":[0,18446744073709551615],"data_offsets":[0,0]}})", 0));
-              },
-              gen, {"{D}/ck/model.safetensors", "tensor 'x': shape overflows"}),
+      weights_case("ck_weights_bad_dtype",
+                   R"({"model.embed_tokens.weight":{"dtype":"Q4","shape":[2],"data_offsets":[0,2]}})", 2,
+                   "unsupported dtype 'Q4'"),
+      weights_case("ck_weights_offsets_outside", R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8,
+                   "outside"),
+      weights_case("ck_weights_overflowing_shape",
+                   R"({"x":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", 8, "tensor 'x'"),
+      // numel 0 passed the overflow check; the dim cast to -1
+      weights_case("ck_weights_zero_hides_a_huge_dimension",
+                   R"({"x":{"dtype":"F32","shape":[0,18446744073709551615],"data_offsets":[0,0]}})", 0,
+                   "tensor 'x': shape overflows"),
       ck_case("ck_weights_a_directory",
               [](const fs::path& ck) {
                 fs::remove(ck / "model.safetensors");
                 fs::create_directories(ck / "model.safetensors");
               },
               gen, {"{D}/ck/model.safetensors"}),
-      ck_case("ck_weights_overlapping_tensors",
-              [](const fs::path& ck) {  // a [0,16) and c [8,12) overlap, with the empty b [4,4) sorted between them
-                write(ck / "model.safetensors",
-                      safetensors_bytes(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
-                                        R"("b":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},)"
-                                        R"("c":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 16));
-              },
-              gen, {"{D}/ck/model.safetensors", "overlap"}),
+      // a [0,16) and c [8,12) overlap, with the empty b [4,4) sorted between them
+      weights_case("ck_weights_overlapping_tensors",
+                   R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                   R"("b":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},)"
+                   R"("c":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                   16, "overlap"),
       ck_case("ck_weights_missing_tensor",
               [](const fs::path& ck) {
                 auto t = load_safetensors((ck / "model.safetensors").string());

@@ -162,15 +162,23 @@ TEST(Shard, ListShardsAndSplitTokens) {
   expect_error([&] { streamsink::list_shards(d + "/missing", "train"); }, {"missing", "no such directory"});
 }
 
-// max_token against std::max_element over what was written, in both dtypes (u32 past u16's range), and -1 for an
-// empty shard.
-TEST(Shard, MaxTokenIsTheLargestIdWritten) {
+// scan() against std::max_element and std::count_if over what was written, in both dtypes (u32 past u16's range),
+// and -1 / 0 for an empty shard.
+TEST(Shard, ScanFindsTheLargestIdAndCountsARange) {
   TempDir dir;
   const std::vector<int32_t> small{5, 60000, 7, 0, 65535, 12}, large{3, 70000, 1 << 30, 9};
   streamsink::write_shard(dir.str() + "/a.bin", small, TokenDtype::kU16);
   streamsink::write_shard(dir.str() + "/b.bin", large, TokenDtype::kU32);
   streamsink::write_shard(dir.str() + "/c.bin", {}, TokenDtype::kU16);
-  EXPECT_EQ(Shard::open(dir.str() + "/a.bin").max_token(), *std::max_element(small.begin(), small.end()));
-  EXPECT_EQ(Shard::open(dir.str() + "/b.bin").max_token(), *std::max_element(large.begin(), large.end()));
-  EXPECT_EQ(Shard::open(dir.str() + "/c.bin").max_token(), -1);
+  auto count = [](const std::vector<int32_t>& t, int64_t lo, int64_t hi) {
+    return std::count_if(t.begin(), t.end(), [&](int32_t v) { return v >= lo && v < hi; });
+  };
+  const auto a = Shard::open(dir.str() + "/a.bin").scan(5, 13), b = Shard::open(dir.str() + "/b.bin").scan(9, 70001);
+  EXPECT_EQ(a.max, *std::max_element(small.begin(), small.end()));
+  EXPECT_EQ(a.in_range, count(small, 5, 13));
+  EXPECT_EQ(b.max, *std::max_element(large.begin(), large.end()));
+  EXPECT_EQ(b.in_range, count(large, 9, 70001));
+  const auto c = Shard::open(dir.str() + "/c.bin").scan(0, 100);
+  EXPECT_EQ(c.max, -1);
+  EXPECT_EQ(c.in_range, 0);
 }

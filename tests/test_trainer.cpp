@@ -289,7 +289,7 @@ TEST(Trainer, SinkTokenIdsMustBeReservedSinkSymbolsOrPastTheTokenizer) {
   auto check = [&](int64_t id, int64_t k) {
     m.sink_token_id = id;
     m.sink_tokens = k;
-    streamsink::check_sink_ids(m, tok, data);
+    streamsink::check_data_ids(m, tok, data);
   };
   EXPECT_NO_THROW(check(4, 4));
   EXPECT_NO_THROW(check(5, 1));

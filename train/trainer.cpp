@@ -65,12 +65,21 @@ std::vector<int64_t> sink_prefix(const ModelConfig& m) {
 
 }  // namespace
 
-void check_sink_ids(const ModelConfig& m, const std::string& tokenizer, const std::string& data_dir) {
+void check_data_ids(const ModelConfig& m, const std::string& tokenizer, const std::string& data_dir) {
+  // The data's vocabulary must fit the model's embedding: past it, a CPU run stops with an index error, but a GPU
+  // run hits a device-side assert that poisons the whole process.
+  if (fs::exists(fs::path(data_dir) / "manifest.json")) {
+    const Manifest man = read_manifest(data_dir);
+    if (man.vocab_size > m.vocab_size)
+      fail(man.path, "the data's tokenizer has " + std::to_string(man.vocab_size) +
+                         " pieces, more than model.vocab_size = " + std::to_string(m.vocab_size) +
+                         " (set model.vocab_size to at least " + std::to_string(man.vocab_size) + ")");
+  }
   const int64_t k = m.prefix_tokens(), lo = m.sink_token_id;
-  if (k == 0) return;
   const std::string ids = "model.sink_token_id = " + std::to_string(lo) + " with model.sink_tokens = " +
                           std::to_string(k);
-  if (!tokenizer.empty() && fs::exists(tokenizer)) {
+  const bool have_tokenizer = !tokenizer.empty() && fs::exists(tokenizer);
+  if (k > 0 && have_tokenizer) {
     const Tokenizer tok = Tokenizer::load(tokenizer);
     std::vector<int64_t> reserved;
     for (int64_t i = 0; i < tok.n_sink_ids(); ++i) reserved.push_back(tok.sink_id(static_cast<int>(i)));
@@ -86,14 +95,23 @@ void check_sink_ids(const ModelConfig& m, const std::string& tokenizer, const st
                             "), ids past its " + std::to_string(tok.vocab_size()) +
                             " pieces, or a tokenizer with more (`streamsink tokenizer train --sink-symbols N`)");
     }
-    return;
   }
+  // One pass over every train and val shard, which data without a manifest or tokenizer (llm.c's shards, say) has
+  // nothing else to vouch for: every id inside the model's vocabulary, and none of the sink's ids as plain data
+  // unless a tokenizer reserves them.
+  const bool count_sink_ids = k > 0 && !have_tokenizer;
   for (const char* split : {"train", "val"})
-    for (const auto& path : list_shards(data_dir, split))
-      if (const int64_t c = Shard::open(path).count_in_range(lo, lo + k); c > 0)
-        fail(path, "holds " + std::to_string(c) + " token(s) with the ids that " + ids +
+    for (const auto& path : list_shards(data_dir, split)) {
+      const Shard::Scan scan = Shard::open(path).scan(count_sink_ids ? lo : 0, count_sink_ids ? lo + k : 0);
+      if (scan.max >= m.vocab_size)
+        fail(path, "holds token id " + std::to_string(scan.max) + ", outside model.vocab_size = " +
+                       std::to_string(m.vocab_size) + " (set model.vocab_size to at least " +
+                       std::to_string(scan.max + 1) + ")");
+      if (scan.in_range > 0)
+        fail(path, "holds " + std::to_string(scan.in_range) + " token(s) with the ids that " + ids +
                        " reserves for the sink; with no tokenizer.model to reserve them, choose ids this data never "
                        "uses");
+    }
 }
 
 int train(const RunConfig& cfg_in, const TrainOptions& opts) {
@@ -152,23 +170,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   }
   AdamW opt(named, {tc.beta1, tc.beta2, tc.adam_eps, tc.weight_decay});
   const auto prefix = sink_prefix(cfg.model);
-  // The data's ids must index the model's embedding: past it, a CPU run stops with an index error but a GPU run
-  // hits a device-side assert that poisons the whole process, so check the manifest first.
-  if (std::filesystem::exists(std::filesystem::path(tc.data_dir) / "manifest.json")) {
-    const Manifest m = read_manifest(tc.data_dir);
-    if (m.vocab_size > cfg.model.vocab_size)
-      fail(m.path, "the data's tokenizer has " + std::to_string(m.vocab_size) + " pieces, more than model.vocab_size = " +
-                       std::to_string(cfg.model.vocab_size) + " (set model.vocab_size to at least " +
-                       std::to_string(m.vocab_size) + ")");
-  }
-  // ...and the ids themselves, which data without a manifest (llm.c's shards, say) has nothing else to vouch for.
-  for (const char* split : {"train", "val"})
-    for (const auto& path : list_shards(tc.data_dir, split))
-      if (const int64_t top = Shard::open(path).max_token(); top >= cfg.model.vocab_size)
-        fail(path, "holds token id " + std::to_string(top) + ", outside model.vocab_size = " +
-                       std::to_string(cfg.model.vocab_size) + " (set model.vocab_size to at least " +
-                       std::to_string(top + 1) + ")");
-  check_sink_ids(cfg.model, tokenizer, tc.data_dir);
+  check_data_ids(cfg.model, tokenizer, tc.data_dir);  // before step 1, not as an index error (or a GPU assert)
   Loader loader({tc.data_dir, "train", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(),
                  world, prefix, true});
   // Evaluation reads the validation split from its start each time. The last step always evaluates, so a split too

@@ -20,10 +20,11 @@ struct TrainOptions {
 // after writing a checkpoint; non-zero on a numerical fault under nan_policy=stop. Bad input throws Error.
 int train(const RunConfig& cfg, const TrainOptions& opts);
 
-// sink: token prepends k placeholder ids (StreamingLLM §3.3) that must be the sink's alone: were one an ordinary
-// piece, the sink would share its embedding with text. With a tokenizer, each must be one of its reserved sink
-// symbols (control symbols no text encodes to) or past its vocabulary; with none (llm.c shards), no train or val
-// shard may hold them. Error naming the tokenizer or the shard otherwise.
-void check_sink_ids(const ModelConfig& model, const std::string& tokenizer, const std::string& data_dir);
+// The data's ids against the model, before the first step; Error naming the file otherwise:
+//  - the data's vocabulary (its manifest) and every id of its train and val shards within model.vocab_size;
+//  - sink: token prepends k placeholder ids (StreamingLLM §3.3) that must be the sink's alone: were one an ordinary
+//    piece, the sink would share its embedding with text. With a tokenizer, each must be one of its reserved sink
+//    symbols (control symbols no text encodes to) or past its vocabulary; with none, no shard may hold them.
+void check_data_ids(const ModelConfig& model, const std::string& tokenizer, const std::string& data_dir);
 
 }  // namespace streamsink
