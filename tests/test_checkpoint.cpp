@@ -47,6 +47,32 @@ TEST(Checkpoint, ResumeRestoresWeightsStateAndTheCpuRandomStream) {
   expect_random_stream_continues_after_resume(c10::Device(c10::kCPU));
 }
 
+// Every field of the training state comes back as written: distinct values in each, so a field left out of the
+// file (tokens_seen restarting at 0 would shift every emergence plot's x-axis after a resume) or read into its
+// neighbour shows.
+TEST(Checkpoint, EveryFieldOfTheTrainingStateComesBack) {
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCPU));
+  TrainState s;
+  s.step = 11;
+  s.tokens_seen = 123456;
+  s.skipped_steps = 2;
+  s.cursor = LoaderCursor{3, 9};
+  s.world_size = 5;
+  s.elapsed_s = 4.5;
+  save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 1);
+  CheckpointSubject b(c10::Device(c10::kCPU));
+  TrainState r;
+  load_checkpoint(latest_checkpoint(dir.str()), b.model, *b.opt, r);
+  EXPECT_EQ(r.step, 11);
+  EXPECT_EQ(r.tokens_seen, 123456);
+  EXPECT_EQ(r.skipped_steps, 2);
+  EXPECT_EQ(r.cursor.epoch, 3);
+  EXPECT_EQ(r.cursor.step_in_epoch, 9);
+  EXPECT_EQ(r.world_size, 5);
+  EXPECT_EQ(r.elapsed_s, 4.5);
+}
+
 TEST(Checkpoint, ACpuCheckpointHoldsNoCudaState) {
   TempDir dir;
   CheckpointSubject a(c10::Device(c10::kCPU));

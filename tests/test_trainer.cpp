@@ -10,9 +10,13 @@
 #include <map>
 
 #include "common/file_util.h"
+#include "data/loader.h"
 #include "data/shard.h"
+#include "model/model_io.h"
 #include "model/safetensors.h"
+#include "model/transformer.h"
 #include "tests/corpus_fixture.h"
+#include "train/checkpoint.h"
 #include "train/schedule.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
@@ -40,6 +44,7 @@ TEST(Trainer, StopThenResumeGivesTheUninterruptedLossesBitForBit) {
     EXPECT_EQ(ra[s]["loss"].get<double>(), rb[s]["loss"].get<double>()) << "step " << s;
     EXPECT_EQ(ra[s]["grad_norm"].get<double>(), rb[s]["grad_norm"].get<double>()) << "step " << s;
     EXPECT_EQ(ra[s]["lr"].get<double>(), rb[s]["lr"].get<double>()) << "step " << s;
+    EXPECT_EQ(ra[s]["tokens_seen"].get<int64_t>(), rb[s]["tokens_seen"].get<int64_t>()) << "step " << s;
   }
   // elapsed_s goes on from the checkpoint's (before session 8 the resumed process counted from 0 again)
   for (int64_t s = 2; s <= 12; ++s)
@@ -205,6 +210,98 @@ TEST(Trainer, GradAccumulationOfTwoHalvesEqualsTheWholeBatch) {
   const double step_size = max_weight_diff(ww, half_lr);
   ASSERT_GT(step_size, 1e-3);
   EXPECT_LT(max_weight_diff(step_one_weights(accum), ww), 1e-3 * step_size);
+}
+
+// A budget in tokens is ceil(tokens / tokens a step) steps, a step being batch × seq_len × grad_accum × ranks tokens,
+// and every step logs the schedule's rate of its own index, learning_rate(train, s − 1, total), and the tokens
+// seen so far: the schedule's wiring into the loop (the Schedule test below checks the formulas alone).
+TEST(Trainer, ATokenBudgetBecomesWholeStepsAndEachStepLogsItsScheduledRate) {
+  TempDir dir;
+  const std::string common = "--set train.steps=0 --set train.tokens=1537 --set train.warmup_steps=2 "
+                             "--set train.schedule=cosine --set train.log_interval=1 --set train.eval_interval=0 "
+                             "--set train.checkpoint_interval=0 --set train.threads=1";
+  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", common));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const RunConfig cfg = load_run_config(dir.str() + "/run/config.yaml");
+  ASSERT_EQ(cfg.train.batch_size * cfg.train.seq_len, 512);
+  const auto recs = training_records(dir.str() + "/run");
+  ASSERT_EQ(recs.size(), 4u) << "1537 tokens at 512 a step: 4 steps (3 fall one token short)";
+  for (const auto& [s, rec] : recs) {
+    EXPECT_EQ(rec["tokens_seen"].get<int64_t>(), s * 512) << "step " << s;
+    EXPECT_DOUBLE_EQ(rec["lr"].get<double>(), learning_rate(cfg.train, s - 1, 4)) << "step " << s;
+  }
+  EXPECT_DOUBLE_EQ(recs.at(1)["lr"].get<double>(), cfg.train.lr / 2);  // warm-up: (0 + 1) / 2 of the peak
+  EXPECT_DOUBLE_EQ(recs.at(2)["lr"].get<double>(), cfg.train.lr);
+
+  auto a = run_streamsink(tiny_train_args(dir.str() + "/accum", common + " --set train.grad_accum=2"));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const auto ra = training_records(dir.str() + "/accum");
+  ASSERT_EQ(ra.size(), 2u) << "1537 tokens at 1024 a step: 2 steps";
+  EXPECT_EQ(ra.at(2)["tokens_seen"].get<int64_t>(), 2048);
+}
+
+// What the trainer feeds and scores, against an oracle built here from the parts: the initialisation of
+// model.seed, the Loader's first batch with the sink prefix written out (two sink tokens, so a prefix of one id
+// repeated would show), and the validation loss as the mean over the first eval_batches batches of the ordered
+// validation split, scored with the checkpoint's weights.
+TEST(Trainer, TheFirstLossAndTheValidationLossMatchAModelAndBatchesBuiltByHand) {
+  TempDir dir;
+  const std::string run = dir.str() + "/run";
+  auto r = run_streamsink(tiny_train_args(run, "--set model.sink=token --set model.sink_tokens=2 --set train.steps=1 "
+                                               "--set train.log_interval=1 --set train.threads=1"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const RunConfig cfg = load_run_config(run + "/config.yaml");
+  ASSERT_EQ(cfg.model.sink_token_id, 4);
+  const std::vector<int64_t> prefix = {4, 5};  // <sink>, <sink1>
+
+  at::manual_seed(cfg.train.seed);
+  Transformer init(cfg.model);
+  Loader train_loader({cfg.train.data_dir, "train", cfg.train.batch_size, cfg.train.seq_len,
+                       static_cast<uint64_t>(cfg.train.seed), 0, 1, prefix, true});
+  const Batch b = train_loader.next();
+  ASSERT_EQ(b.inputs[0][0].item<int64_t>(), 4);
+  ASSERT_EQ(b.inputs[0][1].item<int64_t>(), 5);
+  const double first = init->loss(init->forward(b.inputs), b.targets).item<double>();
+  const auto recs = training_records(run);
+  ASSERT_TRUE(recs.count(1));
+  EXPECT_NEAR(recs.at(1)["loss"].get<double>(), first, 1e-5 * first);
+
+  Transformer trained = load_model(latest_checkpoint(run));
+  Loader val({cfg.train.data_dir, "val", cfg.train.batch_size, cfg.train.seq_len,
+              static_cast<uint64_t>(cfg.train.seed), 0, 1, prefix, false});
+  const int64_t n = std::min<int64_t>(cfg.train.eval_batches, val.steps_per_epoch());
+  ASSERT_GE(n, 2);  // two distinct batches: scoring one of them twice would show
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const Batch vb = val.next();
+    sum += trained->loss(trained->forward(vb.inputs), vb.targets).item<double>();
+  }
+  EXPECT_NEAR(last_val_loss(run), sum / n, 1e-5 * sum / n);
+}
+
+// AdamW's moments after one step are m = (1 − β1)·g and v = (1 − β2)·g², so v / m² = (1 − β2) / (1 − β1)² for every
+// entry with a gradient, whatever the clipping: 5 at the default betas (0.9, 0.95); swapped betas would give 40.
+TEST(Trainer, TheOptimizerMomentsAfterOneStepFollowTheConfiguredBetas) {
+  TempDir dir;
+  const std::string run = dir.str() + "/run";
+  auto r = run_streamsink(tiny_train_args(run, "--set train.steps=1 --set train.checkpoint_interval=1 "
+                                               "--set train.eval_interval=0 --set train.threads=1"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const RunConfig cfg = load_run_config(run + "/config.yaml");
+  const double expect = (1 - cfg.train.beta2) / ((1 - cfg.train.beta1) * (1 - cfg.train.beta1));
+  ASSERT_NEAR(expect, 5.0, 1e-9);
+  const auto o = load_safetensors(run + "/checkpoints/step_0000001/optimizer.safetensors");
+  int64_t checked = 0;
+  for (const auto& [name, m] : o) {
+    if (name.rfind("exp_avg.", 0) != 0) continue;
+    const auto v = o.at("exp_avg_sq." + name.substr(8)).to(at::kDouble);
+    const auto md = m.to(at::kDouble);
+    const auto keep = md.abs() > 1e-3 * md.abs().max().item<double>();  // away from fp32 underflow of m²
+    const auto ratio = v.masked_select(keep) / md.masked_select(keep).square();
+    checked += ratio.numel();
+    EXPECT_LT((ratio - expect).abs().max().item<double>(), 1e-3 * expect) << name;
+  }
+  EXPECT_GT(checked, 1000);
 }
 
 TEST(TrainConfig, BadConfigsNameTheKeyAndTheFile) {

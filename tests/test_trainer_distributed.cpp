@@ -33,7 +33,7 @@ double max_param_diff_steps(const std::string& run, const std::string& a, const 
 TEST(TrainerDistributed, TwoRanksEqualOneRankWithTwiceTheBatchAndAccumulation) {
   TempDir dir;
   const std::string common = "--set train.steps=5 --set train.eval_interval=0 --set train.checkpoint_interval=1 "
-                             "--set train.keep_checkpoints=5 "
+                             "--set train.keep_checkpoints=5 --set train.log_interval=1 "
                              "--set train.threads=1 --set train.timeout_s=60";
   auto one = run_streamsink(tiny_train_args(dir.str() + "/one", common + " --set train.batch_size=8"));
   ASSERT_EQ(one.exit_code, 0) << one.output;
@@ -54,6 +54,20 @@ TEST(TrainerDistributed, TwoRanksEqualOneRankWithTwiceTheBatchAndAccumulation) {
   EXPECT_LT(max_param_diff(dir.str() + "/one", dir.str() + "/two", "step_0000001"), 1e-5);
   EXPECT_LT(max_param_diff(dir.str() + "/one", dir.str() + "/accum", "step_0000001"), 1e-5);
   EXPECT_LT(max_param_diff(dir.str() + "/one", dir.str() + "/two", "step_0000005"), 1e-5);
+  // The logged losses are the mean over every rank's sequences (the ranks' sum divided by the world), as is the
+  // validation loss: one process with 2b sees the same 8 sequences a step, and the same 16 validation windows as
+  // two ranks with b (the accumulating process, with 2 batches of 4, sees only 8 of them: its val_loss differs).
+  const auto r1 = training_records(dir.str() + "/one"), r2 = training_records(dir.str() + "/two"),
+             ra = training_records(dir.str() + "/accum");
+  for (int64_t s : {1, 5}) {
+    ASSERT_TRUE(r1.count(s) && r2.count(s) && ra.count(s)) << "step " << s;
+    const double l1 = r1.at(s)["loss"].get<double>();
+    EXPECT_NEAR(r2.at(s)["loss"].get<double>(), l1, 1e-4 * l1) << "step " << s;
+    EXPECT_NEAR(ra.at(s)["loss"].get<double>(), l1, 1e-4 * l1) << "step " << s;
+  }
+  const double v1 = last_val_loss(dir.str() + "/one");
+  ASSERT_GT(v1, 0);
+  EXPECT_NEAR(last_val_loss(dir.str() + "/two"), v1, 1e-4 * v1);
   // and training moved the parameters (the comparisons are not between untouched initialisations)
   EXPECT_GT(max_param_diff_steps(dir.str() + "/one", "step_0000001", "step_0000005"), 1e-4);
 }
