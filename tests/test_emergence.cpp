@@ -70,12 +70,12 @@ TEST(EmergenceStudy, QuickConfWritesOneRowPerEvalAndLayerAVerdictPerRunAndAPlot)
 
   const auto lines = split(streamsink::read_file(res + "/emergence.csv"), '\n');
   ASSERT_FALSE(lines.empty());
-  EXPECT_EQ(lines[0], "run,step,tokens,layer,first_share,window_loss,sink4_loss,sink_window,val_loss");
+  EXPECT_EQ(lines[0], "run,step,tokens,layer,first_share,window_loss,sink4_loss,sink_window,val_loss,sink_gap_se");
   std::map<std::string, std::map<int64_t, std::vector<std::vector<std::string>>>> rows;  // run -> step -> rows
   for (size_t i = 1; i < lines.size(); ++i) {
     if (lines[i].empty()) continue;
     auto f = split(lines[i], ',');
-    ASSERT_EQ(f.size(), 9u) << lines[i];
+    ASSERT_EQ(f.size(), 10u) << lines[i];
     rows[f[0]][std::stoll(f[1])].push_back(f);
   }
   const std::vector<std::string> runs = {"tiny-sp512", "tiny-bytes-lr3x"};
@@ -97,6 +97,7 @@ TEST(EmergenceStudy, QuickConfWritesOneRowPerEvalAndLayerAVerdictPerRunAndAPlot)
         EXPECT_NEAR(std::stod(r[layer][6]), rec["sink4_loss"].get<double>(), 1e-4);
         EXPECT_EQ(std::stoll(r[layer][7]), 32);  // W = seq_len / 2
         EXPECT_NEAR(std::stod(r[layer][8]), rec["val_loss"].get<double>(), 1e-4);
+        EXPECT_NEAR(std::stod(r[layer][9]), rec["sink_gap_se"].get<double>(), 1e-6);
       }
     }
   }
@@ -120,18 +121,22 @@ TEST(EmergenceStudy, QuickConfWritesOneRowPerEvalAndLayerAVerdictPerRunAndAPlot)
 
 // The verdict against runs whose metrics are made up so that the answer is known: at T = 256 uniform causal
 // attention gives the first position (H(256) - 1) / 255 = 2.0% (the mean over queries t = 1..255 of 1/(t+1)), so the
-// attention bar at 5x is 10.0%; the loss bar is window > 4 sinks by 1%. Only the last evaluation decides.
+// attention bar at 5x is 10.0%; the loss bar is window > 4 sinks by 1% and by 2 standard errors (where the run
+// logged one). Only the last evaluation decides.
 TEST(EmergenceStudy, VerdictFollowsTheStatedCriterionOnRunsWithKnownMetrics) {
   TempDir dir;
   struct Run {
     std::string name;
     double share, window_loss;  // last evaluation: the strongest layer's share; window loss (4-sink loss is 4.0)
     std::string verdict;
+    double gap_se = -1;  // the gap's standard error, -1: not logged (a run from before it was recorded)
   };
   const std::vector<Run> runs = {{"both", 0.30, 4.20, "sink after"},
                                  {"attention", 0.30, 4.02, "attention only after"},  // +0.5%: under the bar
                                  {"gap", 0.09, 4.20, "loss gap only after"},         // 4.5x uniform: under the bar
-                                 {"neither", 0.02, 4.00, "no sink after"}};
+                                 {"neither", 0.02, 4.00, "no sink after"},
+                                 {"clear", 0.30, 4.20, "sink after", 0.05},            // +5% = 4 s.e.
+                                 {"noisy", 0.30, 4.20, "attention only after", 0.15}};  // +5% but 1.3 s.e.
   std::string args;
   for (const auto& r : runs) {
     const std::string d = dir.str() + "/" + r.name;
@@ -144,6 +149,7 @@ TEST(EmergenceStudy, VerdictFollowsTheStatedCriterionOnRunsWithKnownMetrics) {
                          {"sink4_loss", 4.0}, {"sink_window", 128}};
     nlohmann::json e2 = {{"step", 20}, {"val_loss", 4.5}, {"sink_first_share", {0.01, r.share}},
                          {"window_loss", r.window_loss}, {"sink4_loss", 4.0}, {"sink_window", 128}};
+    if (r.gap_se >= 0) e2["sink_gap_se"] = r.gap_se;
     streamsink::write_file_atomic(d + "/metrics.jsonl", train.dump() + "\n" + e1.dump() + "\n" + e2.dump() + "\n");
     args += " " + r.name + "=" + d;
   }
@@ -154,6 +160,7 @@ TEST(EmergenceStudy, VerdictFollowsTheStatedCriterionOnRunsWithKnownMetrics) {
     ASSERT_NE(at, std::string::npos) << r.name << "\n" << md;
     EXPECT_EQ(md.substr(at, md.find('\n', at) - at).find("**: " + r.verdict), 4 + r.name.size()) << md;
   }
+  EXPECT_NE(md.find("+5.00% ± 3.75%"), std::string::npos) << md;  // noisy: 0.15 / 4.0 of the 4-sink loss
 }
 
 // The bar against the uniform share of the model's own T, and "sink first at" as the first evaluation where BOTH

@@ -97,3 +97,49 @@ TEST_P(SinkMetricsPerSink, SharesAreTheProbeMapsFirstColumns) {
     EXPECT_GT((p.select(3, 0) - p.select(3, 1)).narrow(2, first, T - first).abs().max().item<double>(), 1e-3);
   }
 }
+
+// Several batches measured a few sequences at a time against the one-batch measurement of all their sequences at
+// once (shares and losses are means over equal counts, so the two agree), and the gap's standard error against its
+// closed form, sd / √n over the per-sequence gaps, each sequence measured alone.
+TEST(SinkMetrics, BatchesMeasuredInPiecesEqualOneBatchAndTheGapCarriesItsStandardError) {
+  at::set_num_threads(1);
+  torch::NoGradGuard g;
+  const auto cfg = tiny_config(SinkKind::kToken);
+  at::manual_seed(3);
+  Transformer m(cfg);
+  m->eval();
+  const int64_t T = 16, W = 8, k = cfg.prefix_tokens();
+  const auto make = [&](int64_t B) {
+    auto inputs = at::randint(8, cfg.vocab_size, {B, T}, at::kLong);
+    inputs.narrow(1, 0, k).copy_(at::arange(cfg.sink_token_id, cfg.sink_token_id + k, at::kLong));
+    return Batch{inputs, at::randint(8, cfg.vocab_size, {B, T}, at::kLong)};
+  };
+  const std::vector<Batch> batches = {make(3), make(2)};
+  const SinkMetrics pieces = measure_sinks(m, batches, k, W, /*rows_per_forward=*/2);
+  const Batch all{at::cat({batches[0].inputs, batches[1].inputs}), at::cat({batches[0].targets, batches[1].targets})};
+  const SinkMetrics whole = measure_sinks(m, all, k, W);
+
+  EXPECT_EQ(pieces.sequences, 5);
+  EXPECT_EQ(pieces.scored_tokens, 5 * (T - W));
+  EXPECT_EQ(whole.scored_tokens, 5 * (T - W));
+  ASSERT_EQ(pieces.first_share.size(), whole.first_share.size());
+  for (size_t l = 0; l < whole.first_share.size(); ++l)
+    EXPECT_NEAR(pieces.first_share[l], whole.first_share[l], 1e-6) << "layer " << l;
+  EXPECT_NEAR(pieces.window_loss, whole.window_loss, 1e-6);
+  EXPECT_NEAR(pieces.sink4_loss, whole.sink4_loss, 1e-6);
+
+  std::vector<double> gaps;
+  for (int64_t i = 0; i < 5; ++i) {
+    const SinkMetrics one = measure_sinks(m, Batch{all.inputs.narrow(0, i, 1), all.targets.narrow(0, i, 1)}, k, W);
+    gaps.push_back(one.window_loss - one.sink4_loss);
+    EXPECT_EQ(one.gap_se, 0.0);  // one sequence: no spread to measure
+  }
+  double mean = 0, ss = 0;
+  for (double x : gaps) mean += x / 5;
+  for (double x : gaps) ss += (x - mean) * (x - mean);
+  const double se = std::sqrt(ss / 4 / 5);
+  ASSERT_GT(se, 1e-4);
+  EXPECT_NEAR(pieces.window_loss - pieces.sink4_loss, mean, 1e-6);
+  EXPECT_NEAR(pieces.gap_se, se, 1e-6 * se + 1e-9);
+  EXPECT_NEAR(whole.gap_se, se, 1e-6 * se + 1e-9);
+}

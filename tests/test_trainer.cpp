@@ -277,6 +277,17 @@ TEST(Trainer, TheFirstLossAndTheValidationLossMatchAModelAndBatchesBuiltByHand) 
     sum += trained->loss(trained->forward(vb.inputs), vb.targets).item<double>();
   }
   EXPECT_NEAR(last_val_loss(run), sum / n, 1e-5 * sum / n);
+
+  // the sink metrics are measured on every sequence the evaluation scored, past the window W = T / 2
+  std::ifstream in(run + "/metrics.jsonl");
+  std::string line;
+  nlohmann::json eval;
+  while (std::getline(in, line))
+    if (auto j = nlohmann::json::parse(line); j.contains("val_loss")) eval = j;
+  ASSERT_TRUE(eval.contains("sink_scored_tokens")) << eval.dump();
+  EXPECT_EQ(eval["sink_sequences"].get<int64_t>(), n * cfg.train.batch_size);
+  EXPECT_EQ(eval["sink_scored_tokens"].get<int64_t>(), n * cfg.train.batch_size * (cfg.train.seq_len / 2));
+  EXPECT_GT(eval["sink_gap_se"].get<double>(), 0.0);
 }
 
 // AdamW's moments after one step are m = (1 − β1)·g and v = (1 − β2)·g², so v / m² = (1 − β2) / (1 − β1)² for every

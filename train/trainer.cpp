@@ -246,30 +246,32 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     Loader val(val_cfg);
     const int64_t n = std::min<int64_t>(tc.eval_batches, val.steps_per_epoch());
     double sum = 0;
-    Batch first;
+    std::vector<Batch> batches;  // rank 0 measures the sink on every sequence it scored
     for (int64_t i = 0; i < n; ++i) {
       auto b = val.next();
-      if (i == 0) first = b;
+      if (main) batches.push_back(b);
       AutocastGuard ac(bf16, device.type());
       sum += model->loss(model->forward(b.inputs.to(device)), b.targets.to(device)).item<double>();
     }
     const double val_loss = dist->allreduce_sum(sum / std::max<int64_t>(1, n)) / world;
     nlohmann::json rec = {{"step", state.step}, {"val_loss", val_loss}, {"val_ppl", std::exp(val_loss)}};
-    if (main && first.inputs.defined()) {
-      const int64_t rows = std::min<int64_t>(4, first.inputs.size(0));
-      Batch small{first.inputs.narrow(0, 0, rows), first.targets.narrow(0, 0, rows)};
-      auto sm = measure_sinks(model, small, cfg.model.prefix_tokens(), cfg.sink_window());
+    if (main && !batches.empty()) {
+      auto sm = measure_sinks(model, batches, cfg.model.prefix_tokens(), cfg.sink_window());
       rec["sink_first_share"] = sm.first_share;
       if (!sm.extra_share.empty()) rec["sink_extra_share"] = sm.extra_share;
       rec["window_loss"] = sm.window_loss;
       rec["sink4_loss"] = sm.sink4_loss;
+      rec["sink_gap_se"] = sm.gap_se;
       rec["sink_window"] = sm.window;
+      rec["sink_sequences"] = sm.sequences;
+      rec["sink_scored_tokens"] = sm.scored_tokens;
       std::string shares;
       for (double s : sm.first_share) shares += (shares.empty() ? "" : " ") + std::to_string(s).substr(0, 5);
       std::fprintf(stderr, "\n[eval] step %lld  val_loss %.4f  ppl %.2f | first-position attention per layer: %s | "
-                   "loss past W=%lld: window %.4f, 4 sinks %.4f\n", static_cast<long long>(state.step), val_loss,
-                   std::exp(val_loss), shares.c_str(), static_cast<long long>(sm.window), sm.window_loss,
-                   sm.sink4_loss);
+                   "loss past W=%lld: window %.4f, 4 sinks %.4f (gap %+.4f ± %.4f, %lld tokens)\n",
+                   static_cast<long long>(state.step), val_loss, std::exp(val_loss), shares.c_str(),
+                   static_cast<long long>(sm.window), sm.window_loss, sm.sink4_loss, sm.window_loss - sm.sink4_loss,
+                   sm.gap_se, static_cast<long long>(sm.scored_tokens));
     }
     if (main) metrics->write(rec);
     model->train();

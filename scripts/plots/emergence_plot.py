@@ -8,7 +8,9 @@ A run has a sink when, at its last evaluation, both hold:
   - attention: some layer gives the first position more than SHARE_RATIO x the share a uniform causal attention
     would give it (the mean over the scored queries t = 1..T-1 of 1/(t+1));
   - function: the validation loss past W with window attention (0+W) exceeds the loss with 4 sinks + (W-4) window
-    by more than LOSS_GAP (relative), i.e. evicting the first tokens hurts.
+    by more than LOSS_GAP (relative), i.e. evicting the first tokens hurts, and by more than twice the standard
+    error of that paired difference (metrics.jsonl's sink_gap_se; runs logged before it was recorded are judged
+    on the relative bar alone).
 
   emergence_plot.py NAME=RUN_DIR [NAME=RUN_DIR ...] --csv OUT.csv --md OUT.md --png OUT.png
                     [--share-ratio 5] [--loss-gap 0.01] [--command CMD] [--conf CONF]
@@ -107,11 +109,20 @@ def fmt_tokens(n):
 def judge(run, e, ratio, gap):
     shares = e["sink_first_share"]
     best = max(range(len(shares)), key=lambda i: shares[i])
-    rel = (e["window_loss"] - e["sink4_loss"]) / e["sink4_loss"]
+    diff = e["window_loss"] - e["sink4_loss"]
+    rel = diff / e["sink4_loss"]
+    se = e.get("sink_gap_se")  # absent in runs logged before the trainer recorded it
     att = shares[best] > ratio * run["uniform"]
-    fn = rel > gap
+    fn = rel > gap and (se is None or diff > 2 * se)
     return {"best_layer": best, "best_share": shares[best], "x_uniform": shares[best] / run["uniform"], "rel_gap": rel,
+            "gap_se_rel": None if se is None else se / e["sink4_loss"], "tokens": e.get("sink_scored_tokens"),
             "attention": att, "function": fn, "sink": att and fn}
+
+
+def fmt_gap(v):
+    """The relative gap, with its standard error where the run logged one: '+1.23% ± 0.40%'."""
+    text = f"{100 * v['rel_gap']:+.2f}%"
+    return text if v["gap_se_rel"] is None else text + f" ± {100 * v['gap_se_rel']:.2f}%"
 
 
 def verdict_text(v):
@@ -127,7 +138,9 @@ def verdict_text(v):
 def explain(run, v, ratio, gap):
     a = (f"layer {v['best_layer']} gives the first position {100 * v['best_share']:.1f}% of attention, "
          f"{v['x_uniform']:.1f}x its uniform share ({100 * run['uniform']:.1f}%; bar {ratio:g}x)")
-    f = (f"window attention's loss past W is {100 * v['rel_gap']:+.2f}% vs 4 sinks + window (bar +{100 * gap:g}%)")
+    f = (f"window attention's loss past W is {fmt_gap(v)} vs 4 sinks + window (bar +{100 * gap:g}%"
+         + (", and 2 standard errors" if v["gap_se_rel"] is not None else "")
+         + (f"; {v['tokens']:,} scored tokens" if v["tokens"] else "") + ")")
     return a + "; " + f
 
 
@@ -155,13 +168,14 @@ def main():
     with open(a.csv, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["run", "step", "tokens", "layer", "first_share", "window_loss", "sink4_loss", "sink_window",
-                    "val_loss"])
+                    "val_loss", "sink_gap_se"])
         for r in runs:
             for e in r["evals"]:
                 for layer, s in enumerate(e["sink_first_share"]):
                     w.writerow([r["name"], e["step"], e["step"] * r["per_step"], layer, f"{s:.6g}",
                                 f"{e['window_loss']:.6g}", f"{e['sink4_loss']:.6g}", e["sink_window"],
-                                f"{e['val_loss']:.6g}"])
+                                f"{e['val_loss']:.6g}",
+                                f"{e['sink_gap_se']:.6g}" if "sink_gap_se" in e else ""])
 
     # ---- verdicts ----
     for r in runs:
@@ -190,8 +204,8 @@ def main():
                 " (for `token` the first position is the sink token)")
     L.append(f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `{a.command or 'emergence_plot.py'}` on "
              f"{cpu}, {os.cpu_count()} cores (training device and threads per run below). {variants}; the trainer "
-             "logs its sink metrics at each evaluation (`train/sink_metrics.h`), on the first 4 sequences of the "
-             f"validation split. Curves: `{os.path.basename(a.png)}`; every evaluation and layer: "
+             "logs its sink metrics at each evaluation (`train/sink_metrics.h`), on every validation sequence the "
+             f"evaluation scores (runs logged before session 9: on its first 4). Curves: `{os.path.basename(a.png)}`; every evaluation and layer: "
              f"`{os.path.basename(a.csv)}`.\n")
     L.append("## The criterion\n")
     L.append(f"A run **has a sink** when, at its last evaluation, both of these hold (computed by "
@@ -202,7 +216,8 @@ def main():
              f"That is the bar `scripts/plots/sink_summary.py` uses for attention maps; the sinks of trained LLMs "
              f"take 50% and more.")
     L.append(f"2. **function**: the validation loss past W with window attention (0+W) exceeds the loss with 4 sinks "
-             f"+ (W-4) window by more than **{100 * a.loss_gap:g}%**, i.e. evicting the first tokens hurts. Both "
+             f"+ (W-4) window by more than **{100 * a.loss_gap:g}%**, i.e. evicting the first tokens hurts, and by more "
+             f"than twice its standard error (from the per-sequence differences; shown as ± after the gap). Both "
              f"losses are scored on the same tokens, so the gap is paired: without a sink they agree to ~0.1% "
              f"(`docs/results.md`, demo run 2: 4.073 vs 4.076), while the paper's vanilla 160M model loses ~15% "
              f"(perplexity 27.87 vs 18.05, Table 3).\n")
@@ -248,7 +263,7 @@ def main():
         first = f"{fmt_tokens(r['first_sink'])} tokens" if r["first_sink"] is not None else "never"
         L.append(f"| {r['name']} | {fmt_tokens(e['step'] * r['per_step'])} | {e['val_loss']:.4f} | {shares} | "
                  f"{v['x_uniform']:.1f}x (layer {v['best_layer']}) | {e['window_loss']:.4f} | {e['sink4_loss']:.4f} | "
-                 f"{100 * v['rel_gap']:+.2f}% | **{verdict_text(v)}** | {first} | "
+                 f"{fmt_gap(v)} | **{verdict_text(v)}** | {first} | "
                  f"{r['peak_x']:.1f}x, {100 * r['peak_gap']:+.2f}% |")
     L.append("")
     L.append("## Verdicts\n")
@@ -282,7 +297,9 @@ def main():
         col = colors[i % len(colors)]
         x = [e["step"] * r["per_step"] for e in r["evals"]]
         ax[0].plot(x, [100 * v["best_share"] for v in r["judged"]], "o-", ms=3, color=col, label=r["name"])
-        ax[1].plot(x, [100 * v["rel_gap"] for v in r["judged"]], "o-", ms=3, color=col, label=r["name"])
+        yerr = [200 * v["gap_se_rel"] if v["gap_se_rel"] is not None else 0 for v in r["judged"]]
+        ax[1].errorbar(x, [100 * v["rel_gap"] for v in r["judged"]], yerr=yerr if any(yerr) else None, fmt="o-", ms=3,
+                       color=col, capsize=2, label=r["name"])
         ax[2].plot(x, [e["val_loss"] for e in r["evals"]], "o-", ms=3, color=col, label=r["name"])
     for k, T in enumerate(T_list):
         ax[0].axhline(100 * a.share_ratio * uniform_first_share(T, 1), ls="--", lw=1, color="grey",
@@ -293,7 +310,7 @@ def main():
     ax[1].axhline(0, lw=0.8, color="black")
     ax[0].set_title("first-position attention (strongest layer)")
     ax[0].set_ylabel("share of attention, %")
-    ax[1].set_title("loss past W: window (0+W) vs 4 sinks + (W-4)")
+    ax[1].set_title("loss past W: window (0+W) vs 4 sinks + (W-4), ± 2 s.e.")
     ax[1].set_ylabel("(window - 4 sinks) / 4 sinks, %")
     ax[2].set_title("validation loss (per token: not comparable across tokenizers)")
     ax[2].set_ylabel("loss, nats")
