@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <torch/utils.h>
 
+#include <cmath>
+
 #include "infer/attention_stats.h"
 #include "model/attention.h"
 #include "tests/model_fixtures.h"
@@ -50,4 +52,42 @@ TEST_P(AttentionStatsPerSink, SharesAreTheProbeMapsAveraged) {
   EXPECT_EQ(s.sink_column_mass.max().item<double>() > 1e-3, extra);
   auto js = attention_stats_json(s, to_string(GetParam()));
   EXPECT_NE(js.find("\"first_token_share\""), std::string::npos);
+}
+
+// Against a closed form, per layer and head: with every q_proj weight zero all scores are 0, so a query at t puts
+// 1 / (t + 1 + e^{b_h}) on each of its t + 1 keys and e^{b_h} / (t + 1 + e^{b_h}) on the extra column, b_h = 0 for
+// zero and the head's own learned logit for logit (distinct per head, shifted per layer, so a logit read from the
+// wrong head or layer shows). The figures are means over the queries t in [first_k, T), the same in every window.
+TEST(AttentionStats, WithZeroScoresEachHeadsSinkColumnMassIsItsClosedForm) {
+  at::set_num_threads(1);
+  torch::NoGradGuard g;
+  const std::vector<double> base = {-1.0, 0.0, 0.5, 2.0};  // b_h of layer 0; layer l adds 0.25·l
+  std::vector<int32_t> stream;
+  for (int i = 0; i < 100; ++i) stream.push_back(8 + (i * 37) % 56);
+  const int64_t T = 12, N = 3, k = 2;
+  for (auto sink : {SinkKind::kZero, SinkKind::kLogit}) {
+    SCOPED_TRACE(to_string(sink));
+    at::manual_seed(0);
+    Transformer m(tiny_config(sink));
+    m->eval();
+    for (auto& p : m->named_parameters()) {
+      if (p.key().find("q_proj") != std::string::npos) p.value().zero_();
+      if (p.key().find(".sinks") != std::string::npos) {  // model.layers.<l>.self_attn.sinks
+        const int64_t l = std::stoll(p.key().substr(std::string("model.layers.").size()));
+        p.value().copy_(at::tensor(base, at::kFloat) + 0.25 * l);
+      }
+    }
+    const auto s = collect_attention(m, stream, T, N, k);
+    ASSERT_EQ(s.sink_column_mass.sizes(), (at::IntArrayRef{2, 4}));  // [L, H]
+    for (int64_t l = 0; l < 2; ++l)
+      for (int64_t h = 0; h < 4; ++h) {
+        const double e = sink == SinkKind::kZero ? 1.0 : std::exp(base[h] + 0.25 * l);
+        double mass = 0, first = 0;
+        for (int64_t t = k; t < T; ++t) mass += e / (t + 1 + e), first += 1.0 / (t + 1 + e);
+        mass /= T - k, first /= T - k;
+        EXPECT_NEAR(s.sink_column_mass[l][h].item<double>(), mass, 1e-6) << "layer " << l << " head " << h;
+        EXPECT_NEAR(s.first_token_share[l][h].item<double>(), first, 1e-6) << "layer " << l << " head " << h;
+        EXPECT_NEAR(s.first_k_share[l][h].item<double>(), k * first, 1e-6) << "layer " << l << " head " << h;
+      }
+  }
 }

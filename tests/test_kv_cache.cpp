@@ -338,7 +338,15 @@ TEST(KVCache, AStepNeverEndedIsUndoneByTheNextOne) {
   const int64_t Hkv = cfg.n_kv_heads, D = cfg.head_dim();
   hit.append(0, at::full({1, Hkv, chunk, D}, 9.0f), at::full({1, Hkv, chunk, D}, -9.0f));
   EXPECT_EQ(hit.seen()[0], 11);
-  auto a = run(clean, 11, 30), b = run(hit, 11, 30);
+  // One token at once after the undo: it rewrites the slot of 11 only, so the slots the abandoned step took for 12
+  // and 13 must already hold their old positions (a later chunk of 3 would rewrite them and hide a missing undo).
+  // Oracle: the clean cache, and the ring by counting: S = 2 sink slots hold 0, 1; Wcap = W + chunk - 1 = 7 ring
+  // slots, token t >= 2 in slot (t - 2) mod 7, so tokens 2..11 leave [9, 10, 11, 5, 6, 7, 8].
+  auto a1 = run(clean, 11, 12), b1 = run(hit, 11, 12);
+  EXPECT_TRUE(at::equal(clean.positions(), hit.positions())) << hit.positions();
+  EXPECT_TRUE(at::equal(hit.positions(), at::tensor({0, 1, 9, 10, 11, 5, 6, 7, 8}, at::kLong).view({1, 9})))
+      << hit.positions();  // [B = 1, S + Wcap]
+  auto a = at::cat({a1, run(clean, 12, 30)}, 1), b = at::cat({b1, run(hit, 12, 30)}, 1);  // [1, 19, V]
   EXPECT_TRUE(at::allclose(a, b, 1e-5, 1e-5)) << (a - b).abs().max().item<float>();
   EXPECT_TRUE(at::equal(clean.positions(), hit.positions()));
   EXPECT_EQ(hit.seen(), clean.seen());

@@ -9,6 +9,7 @@
 
 #include <cmath>
 
+#include "infer/decoder.h"
 #include "model/attention.h"
 #include "tests/model_fixtures.h"
 #include "train/sink_metrics.h"
@@ -142,4 +143,51 @@ TEST(SinkMetrics, BatchesMeasuredInPiecesEqualOneBatchAndTheGapCarriesItsStandar
   EXPECT_NEAR(pieces.window_loss - pieces.sink4_loss, mean, 1e-6);
   EXPECT_NEAR(pieces.gap_se, se, 1e-6 * se + 1e-9);
   EXPECT_NEAR(whole.gap_se, se, 1e-6 * se + 1e-9);
+}
+
+// The two losses against the independent streaming decoder (infer/decoder.h), for a `none` model (no sink prefix):
+// measure_sinks scores the targets at positions t >= W (W = min(window, T)): the mean over rows of each row's mean
+// cross-entropy, here the plain mean over all scored targets (every target is valid, each row scores T - W).
+//  - window_loss: each query sees the last W tokens, itself included: the `window` policy with W, each batch row fed
+//    as its own stream to a fresh Decoder, the cross-entropy of its logits at t >= W;
+//  - sink4_loss: the first 4 tokens plus the last W - 4: the `streaming` policy with S = 4 sinks and window W - 4
+//    under text positions (the windowed forward rotates every key by its text position). A cached key is the one
+//    computed when its token arrived, under the same visible set the windowed forward gives that token in every
+//    layer, so the two are equal for any layer count (here 2).
+TEST(SinkMetrics, WindowAndSink4LossesAreTheStreamingDecodersCrossEntropyPastTheWindow) {
+  at::set_num_threads(1);
+  torch::NoGradGuard g;
+  const auto cfg = tiny_config(SinkKind::kNone);
+  at::manual_seed(2);
+  Transformer m(cfg);
+  m->eval();
+  const int64_t B = 2, T = 16, W = 8;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(71);
+  auto inputs = at::randint(8, cfg.vocab_size, {B, T}, gen, at::kLong);   // [B, T]
+  auto targets = at::randint(8, cfg.vocab_size, {B, T}, gen, at::kLong);  // [B, T]
+  const SinkMetrics s = measure_sinks(m, Batch{inputs, targets}, 0, W);
+  ASSERT_EQ(s.window, W);
+
+  auto decoded_loss = [&](PolicyKind policy, int64_t sinks, int64_t window) {
+    double sum = 0;
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      DecodeConfig d;
+      d.policy = policy;
+      d.sinks = sinks;
+      d.window = window;
+      d.positions = PositionMode::kText;
+      d.max_chunk = 4;
+      Decoder dec(m, d);
+      auto lp = at::log_softmax(dec.feed(inputs.narrow(0, b, 1)).select(0, 0).to(at::kDouble), -1);  // [T, V]
+      for (int64_t t = W; t < T; ++t, ++n) sum -= lp[t][targets[b][t].item<int64_t>()].item<double>();
+    }
+    return sum / static_cast<double>(n);
+  };
+  const double window_ref = decoded_loss(PolicyKind::kWindow, 0, W);
+  const double sink4_ref = decoded_loss(PolicyKind::kStreaming, 4, W - 4);
+  EXPECT_NEAR(s.window_loss, window_ref, 1e-5);
+  EXPECT_NEAR(s.sink4_loss, sink4_ref, 1e-5);
+  // The two patterns differ for t >= W (the sinks 0..3 against tokens t - 7 .. t - 4), and so do the losses.
+  EXPECT_GT(std::abs(s.window_loss - s.sink4_loss), 1e-3);
 }

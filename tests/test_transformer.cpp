@@ -10,6 +10,7 @@
 
 #include "model/attention.h"
 #include "model/autocast.h"
+#include "model/rope.h"
 #include "model/transformer.h"
 #include "tests/grad_check.h"
 #include "tests/helpers.h"
@@ -324,4 +325,119 @@ TEST_P(PerSink, Bf16GradientsPointAsFp32Ones) {
   const auto ref = gradients(cpu, c.x, c.y, false);
   expect_gradients_close(ref, gradients(cpu, c.x, c.y, false), 1e-6, "cpu fp32 again");
   expect_gradients_close(ref, gradients(cpu, c.x, c.y, true), -1, "cpu bf16");
+}
+
+// RMSNorm against its closed form, element by element in double: y_i = w_i · x_i / sqrt(mean_j(x_j²) + eps). A
+// large eps (0.1) and inputs of about its size (mean(x²) ≈ 0.1) make eps's place visible: outside the root
+// (rsqrt(mean) + eps), or added to x, gives figures far off.
+TEST(RMSNorm, IsTheWeightTimesXOverTheRootOfMeanSquarePlusEps) {
+  torch::NoGradGuard g;
+  const int64_t dim = 8;
+  const double eps = 0.1;
+  RMSNorm norm(dim, eps);
+  norm->to(at::kDouble);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(41);
+  norm->weight.copy_(at::randn({dim}, gen, at::kDouble));
+  auto x = at::randn({2, 3, dim}, gen, at::kDouble) * 0.3;  // [2, 3, dim]
+  auto y = norm->forward(x);                                // [2, 3, dim]
+  ASSERT_EQ(y.sizes(), x.sizes());
+  auto xa = x.accessor<double, 3>(), ya = y.accessor<double, 3>();
+  auto w = norm->weight.accessor<double, 1>();
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = 0; t < 3; ++t) {
+      double ms = 0;
+      for (int64_t i = 0; i < dim; ++i) ms += xa[b][t][i] * xa[b][t][i];
+      ms /= dim;
+      for (int64_t i = 0; i < dim; ++i)
+        EXPECT_NEAR(ya[b][t][i], w[i] * xa[b][t][i] / std::sqrt(ms + eps), 1e-12) << b << " " << t << " " << i;
+    }
+}
+
+// The SwiGLU MLP against explicit matmuls on its own weights, in double: down · (silu(gate · x) ⊙ (up · x)), with
+// silu(z) = z / (1 + e^{-z}) written out. A gelu in place of silu, or gate and up swapped, is far off.
+TEST(MLP, IsDownOfSiluOfGateTimesUp) {
+  torch::NoGradGuard g;
+  auto cfg = tiny_config();  // dim 32, hidden 48
+  at::manual_seed(42);
+  MLP mlp(cfg);
+  mlp->to(at::kDouble);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(43);
+  auto x = at::randn({2, 5, cfg.dim}, gen, at::kDouble);                // [2, 5, dim]
+  auto gate = at::matmul(x, mlp->gate_proj->weight.t());               // [2, 5, hidden]
+  auto up = at::matmul(x, mlp->up_proj->weight.t());                   // [2, 5, hidden]
+  auto silu = gate / (1.0 + at::exp(-gate));                           // [2, 5, hidden]
+  auto want = at::matmul(silu * up, mlp->down_proj->weight.t());       // [2, 5, dim]
+  auto got = mlp->forward(x);
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-12);
+  EXPECT_GT(want.abs().max().item<double>(), 0.1);  // not a vanishing output that any formula would match
+}
+
+// The LM head: logits = h · Eᵀ, h the final RMSNorm's output (its closed form, with a non-trivial weight) over
+// the last block's output, E the embedding matrix when the embeddings are tied (no lm_head parameter then), the
+// lm_head weight otherwise. The blocks are run one by one through the model's own modules, only to get h.
+TEST(Transformer, LogitsAreTheFinalNormOutputTimesTheHeadWeightTheEmbeddingWhenTied) {
+  torch::NoGradGuard g;
+  for (bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    auto cfg = tiny_config();
+    cfg.tie_embeddings = tied;
+    auto m = make_model(cfg);
+    auto params = m->named_parameters();
+    ASSERT_EQ(params.contains("lm_head.weight"), !tied);
+    auto norm_w = params["model.norm.weight"];
+    norm_w.copy_(at::linspace(0.5, 2.0, cfg.dim));
+    const int64_t T = 10;
+    auto x = random_tokens(2, T, 64, 51);  // [2, T]
+    const auto E = params["model.embed_tokens.weight"];  // [V, dim]
+    auto h = E.index_select(0, x.view({-1})).view({2, T, cfg.dim});  // [2, T, dim]
+    auto [cos, sin] = rope_tables(at::arange(T, at::kLong), cfg.head_dim(), cfg.rope_theta, at::kFloat);  // [T, D]
+    auto modules = m->named_modules();
+    for (int64_t l = 0; l < cfg.n_layers; ++l)
+      h = modules["model.layers." + std::to_string(l)]->as<BlockImpl>()->forward(h, cos, sin, nullptr, nullptr);
+    auto hn = norm_w * h / at::sqrt(h.pow(2).mean(-1, true) + cfg.norm_eps);  // [2, T, dim]
+    const auto head = tied ? E : params["lm_head.weight"];                    // [V, dim]
+    auto want = at::matmul(hn, head.t());                                      // [2, T, V]
+    auto got = m->forward(x);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_LT((got - want).abs().max().item<double>(), 1e-5);
+  }
+}
+
+// Zero scores (every q_proj weight zero, so q = 0 and every visible score is 0): a query at t spreads its attention
+// evenly over its t + 1 keys and the extra column, p = 1 / (t + 1 + e^{b_h}) on each key, 0 past t, row sum
+// (t + 1) / (t + 1 + e^{b_h}); b_h = 0 for zero, the head's own learned logit for logit. Distinct logits per head
+// (shifted per layer) pin logit h to head h of its own layer. Checked per layer, head and row, on the probe's maps.
+TEST(Attention, WithZeroScoresEveryRowIsUniformOverItsKeysAndTheHeadsOwnSinkColumn) {
+  torch::NoGradGuard g;
+  const std::vector<double> base = {-1.0, 0.0, 0.5, 2.0};  // b_h of layer 0; layer l adds 0.25·l
+  for (auto sink : {SinkKind::kZero, SinkKind::kLogit}) {
+    SCOPED_TRACE(to_string(sink));
+    auto cfg = tiny_config(sink);
+    auto m = make_model(cfg);
+    for (auto& p : m->named_parameters()) {
+      if (p.key().find("q_proj") != std::string::npos) p.value().zero_();
+      if (p.key().find(".sinks") != std::string::npos) {  // model.layers.<l>.self_attn.sinks
+        const int64_t l = std::stoll(p.key().substr(std::string("model.layers.").size()));
+        p.value().copy_(at::tensor(base, at::kFloat) + 0.25 * l);
+      }
+    }
+    const int64_t B = 2, T = 12;
+    AttentionProbe probe;
+    m->forward(random_tokens(B, T, 64, 61), &probe);
+    ASSERT_EQ(probe.probs.size(), static_cast<size_t>(cfg.n_layers));
+    for (int64_t l = 0; l < cfg.n_layers; ++l)
+      for (int64_t h = 0; h < cfg.n_heads; ++h) {
+        const double e = sink == SinkKind::kZero ? 1.0 : std::exp(base[h] + 0.25 * l);
+        auto want = at::zeros({T, T}, at::kDouble);  // [T, T]
+        auto want_rows = at::zeros({T}, at::kDouble);
+        for (int64_t t = 0; t < T; ++t) {
+          want.select(0, t).narrow(0, 0, t + 1).fill_(1.0 / (t + 1 + e));
+          want_rows[t] = (t + 1) / (t + 1 + e);
+        }
+        auto p = probe.probs[l].select(1, h).to(at::kDouble);  // [B, T, T]
+        EXPECT_LT((p - want).abs().max().item<double>(), 1e-6) << "layer " << l << " head " << h;
+        EXPECT_LT((p.sum(-1) - want_rows).abs().max().item<double>(), 1e-6) << "layer " << l << " head " << h;
+      }
+  }
 }
