@@ -19,7 +19,8 @@ int cmd_bench_peak(int argc, char** argv) {
   std::string precision = "all";
   app.add_option("--threads", threads, "intra-op threads")->check(CLI::PositiveNumber);
   app.add_option("--precision", precision, "fp32, bf16 or all")->check(CLI::IsMember({"fp32", "bf16", "all"}));
-  app.add_flag("!--cached", force, "print the cached figures instead of measuring again");
+  app.add_flag("!--cached", force, "print the cached figures instead of measuring again (a figure not cached yet is measured and "
+                                  "cached; source= says which)");
   CLI11_PARSE(app, argc, argv);
   for (const std::string prec : {"fp32", "bf16"}) {
     if (precision != "all" && precision != prec) continue;

@@ -42,11 +42,11 @@ int cmd_launch(int argc, char** argv) {
       ->check(CLI::Range(0.0, 3600.0));
   app.add_flag("--no-prefix", no_prefix, "do not prefix output lines with [rank N]");
   app.add_option("command", command, "after --: the streamsink subcommand and its arguments (or PROGRAM's arguments)");
-  app.footer("example: streamsink launch --nproc 2 -- train --config configs/tiny.yaml");
+  app.footer("example: streamsink launch --nproc 2 -- train configs/tiny.yaml --out runs/tiny");
   CLI11_PARSE(app, argc, argv);
   cfg.prefix_output = !no_prefix;
   if (cfg.program.empty()) {
-    if (command.empty()) throw Error("launch: nothing to run; e.g. streamsink launch --nproc 2 -- train --config X.yaml");
+    if (command.empty()) throw Error("launch: nothing to run; e.g. streamsink launch --nproc 2 -- train X.yaml --out RUN");
     cfg.program = self_executable();
   }
   cfg.args = command;

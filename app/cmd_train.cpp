@@ -19,7 +19,10 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--set", sets, "override a key: --set model.sink=token --set train.steps=60");
   app.add_option("--out", out, "run folder (config, metrics.jsonl, checkpoints/)")->required();
   app.add_option("--resume", resume, "auto (the run folder's latest checkpoint, if any) or a checkpoint path");
-  app.add_option("--stop-after", stop_after, "stop cleanly after this many steps (checkpoint written)");
+  app.add_option("--stop-after", stop_after,
+                 "stop cleanly once step N of the run is done (counted from the run's start, resumes included; "
+                 "checkpoint written)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--profile", profile,
                  "FIRST:COUNT: profile steps FIRST..FIRST+COUNT-1 with LibTorch's profiler into OUT/profile.txt "
                  "(where the time goes) and OUT/profile.json (a Chrome trace)");

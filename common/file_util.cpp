@@ -81,8 +81,12 @@ void check_output_folder(const std::string& path, const std::string& flag) {
 }
 
 std::string read_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(path, "no such file");
+  if (fs::is_directory(path, ec)) fail(path, "is a folder, not a file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open (does it exist?)");
+  if (!in) fail(path, "cannot open for reading");
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();

@@ -314,6 +314,10 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
       {"skipped_binary_files", skipped},
       {"splits", splits_json},
   };
+  // The tokenizer travels with its data (train copies it into every checkpoint, for generate, chat and export-hf).
+  const fs::path tok_copy = fs::path(cfg.out) / "tokenizer.model";
+  if (!fs::exists(tok_copy) || !fs::equivalent(tok_copy, cfg.tokenizer))
+    write_file_atomic(tok_copy.string(), read_file(cfg.tokenizer));
   // Written last: a directory with a manifest is complete.
   write_file_atomic((fs::path(cfg.out) / "manifest.json").string(), manifest.dump(2) + "\n");
   fs::remove(fs::path(cfg.out) / kPrepareIncomplete, ec);
@@ -326,6 +330,11 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
                static_cast<long long>(stats.docs[1]), static_cast<long long>(stats.tokens[1]),
                static_cast<long long>(stats.docs[2]), static_cast<long long>(stats.tokens[2]),
                static_cast<long long>(skipped));
+  for (int s = 1; s < 3; ++s)
+    if (stats.docs[s] == 0)
+      std::fprintf(stderr, "prepare: note: the %s split is empty (%s); train needs a val split, eval-stream's default "
+                   "stream is the test split\n", kSplitNames[s],
+                   (s == 1 ? cfg.val_fraction : cfg.test_fraction) <= 0 ? "its fraction is 0" : "too few documents");
   std::fprintf(stderr, "prepare: %lld tokens in %.2f s = %.0f tokens/s -> %s\n", static_cast<long long>(all_tokens),
                stats.seconds, static_cast<double>(all_tokens) / std::max(1e-9, stats.seconds), cfg.out.c_str());
   return stats;

@@ -203,7 +203,10 @@ std::vector<std::string> list_shards(const std::string& data_dir, const std::str
     if (std::regex_match(e.path().filename().string(), name_re)) out.push_back(e.path().string());
   }
   if (out.empty())
-    fail(data_dir, "no " + split + " shards (" + split + "_000000.bin ...); run `streamsink data prepare`");
+    fail(data_dir, "no " + split + " shards (" + split + "_000000.bin ...); `streamsink data prepare` makes them" +
+                       (split == "train" ? std::string()
+                                         : " (with --" + split + "-fraction above 0 and more than one document, a " +
+                                               split + " split gets at least one)"));
   std::sort(out.begin(), out.end());
   return out;
 }

@@ -80,16 +80,6 @@ class CorpusLines : public sentencepiece::SentenceIterator {
   int64_t lines_ = 0, files_ = 0, skipped_ = 0;
 };
 
-std::string read_file_bytes(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) fail(path, "no such file");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path, "cannot open for reading");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 void train_tokenizer(const TokenizerTrainConfig& cfg) {
@@ -105,6 +95,12 @@ void train_tokenizer(const TokenizerTrainConfig& cfg) {
     fail(cfg.out, "vocab size " + std::to_string(cfg.vocab_size) + " is too small: the reserved ids and 256 byte "
                   "pieces need " + std::to_string(min_vocab - 16) + ", and a few more for real pieces (>= " +
                   std::to_string(min_vocab) + ")");
+  // the output's folder before the training, not after it (created as other commands create theirs)
+  if (const auto parent = fs::path(cfg.out).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+  }
+  check_output_folder(cfg.out, "--out");
   auto docs = find_documents(cfg.inputs);
   if (docs.empty()) throw Error("tokenizer train: no files under the inputs");
 
@@ -135,6 +131,7 @@ void train_tokenizer(const TokenizerTrainConfig& cfg) {
       {"shuffle_input_sentence", "true"},
       {"num_threads", std::to_string(threads)},
       {"max_sentence_length", "16384"},
+      {"minloglevel", "1"},  // warnings and errors only: its INFO log is ~350 lines for a small model
   };
   if (cfg.model_type == "bpe") kw["max_sentencepiece_length"] = "16";
 
@@ -155,7 +152,7 @@ void train_tokenizer(const TokenizerTrainConfig& cfg) {
 }
 
 Tokenizer Tokenizer::load(const std::string& path) {
-  const std::string bytes = read_file_bytes(path);
+  const std::string bytes = read_file(path);
   if (bytes.empty()) fail(path, "empty file: not a sentencepiece model");
   auto sp = std::make_shared<sentencepiece::SentencePieceProcessor>();
   const auto st = sp->LoadFromSerializedProto(bytes);

@@ -162,6 +162,38 @@ std::vector<Case> cases() {
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set model.sink=token "
        "--set model.sink_token_id=1 --out {D}/run",
        {"{DATA}/tokenizer.model", "model.sink_token_id = 1"}},
+      // train.tokenizer goes into every checkpoint: checked before the first step, not found out by generate
+      {"train_tokenizer_missing", none,
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.tokenizer={D}/nope.model "
+       "--out {D}/run",
+       {"{D}/nope.model", "no such file"}},
+      {"train_tokenizer_is_a_folder", [](const fs::path& d, const Paths&) { fs::create_directories(d / "tokdir"); },
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.tokenizer={D}/tokdir "
+       "--out {D}/run",
+       {"{D}/tokdir"}},
+      {"train_tokenizer_is_text", [](const fs::path& d, const Paths&) { write(d / "notes.txt", "hello world\n"); },
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.tokenizer={D}/notes.txt "
+       "--out {D}/run",
+       {"{D}/notes.txt", "not a sentencepiece model"}},
+      {"train_tokenizer_not_the_datas",
+       [](const fs::path& d, const Paths&) {
+         std::string text;
+         for (int i = 0; i < 400; ++i) text += "another corpus line number " + std::to_string(i) + " with words\n";
+         write(d / "text" / "a.txt", text);
+         auto r = run_streamsink("tokenizer train --input " + (d / "text").string() + " --vocab-size 300 --out " +
+                                 (d / "other.model").string());
+         ASSERT_EQ(r.exit_code, 0) << r.output;
+       },
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.tokenizer={D}/other.model "
+       "--out {D}/run",
+       {"{DATA}/manifest.json", "prepared with tokenizer", "{D}/other.model"}},
+      {"train_config_is_a_folder", [](const fs::path& d, const Paths&) { fs::create_directories(d / "cfgdir"); },
+       "train {D}/cfgdir --out {D}/run", {"{D}/cfgdir", "is a folder"}},
+      {"train_stop_after_behind_the_checkpoint", [](const fs::path& d, const Paths& p) { copy_ck(p, d / "ck"); },
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.steps=4 --resume {D}/ck "
+       "--out {D}/run --stop-after 1",
+       {"--stop-after 1", "already at step 2"}},
+      {"flag_stop_after_zero", none, "train {CFG} --out {D}/run --stop-after 0", {"--stop-after"}, true},
       {"train_vocab_smaller_than_data", none,
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=100 --set train.steps=2 --out {D}/run",
        {"manifest.json", "the data's tokenizer has 512 pieces, more than model.vocab_size = 100"}},

@@ -60,6 +60,7 @@ TEST(Checkpoint, EveryFieldOfTheTrainingStateComesBack) {
   s.cursor = LoaderCursor{3, 9};
   s.world_size = 5;
   s.elapsed_s = 4.5;
+  s.train_windows = 777;
   save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 1);
   CheckpointSubject b(c10::Device(c10::kCPU));
   TrainState r;
@@ -71,6 +72,7 @@ TEST(Checkpoint, EveryFieldOfTheTrainingStateComesBack) {
   EXPECT_EQ(r.cursor.step_in_epoch, 9);
   EXPECT_EQ(r.world_size, 5);
   EXPECT_EQ(r.elapsed_s, 4.5);
+  EXPECT_EQ(r.train_windows, 777);
 }
 
 TEST(Checkpoint, ACpuCheckpointHoldsNoCudaState) {
@@ -240,13 +242,52 @@ TEST(Checkpoint, TheResumeCheckReadsAnOlderConfigThatTodaysChecksWouldRefuse) {
   yaml.replace(at, yaml.find('\n', at) - at, "eval_batches: 0");
   write_file_atomic(path + "/config.yaml", yaml);
   EXPECT_THROW(load_run_config(path + "/config.yaml"), Error) << "the edit no longer stands for a refused value";
-  EXPECT_NO_THROW(check_resume_data_order(path, s, a.cfg, 1));
+  EXPECT_NO_THROW(check_resume_data_order(path, s, a.cfg, 1, 100));
   RunConfig other = a.cfg;
   other.train.seed += 1;
   try {
-    check_resume_data_order(path, s, other, 1);
+    check_resume_data_order(path, s, other, 1, 100);
     ADD_FAILURE() << "another seed was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("train.seed"), std::string::npos) << e.what();
   }
+}
+
+// Resuming into another run is refused with what differs named: another model (sink: none -> token loads the same
+// shapes, and config.yaml would then misstate the run), other data (another count of windows for the cursor to index;
+// a checkpoint from before the count was recorded skips that check); init_std, which no longer matters, may change.
+TEST(Checkpoint, ResumingAnotherModelOrOtherDataIsRefused) {
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCPU));
+  TrainState s;
+  s.step = 3;
+  s.world_size = 1;
+  s.train_windows = 961;
+  const std::string path = save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 1);
+  TrainState loaded;
+  CheckpointSubject b(c10::Device(c10::kCPU));
+  load_checkpoint(path, b.model, *b.opt, loaded);
+  EXPECT_EQ(loaded.train_windows, 961);
+  EXPECT_NO_THROW(check_resume_data_order(path, loaded, a.cfg, 1, 961));
+  const auto refused = [&](const RunConfig& cfg, int64_t windows, const std::string& want) {
+    try {
+      check_resume_data_order(path, loaded, cfg, 1, windows);
+      ADD_FAILURE() << "accepted; expected a refusal naming " << want;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  };
+  RunConfig token = a.cfg;
+  token.model.sink = SinkKind::kToken;
+  refused(token, 961, "model.sink: none in the checkpoint, token now");
+  RunConfig theta = a.cfg;
+  theta.model.rope_theta = 500000;
+  refused(theta, 961, "model.rope_theta");
+  refused(a.cfg, 1113, "windows per epoch (train.data_dir: other data?): 961 in the checkpoint, 1113 now");
+  RunConfig init = a.cfg;
+  init.model.init_std = 0.5;
+  EXPECT_NO_THROW(check_resume_data_order(path, loaded, init, 1, 961));
+  loaded.train_windows = 0;  // a checkpoint from before session 9
+  EXPECT_NO_THROW(check_resume_data_order(path, loaded, a.cfg, 1, 1113));
 }

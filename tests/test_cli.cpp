@@ -25,3 +25,16 @@ TEST(Cli, UnknownCommandExitsNonZeroWithTheList) {
   EXPECT_NE(r.output.find("unknown command 'no-such-command'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("commands:"), std::string::npos) << r.output;
 }
+
+// `tokenizer train` into a folder that does not exist yet makes it (as the other commands make theirs) rather than
+// failing after the whole training; and it prints its own summary, not sentencepiece's INFO log (~350 lines).
+TEST(Cli, TokenizerTrainMakesItsOutputFolderAndKeepsSentencepiecesLogQuiet) {
+  streamsink::testing::TempDir dir;
+  const std::string out = dir.str() + "/new/sub/t.model";
+  auto r = streamsink::testing::run_streamsink("tokenizer train --input " + streamsink::testing::source_dir() +
+                                               "/tests/data/corpus --vocab-size 1000 --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::is_regular_file(out));
+  EXPECT_EQ(r.output.find("LOG(INFO)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("wrote " + out), std::string::npos) << r.output;
+}

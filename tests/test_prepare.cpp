@@ -171,6 +171,8 @@ TEST_F(PrepareTest, ShardsHoldEachDocumentEncodedPlusEos) {
   EXPECT_GT(m.shards[0].size(), 1u);
   const auto j = nlohmann::json::parse(read_bytes(fs::path(out) / "manifest.json"));
   EXPECT_EQ(j["skipped_binary_files"], 1);
+  // the tokenizer travels with its data (train puts it into every checkpoint): a byte-identical copy
+  EXPECT_EQ(read_bytes(fs::path(out) / "tokenizer.model"), read_bytes(tokenizer()));
 }
 
 TEST_F(PrepareTest, RerunIsByteIdenticalWhateverTheThreads) {

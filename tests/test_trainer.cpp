@@ -315,6 +315,35 @@ TEST(Trainer, TheOptimizerMomentsAfterOneStepFollowTheConfiguredBetas) {
   EXPECT_GT(checked, 1000);
 }
 
+// The tokenizer the checkpoints carry (generate, chat and export-hf need it), when the data folder has no copy: the
+// file its manifest names, while that is still the tokenizer the data was prepared with; a note (and no tokenizer)
+// when it is gone.
+TEST(Trainer, CheckpointsCarryTheTokenizerTheDatasManifestNames) {
+  TempDir dir;
+  namespace fs = std::filesystem;
+  const fs::path data = dir.path() / "data", tok = dir.path() / "tok" / "t.model";
+  fs::copy(prepared_corpus(), data);
+  fs::remove(data / "tokenizer.model");
+  fs::create_directories(tok.parent_path());
+  fs::copy_file(fs::path(prepared_corpus()) / "tokenizer.model", tok);
+  auto manifest = nlohmann::json::parse(read_file((data / "manifest.json").string()));
+  manifest["tokenizer"]["path"] = tok.string();
+  write_file_atomic((data / "manifest.json").string(), manifest.dump(2));
+  const std::string args = "train " + source_dir() + "/configs/tiny.yaml --set train.data_dir=" + data.string() +
+                           " --set model.vocab_size=512 --set train.steps=1 --set train.threads=1 ";
+
+  auto r = run_streamsink(args + "--out " + dir.str() + "/with");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("# resolved: tokenizer " + tok.string()), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(latest_checkpoint(dir.str() + "/with") + "/tokenizer.model"), read_file(tok.string()));
+
+  fs::remove(tok);
+  r = run_streamsink(args + "--out " + dir.str() + "/without");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("the checkpoints will carry no tokenizer"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(latest_checkpoint(dir.str() + "/without") + "/tokenizer.model"));
+}
+
 TEST(TrainConfig, BadConfigsNameTheKeyAndTheFile) {
   TempDir dir;
   struct Case {

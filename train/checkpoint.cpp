@@ -4,6 +4,7 @@
 #include <ATen/Context.h>
 #include <fcntl.h>  // AT_FDCWD
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 #include <stdio.h>  // renameat2, RENAME_EXCHANGE (glibc >= 2.28)
 #include <unistd.h>
 
@@ -142,6 +143,7 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
                         {"skipped_steps", state.skipped_steps},
                         {"world_size", state.world_size},
                         {"elapsed_s", state.elapsed_s},
+                        {"train_windows", state.train_windows},
                         {"cursor", {{"epoch", state.cursor.epoch}, {"step_in_epoch", state.cursor.step_in_epoch}}}};
     write_file_atomic((tmp / "state.json").string(), j.dump(2) + "\n");
     fault::checkpoint_pause();
@@ -199,6 +201,7 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
     state.skipped_steps = j.value("skipped_steps", int64_t{0});
     state.world_size = j.value("world_size", int64_t{0});
     state.elapsed_s = j.value("elapsed_s", 0.0);  // 0 in checkpoints from before session 8
+    state.train_windows = j.value("train_windows", int64_t{0});  // 0 in checkpoints from before session 9
     state.cursor.epoch = j.at("cursor").at("epoch").get<int64_t>();
     state.cursor.step_in_epoch = j.at("cursor").at("step_in_epoch").get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
@@ -206,12 +209,26 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
   }
 }
 
-void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world) {
-  const RunConfig was = read_run_config(ckpt_dir + "/config.yaml");  // only the data-order keys are read
+void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world,
+                             int64_t train_windows) {
+  const RunConfig was = read_run_config(ckpt_dir + "/config.yaml");  // not validated: an older run's config reads too
   std::string diffs;
   const auto differ = [&](const std::string& what, const std::string& before, const std::string& now) {
     if (before != now) diffs += "\n  " + what + ": " + before + " in the checkpoint, " + now + " now";
   };
+  YAML::Node model_was, model_now;
+  model_config_to_yaml(was.model, model_was);
+  model_config_to_yaml(cfg.model, model_now);
+  for (const auto& kv : model_now) {
+    const std::string key = kv.first.Scalar();
+    if (key != "init_std") differ("model." + key, model_was[key].Scalar(), kv.second.Scalar());
+  }
+  if (!diffs.empty())
+    fail(ckpt_dir, "cannot resume: another model than the checkpoint's:" + diffs +
+                       "\n  resume with the checkpoint's model, or start a fresh run in another folder");
+  if (state.train_windows > 0)
+    differ("the train split's windows per epoch (train.data_dir: other data?)", std::to_string(state.train_windows),
+           std::to_string(train_windows));
   differ("train.seq_len", std::to_string(was.seq_len()), std::to_string(cfg.seq_len()));
   differ("train.seed", std::to_string(was.train.seed), std::to_string(cfg.train.seed));
   if (state.world_size > 0)

@@ -25,6 +25,7 @@ struct TrainState {
   LoaderCursor cursor;        // the global data cursor (each rank's position follows from it and its rank)
   int64_t world_size = 0;     // ranks that trained it (0: a checkpoint from before it was recorded)
   double elapsed_s = 0;       // seconds of the training loop so far, over every invocation (metrics' elapsed_s)
+  int64_t train_windows = 0;  // the train split's windows per epoch (what the cursor indexes; 0: not recorded)
 };
 
 // Writes a checkpoint of `step` and prunes all but the newest `keep`. Returns its folder.
@@ -35,10 +36,16 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
 void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt, TrainState& state);
 
 // Refuses (an Error naming the keys, both values and the checkpoint) to resume `ckpt_dir`, whose state is `state`,
-// into a run of `cfg` on `world` ranks that reads the data in another order: the cursor counts global batches of
-// the checkpoint's windows and shuffle, so another seq_len, seed or global batch (batch_size x ranks) would not
-// continue the data where it stopped. Anything else (steps, learning rate, grad_accum, ...) may change.
-void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world);
+// into a run of `cfg` on `world` ranks whose data has `train_windows` windows per epoch, when it would not continue
+// the same run:
+//  - another model (any model: key but init_std, which no longer matters): the weights would load into a network
+//    that computes something else (sink: none -> token has the same shapes), and config.yaml would misstate the run;
+//  - data read in another order: the cursor counts global batches of the checkpoint's windows and shuffle, so
+//    another seq_len, seed, global batch (batch_size x ranks) or other data (another count of windows) would not
+//    continue the data where it stopped.
+// Anything else (steps, learning rate, grad_accum, ...) may change.
+void check_resume_data_order(const std::string& ckpt_dir, const TrainState& state, const RunConfig& cfg, int world,
+                             int64_t train_windows);
 
 // Puts the complete folder `tmp` at `final_dir`, atomically where a checkpoint of that step already exists
 // (renameat2 RENAME_EXCHANGE; `try_exchange` false takes the two-rename fallback of filesystems without it).

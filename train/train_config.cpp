@@ -104,6 +104,7 @@ namespace {
 void apply_config_file(RunConfig& c, const std::string& path, int depth) {
   if (depth > 8) fail(path, "`base:` chain deeper than 8 files (a cycle?)");
   YAML::Node root;
+  if (std::filesystem::is_directory(path)) fail(path, "is a folder; give the config's .yaml file");
   try {
     root = YAML::LoadFile(path);
   } catch (const YAML::BadFile&) {

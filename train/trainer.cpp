@@ -65,6 +65,36 @@ std::vector<int64_t> sink_prefix(const ModelConfig& m) {
 
 }  // namespace
 
+std::string resolve_run_tokenizer(const TrainConfig& tc) {
+  const bool have_manifest = fs::exists(fs::path(tc.data_dir) / "manifest.json");
+  const auto matches_data = [&](const std::string& path) {
+    (void)Tokenizer::load(path);  // Error naming the file: a folder, a text file, a truncated model
+    if (have_manifest) check_manifest_tokenizer(read_manifest(tc.data_dir), path);
+  };
+  if (!tc.tokenizer.empty()) {
+    if (!fs::is_regular_file(tc.tokenizer))
+      fail(tc.tokenizer, "train.tokenizer: no such file (a sentencepiece .model is expected)");
+    matches_data(tc.tokenizer);
+    return tc.tokenizer;
+  }
+  const std::string in_data = (fs::path(tc.data_dir) / "tokenizer.model").string();
+  if (fs::exists(in_data)) {
+    matches_data(in_data);
+    return in_data;
+  }
+  if (have_manifest) {
+    const Manifest man = read_manifest(tc.data_dir);
+    if (fs::is_regular_file(man.tokenizer_path) &&
+        Tokenizer::load(man.tokenizer_path).checksum() == man.tokenizer_checksum)
+      return man.tokenizer_path;
+    std::fprintf(stderr, "[train] note: the tokenizer %s that prepared %s is %s; the checkpoints will carry no "
+                 "tokenizer, which generate, chat and export-hf need (set train.tokenizer)\n",
+                 man.tokenizer_path.c_str(), tc.data_dir.c_str(),
+                 fs::exists(man.tokenizer_path) ? "no longer the same file" : "gone");
+  }
+  return "";
+}
+
 void check_data_ids(const ModelConfig& m, const std::string& tokenizer, const std::string& data_dir) {
   // The data's vocabulary must fit the model's embedding: past it, a CPU run stops with an index error, but a GPU
   // run hits a device-side assert that poisons the whole process.
@@ -150,9 +180,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   } else if (!latest_checkpoint(opts.out_dir).empty()) {
     throw Error(opts.out_dir + ": already holds checkpoints; pass --resume auto to continue it, or a fresh --out");
   }
-  std::string tokenizer = tc.tokenizer;
-  if (tokenizer.empty() && fs::exists(fs::path(tc.data_dir) / "tokenizer.model"))
-    tokenizer = (fs::path(tc.data_dir) / "tokenizer.model").string();
+  const std::string tokenizer = resolve_run_tokenizer(tc);
 
   // ---- model, optimizer, data ----
   at::manual_seed(tc.seed);
@@ -184,7 +212,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   TrainState state;
   if (!resume_dir.empty()) {
     load_checkpoint(resume_dir, model, opt, state);
-    check_resume_data_order(resume_dir, state, cfg, world);
+    check_resume_data_order(resume_dir, state, cfg, world, loader.windows_per_epoch());
     // A budget below the checkpoint's step would train nothing and yet rewrite the run's config.yaml with it.
     if (state.step > total_steps)
       fail(resume_dir, "is at step " + std::to_string(state.step) + ", past this run's budget of " +
@@ -192,6 +220,12 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
                            "raise the budget, or train into a fresh --out");
     loader.restore(state.cursor);
   }
+  if (opts.stop_after >= 0 && opts.stop_after <= state.step)
+    throw Error("--stop-after " + std::to_string(opts.stop_after) + ": the run is already at step " +
+                std::to_string(state.step) + " (--stop-after counts the run's steps from its start, resumes included)");
+  if (opts.profile_count > 0 && opts.profile_first > total_steps && main)
+    std::fprintf(stderr, "[train] note: --profile starts at step %lld, past the run's %lld steps: no profile\n",
+                 static_cast<long long>(opts.profile_first), static_cast<long long>(total_steps));
   const bool bf16 = tc.precision == "bf16";
   const double flops_per_token = training_flops_per_token(cfg.model, tc.seq_len);
   double peak = 0;
@@ -220,6 +254,9 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     std::printf("# run: %s | device %s | %d rank(s) via %s (%s) | %d threads | %s\n", opts.out_dir.c_str(),
                 device.str().c_str(), world, env.launcher.c_str(), dist->backend_name().c_str(),
                 at::get_num_threads(), bf16 ? "bf16 autocast" : "fp32");
+    std::printf("# resolved: tokenizer %s | sink metrics past W = %lld | seq_len %lld\n",
+                tokenizer.empty() ? "none (checkpoints carry no tokenizer)" : tokenizer.c_str(),
+                static_cast<long long>(cfg.sink_window()), static_cast<long long>(tc.seq_len));
     std::printf("# model: %.2fM parameters, %.3g training FLOPs/token; peak %.3g FLOP/s (%s)\n",
                 model->num_parameters() / 1e6, flops_per_token, peak, peak_source.c_str());
     std::printf("# data: %lld windows/epoch of %lld tokens; %lld steps x %lld tokens/step = %.3gM tokens%s\n",
@@ -233,6 +270,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   auto save = [&]() {
     state.cursor = loader.cursor();
     state.world_size = world;
+    state.train_windows = loader.windows_per_epoch();
     if (main) {
       const auto dir = save_checkpoint(opts.out_dir, cfg, model, opt, state, tokenizer, tc.keep_checkpoints);
       std::fprintf(stderr, "\n[train] checkpoint %s\n", dir.c_str());
@@ -398,6 +436,10 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
       if (main)
         std::fprintf(stderr, "[train] stopped at step %lld (%s) after writing a checkpoint; resume with --resume auto\n",
                      static_cast<long long>(state.step), stop_why);
+      // A process of its own stopped by a signal exits as the shell expects of one (128 + the signal), so that
+      // `train ... && eval-stream ...` does not go on with a half-trained model; under a launcher the ranks exit 0
+      // and the launcher reports the signal (a non-zero rank would read as a failed one).
+      if (g_stop_signal != 0 && env.launcher == "single") exit_code = 128 + g_stop_signal;
       break;
     }
   }

@@ -163,8 +163,9 @@ eval_model() {
       --window $((W - k)) --tokens "$eval_tokens" --out "$work/eval/${v}__streaming_${k}+$((W - k)).nll.jsonl" | tail -1 ||
       rc=1
   done
+  # the maps over windows the model was trained on: at most its context (2W), so no row sits at an untrained position
   on_eval_device inspect-attention --checkpoint "$work/$v" --data "$work/data" --out "$work/attention-$v" \
-    --tokens 128 --samples 16 | tail -1 || rc=1
+    --tokens $(( 2 * W < 128 ? 2 * W : 128 )) --samples 16 | tail -1 || rc=1
   on_eval_device eval-stream --checkpoint "$work/$v" --data "$work/data" --policy dense --tokens "$eval_tokens" \
     --out "$work/eval/${v}__dense_0+${eval_tokens}.nll.jsonl" | tail -1 || rc=1
   # recompute keeping the first token too (1+(W-1)): the fair baseline for the sink-token model, every training
