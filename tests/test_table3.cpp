@@ -5,7 +5,9 @@
 // variant and the paper's table beside it; each variant's cells are its own models' (evaluated again here).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -47,6 +49,27 @@ TEST(Table3Script, EveryVariantFromOneBaseConfigGetsItsRowAndItsRuns) {
   int rows = -1;  // the header
   while (std::getline(csv, line)) rows += !line.empty();
   EXPECT_EQ(rows, 4 * 2) << "one row per variant and cache";
+
+  // The trainer's own figures beside the table: every run's last evaluation, its validation loss as metrics.jsonl
+  // logged it, and a verdict per run.
+  const std::string training = streamsink::read_file(dir.str() + "/results/t3-training.md");
+  EXPECT_EQ(training.rfind("# What the trainer measured in the runs of t3", 0), 0u) << training;
+  for (const std::string v : {"none", "token", "zero", "logit"}) {
+    const std::string run = v + "-seed7";
+    double val = -1;
+    std::ifstream metrics(dir.str() + "/out/" + run + "/metrics.jsonl");
+    for (std::string l; std::getline(metrics, l);)
+      if (auto j = nlohmann::json::parse(l); j.contains("val_loss")) val = j["val_loss"].get<double>();
+    ASSERT_GT(val, 0) << run;
+    char cell[32];
+    std::snprintf(cell, sizeof cell, "| %.4f |", val);
+    const auto row = training.find("| " + run + " | ", training.find("## Final metrics"));
+    ASSERT_NE(row, std::string::npos) << run << "\n" << training;
+    EXPECT_NE(training.substr(row, training.find('\n', row) - row).find(cell), std::string::npos) << cell << "\n"
+                                                                                                  << training;
+    EXPECT_NE(training.find("- **" + run + "**: "), std::string::npos) << training;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir.str() + "/results/t3-training.csv"));
 
   // Each variant's cells come from its own model: its 0+16 evaluation, run again here on the variant's checkpoint,
   // scores the same mean NLL, and the four variants' models differ.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's Table 3 at small scale: the four sink variants trained with identical data and budget over several
 # seeds, each streamed over the held-out split with 0+W, 1+(W-1), 2+(W-2), 4+(W-4) caches; mean ± std per cell in
-# results/table3.md, one row per run in results/table3.csv, the paper's own Table 3 beside ours.
+# results/table3.md, one row per run in results/table3.csv, the paper's own Table 3 beside ours; what the trainer
+# measured at each evaluation (validation loss, sink metrics, the sink verdict) in results/table3-training.{md,csv,png}.
 #   scripts/experiments/table3.sh [CONF]      (default scripts/experiments/table3.conf; OUT=runs/NAME)
 # The conf may set NAME (default table3: RESULTS/NAME.md and .csv; RESULTS defaults to results/tmp, so that a rerun
 # never overwrites the committed tables unless RESULTS=results says so), BASE_CONFIG (a config for every variant,
@@ -52,4 +53,11 @@ for v in $VARIANTS; do
   done
 done
 "$py" "$root/scripts/plots/stream_report.py" "$out/eval" --md "$results/$name.md" --csv "$results/$name.csv" --paper-table3
-echo "$name done in $(( $(date +%s) - start )) s: $results/$name.md, $results/$name.csv"
+# What each run's trainer measured at its evaluations (validation loss, first-position attention per layer, the loss
+# past W with and without 4 sinks, with its standard error) and the sink verdict: the figures beside the table.
+runs=()
+for v in $VARIANTS; do for seed in $SEEDS; do runs+=("$v-seed$seed=$out/$v-seed$seed"); done; done
+"$py" "$root/scripts/plots/emergence_plot.py" "${runs[@]}" --csv "$results/$name-training.csv" \
+  --md "$results/$name-training.md" --png "$results/$name-training.png" --command "table3.sh ${1:-}" \
+  --title "What the trainer measured in the runs of $name (\`scripts/experiments/table3.sh\`)"
+echo "$name done in $(( $(date +%s) - start )) s: $results/$name.md, $results/$name.csv, $results/$name-training.md"

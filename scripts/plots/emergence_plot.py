@@ -154,6 +154,8 @@ def main():
     ap.add_argument("--loss-gap", type=float, default=0.01, help="function bar: (window - 4 sinks) / 4 sinks")
     ap.add_argument("--command", default="", help="the command that made the runs, for the Markdown")
     ap.add_argument("--conf", default="", help="the study's conf file, quoted in the Markdown")
+    ap.add_argument("--title", default="When do attention sinks emerge? (`scripts/experiments/emergence.sh`)",
+                    help="the Markdown's heading")
     a = ap.parse_args()
 
     runs = []
@@ -198,7 +200,7 @@ def main():
     T_list = sorted({r["seq"] for r in runs})
     uni = ", ".join(f"{100 * uniform_first_share(T, 1):.1f}% at T = {T}" for T in T_list)
     L = []
-    L.append("# When do attention sinks emerge? (`scripts/experiments/emergence.sh`)\n")
+    L.append(f"# {a.title}\n")
     variants = ("Every run is vanilla (`sink: none`)" if all(r["sink"] == "none" for r in runs) else
                 "Sink variants: " + ", ".join(f"{r['name']} `sink: {r['sink']}`" for r in runs) +
                 " (for `token` the first position is the sink token)")
