@@ -118,9 +118,10 @@ TEST(StreamReport, SeedsAreAveragedWithTheSampleStdAndPrefixesUseExpMeanNll) {
 }
 
 // scripts/plots/plot_stream.py (Figure 3's curves), its plotted data caught at matplotlib's Axes.plot: token i
-// scored with NLL i ln 2 (i = 1..8), so the 3-token moving average of the NLLs ending at token i is (i - 1) ln 2:
-// the curve is 2^(x - 1) at x = 3..8 (each average at its block's last token), and the legend's perplexity
-// exp(mean NLL) = 2^4.5 = 22.63.
+// scored with NLL i ln 2 (i = 1..8), so the trailing 3-token mean of the NLLs ending at token i is (i - 1) ln 2 for
+// i >= 3, and over the tokens there are before: ln 2 at token 1, 1.5 ln 2 at token 2. The curve is drawn at every
+// token (a full window only would start at token 3, hiding what happens around a short training length), and the
+// legend's perplexity exp(mean NLL) = 2^4.5 = 22.63.
 TEST(PlotStream, MovingAverageEndsAtItsBlocksLastTokenAndTheLegendIsExpMeanNll) {
   TempDir dir;
   {
@@ -151,11 +152,13 @@ json.dump(seen, open(out, "w"))
   EXPECT_EQ(lines[0]["label"], "s (ppl 22.63)");
   const auto& x = lines[0]["x"];
   const auto& y = lines[0]["y"];
-  ASSERT_EQ(x.size(), 6u) << lines.dump();
-  ASSERT_EQ(y.size(), 6u) << lines.dump();
-  for (size_t j = 0; j < 6; ++j) {
-    EXPECT_EQ(x[j].get<double>(), 3.0 + j) << lines.dump();
-    EXPECT_NEAR(y[j].get<double>(), std::pow(2.0, 2.0 + j), 1e-9) << lines.dump();
+  ASSERT_EQ(x.size(), 8u) << lines.dump();
+  ASSERT_EQ(y.size(), 8u) << lines.dump();
+  for (size_t j = 0; j < 8; ++j) {
+    const double i = 1.0 + j;
+    EXPECT_EQ(x[j].get<double>(), i) << lines.dump();
+    const double mean = i >= 3 ? i - 1 : (i == 1 ? 1.0 : 1.5);
+    EXPECT_NEAR(y[j].get<double>(), std::pow(2.0, mean), 1e-9) << lines.dump();
   }
   EXPECT_GT(std::filesystem::file_size(dir.str() + "/plot.png"), 0u);
 

@@ -41,16 +41,26 @@ def main():
     # often run over a prefix of the stream only), and the legend says so when the curves differ in length.
     common = min(len(nll) for _, _, nll in series)
     for label, pos, nll in series:
-        k = max(1, min(a.smooth, len(nll)))
-        smooth = np.convolve(nll, np.ones(k) / k, mode="valid")
+        # A trailing moving average over the last `smooth` tokens, over fewer at the stream's start (the first
+        # point is token 1 alone): every position is drawn, so the curves show what happens around the training
+        # length too, which a full window would hide behind its first `smooth` tokens.
+        k = max(1, a.smooth)
+        c = np.concatenate([[0.0], np.cumsum(nll)])
+        n = np.arange(1, len(nll) + 1)
+        width = np.minimum(n, k)
+        smooth = (c[n] - c[n - width]) / width
         ppl = math.exp(nll[:common].mean())
-        ax.plot(pos[k - 1:], np.exp(smooth), label=f"{label} (ppl {ppl:.2f})", linewidth=1.2)
+        ax.plot(pos, np.exp(smooth), label=f"{label} (ppl {ppl:.2f})", linewidth=1.2)
+    longest = max(int(pos[-1]) for _, pos, _ in series)
+    log_x = a.train_len and 20 * a.train_len < longest  # a training length lost in a linear axis: log positions
+    if log_x:
+        ax.set_xscale("log")
     if a.train_len:
         ax.axvline(a.train_len, color="grey", linestyle=":", linewidth=1)
         ax.text(a.train_len, ax.get_ylim()[1], " training length", va="top", fontsize=8, color="grey")
     ax.set_yscale("log")
-    ax.set_xlabel("position in the stream (tokens)")
-    ax.set_ylabel(f"perplexity ({a.smooth}-token moving average)")
+    ax.set_xlabel("position in the stream (tokens" + (", log scale)" if log_x else ")"))
+    ax.set_ylabel(f"perplexity (trailing {a.smooth}-token mean)")
     ax.set_title(a.title)
     ax.grid(True, which="both", alpha=0.3)
     same = all(len(nll) == common for _, _, nll in series)

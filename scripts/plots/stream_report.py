@@ -106,7 +106,9 @@ def main():
     per_cell = f"{n_seeds} run(s) per cell" + (", mean ± std" if n_seeds > 1 else "") + \
         ("; a cell with fewer says how many" if min(len(x) for x in cells.values()) < n_seeds else "")
     text = f"Perplexity on the held-out stream ({longest} tokens{', or fewer where a column says so' if uneven else ''}; " \
-           f"{per_cell}).\n\n" + table(cells, [name(c) + shorter(c) for c in columns])
+           f"{per_cell}). A cache S+W holds S + W tokens, the current one included: each token attends to S + W " \
+           f"keys, itself among them (the paper's evaluation keeps S + W past tokens and adds the current one, so its " \
+           f"4+1020 attends to 1025 keys; our S+W is its S+(W-1)).\n\n" + table(cells, [name(c) + shorter(c) for c in columns])
     if uneven:
         text += f"\nLike for like: the first {common} tokens of the same stream, which every cache scored " \
                 f"(from the per-token NLL files).\n\n" + table(cells_common, [name(c) for c in columns])
