@@ -1,7 +1,10 @@
 // `streamsink eval-stream`: per-token NLL of a long stream under a cache policy (StreamingLLM §4.1, Figure 3).
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -13,6 +16,57 @@
 #include "model/model_io.h"
 
 namespace streamsink::app {
+
+namespace {
+
+// "m:ss", or "h:mm:ss" from an hour on.
+std::string clock_string(double seconds) {
+  const auto t = static_cast<long long>(std::llround(std::max(0.0, seconds)));
+  char buf[32];
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lld:%02lld", t / 60, t % 60);
+  return buf;
+}
+
+// The evaluation's progress, on stderr (stdout keeps only the figures that scripts read): on a terminal one line
+// redrawn in place at most 5 times a second, else a line at each tenth of the stream, so that logs stay short.
+class Progress {
+ public:
+  explicit Progress(bool tty) : tty_(tty), t0_(clock::now()) {}
+  void operator()(int64_t done, int64_t total, double mean_nll) {
+    const auto now = clock::now();
+    const bool last = done >= total;
+    if (tty_) {
+      if (!last && now - shown_ < std::chrono::milliseconds(200)) return;
+    } else {
+      const int64_t tenth = done * 10 / std::max<int64_t>(1, total);  // 0..10
+      if (tenth <= tenth_shown_) return;
+      tenth_shown_ = tenth;
+    }
+    shown_ = now;
+    const double secs = std::chrono::duration<double>(now - t0_).count();
+    const double rate = secs > 0 ? done / secs : 0;
+    char ppl[32] = "-";
+    if (std::isfinite(mean_nll)) std::snprintf(ppl, sizeof ppl, "%.3f", std::exp(mean_nll));
+    const std::string when = last ? "done in " + clock_string(secs)
+                                  : (rate > 0 ? clock_string((total - done) / rate) : std::string("?")) + " left";
+    std::fprintf(stderr, "%seval-stream: %lld/%lld tokens (%.0f%%), %.0f tokens/s, ppl %s%s, %s%s",
+                 tty_ ? "\r" : "", static_cast<long long>(done), static_cast<long long>(total),
+                 100.0 * done / std::max<int64_t>(1, total), rate, ppl, last ? "" : " so far", when.c_str(),
+                 tty_ && !last ? "   " : "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  bool tty_;
+  clock::time_point t0_, shown_{};
+  int64_t tenth_shown_ = 0;
+};
+
+}  // namespace
 
 int cmd_eval_stream(int argc, char** argv) {
   CLI::App app{"Per-token negative log-likelihood of a long stream under a KV cache policy", "streamsink eval-stream"};
@@ -26,7 +80,9 @@ int cmd_eval_stream(int argc, char** argv) {
   app.add_option("--sinks", dc.sinks,
                  "S sink slots (default: k for sink: token models, else 4 under streaming and 0 under recompute; "
                  "none for dense/window)");
-  app.add_option("--window", dc.window, "W recent tokens each query sees")->capture_default_str();
+  app.add_option("--window", dc.window,
+                 "W recent tokens each query sees (default: the model's context_length - S, the context it was "
+                 "trained on; not used by dense)");
   app.add_option("--tokens", tokens, "evaluate the first N tokens of the stream (default: all)");
   app.add_option("--positions", positions, "cache (§3.2, default) | text (ablation)")->capture_default_str();
   app.add_option("--chunk", dc.max_chunk, "tokens fed per step (prefill chunk)")->capture_default_str();
@@ -45,6 +101,7 @@ int cmd_eval_stream(int argc, char** argv) {
     throw Error("--tokens: at least 2 (the first token is never scored), got " + std::to_string(tokens));
   if (!out.empty()) check_output_folder(out, "--out");  // before the evaluation, which may take hours
   const std::string dir = resolve_checkpoint_dir(checkpoint);
+  check_data_tokenizer(data, dir + "/tokenizer.model");  // shards made with another tokenizer would read as noise
   auto model = load_model(dir, resolve_device(device));
   if (tokenizer.empty()) tokenizer = dir + "/tokenizer.model";
   const auto stream = load_eval_tokens(data, tokenizer, tokens, model->config().vocab_size);
@@ -52,13 +109,19 @@ int cmd_eval_stream(int argc, char** argv) {
   StreamEvalOptions opt;
   opt.decode = dc;
   opt.block = block;
+  Progress progress(isatty(fileno(stderr)) != 0);
+  opt.progress = [&](int64_t done, int64_t total, double mean_nll) { progress(done, total, mean_nll); };
   const CachePolicy resolved =
       make_policy(eval_decode_config(dc, model->config(), static_cast<int64_t>(stream.size())), model->config());
   std::printf("eval-stream: checkpoint %s\n", dir.c_str());
   std::printf("  data %s: %zu tokens\n", data.c_str(), stream.size());
-  std::printf("  policy %s chunk %lld block %lld threads %d device %s\n", resolved.describe().c_str(),
-              static_cast<long long>(dc.max_chunk), static_cast<long long>(block), at::get_num_threads(),
-              model->parameters().front().device().str().c_str());
+  const std::string window_note =
+      dc.window == -1 && dc.policy != PolicyKind::kDense
+          ? " (W by default: context_length " + std::to_string(model->config().context_length) + " - S)"
+          : std::string();
+  std::printf("  policy %s%s chunk %lld block %lld threads %d device %s\n", resolved.describe().c_str(),
+              window_note.c_str(), static_cast<long long>(dc.max_chunk), static_cast<long long>(block),
+              at::get_num_threads(), model->parameters().front().device().str().c_str());
   std::fflush(stdout);
   const auto r = evaluate_stream(model, stream, opt);
 

@@ -41,6 +41,7 @@ int cmd_inspect_attention(int argc, char** argv) {
   if (threads > 0) at::set_num_threads(threads);
 
   const std::string dir = resolve_checkpoint_dir(checkpoint);
+  check_data_tokenizer(data, dir + "/tokenizer.model");  // shards made with another tokenizer would read as noise
   auto model = load_model(dir, resolve_device(device));
   const auto& cfg = model->config();
   // The default never exceeds T - 1 (a short --tokens is no reason to blame a --first-k the user did not give).

@@ -33,7 +33,7 @@ PositionMode position_mode_from_string(const std::string& s) {
 }
 
 void DecodeConfig::validate() const {
-  if (window <= 0) throw Error("--window: must be positive, got " + std::to_string(window));
+  if (window <= 0 && window != -1) throw Error("--window: must be positive, got " + std::to_string(window));
   if (sinks < -1) throw Error("--sinks: must be >= 0, got " + std::to_string(sinks));
   if (max_chunk <= 0) throw Error("--chunk: must be positive, got " + std::to_string(max_chunk));
   if (policy == PolicyKind::kDense && max_tokens <= 0)
@@ -60,6 +60,16 @@ std::string CachePolicy::describe() const {
   return s + " positions=" + to_string(positions_);
 }
 
+namespace {
+
+// W as given, or by default the rest of the model's training context after the S sinks (at least 1): a cache of
+// S + W = context_length slots is what every query saw in training.
+int64_t default_window(const DecodeConfig& cfg, const ModelConfig& model, int64_t S) {
+  return cfg.window != -1 ? cfg.window : std::max<int64_t>(1, model.context_length - S);
+}
+
+}  // namespace
+
 CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model) {
   cfg.validate();
   const int64_t k = model.prefix_tokens();
@@ -69,17 +79,21 @@ CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model) {
       return CachePolicy(PolicyKind::kDense, 0, cfg.max_tokens, cfg.max_tokens, cfg.positions);
     case PolicyKind::kWindow:
       if (cfg.sinks > 0) throw Error("--sinks: the window policy has no sink slots (use --policy streaming)");
-      return CachePolicy(PolicyKind::kWindow, 0, cfg.window, -1, cfg.positions);
+      return CachePolicy(PolicyKind::kWindow, 0, default_window(cfg, model, 0), -1, cfg.positions);
     case PolicyKind::kStreaming:
     case PolicyKind::kRecompute: {
       if (cfg.policy == PolicyKind::kRecompute && cfg.positions == PositionMode::kText)
         throw Error("--positions: recompute runs a fresh forward, whose positions are always 0..n-1 (cache)");
       const int64_t dflt = k > 0 ? k : (cfg.policy == PolicyKind::kStreaming ? 4 : 0);
       const int64_t S = cfg.sinks >= 0 ? cfg.sinks : dflt;
-      if (S > cfg.window)
-        throw Error("--sinks: " + std::to_string(S) + " sink slots is larger than the window of " +
-                    std::to_string(cfg.window) + " (--window): the cache would be mostly sinks");
-      return CachePolicy(cfg.policy, S, cfg.window, -1, cfg.positions);
+      const int64_t W = default_window(cfg, model, S);
+      if (S > W)
+        throw Error("--sinks: " + std::to_string(S) + " sink slots is larger than the window of " + std::to_string(W) +
+                    (cfg.window == -1 ? " (the default: the model's context_length " +
+                                            std::to_string(model.context_length) + " minus the sinks; pass --window)"
+                                      : std::string(" (--window)")) +
+                    ": the cache would be mostly sinks");
+      return CachePolicy(cfg.policy, S, W, -1, cfg.positions);
     }
   }
   throw Error("--policy: unknown policy");

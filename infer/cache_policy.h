@@ -33,7 +33,9 @@ struct DecodeConfig {
   PolicyKind policy = PolicyKind::kStreaming;  // dense | window | streaming | recompute
   int64_t sinks = -1;                          // S; -1 = the default: k for sink: token models, else 4 (streaming)
                                                //   or 0 (recompute); dense and window have none
-  int64_t window = 1020;                       // W recent tokens (the query itself included)
+  int64_t window = -1;                         // W recent tokens (the query itself included); -1 = the default:
+                                               //   the model's context_length - S (at least 1), so that S + W is
+                                               //   the context it was trained on
   int64_t max_tokens = 1 << 16;                // dense only: a stream's bound (its cache is preallocated to it)
   PositionMode positions = PositionMode::kCache;  // cache (§3.2) | text (ablation)
   int64_t max_chunk = 256;                     // most tokens fed per step (prefill chunk)
@@ -57,7 +59,7 @@ class CachePolicy {
   bool visible(int64_t p, int64_t t) const { return p <= t && (p < sinks_ || p > t - window_); }
   // Error (naming --max-tokens) when a stream that has seen `seen` tokens cannot take `n_new` more.
   void check_room(int64_t seen, int64_t n_new) const;
-  std::string describe() const;  // "streaming S=4 W=1020 positions=cache"
+  std::string describe() const;  // "streaming S=4 W=60 positions=cache"
 
   CachePolicy(PolicyKind kind, int64_t sinks, int64_t window, int64_t max_tokens, PositionMode positions);
 
@@ -67,8 +69,9 @@ class CachePolicy {
   PositionMode positions_;
 };
 
-// Resolves the defaults of `cfg` against the model (the sink default, dense's S = 0 and W = max_tokens) and
-// checks them: Error naming the flag (--window, --sinks, --max-tokens) when they make no sense.
+// Resolves the defaults of `cfg` against the model (the sink default, the window default context_length - S,
+// dense's S = 0 and W = max_tokens) and checks them: Error naming the flag (--window, --sinks, --max-tokens) when
+// they make no sense.
 CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model);
 
 }  // namespace streamsink

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "data/corpus.h"
+#include "data/prepare.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "infer/decoder.h"
@@ -49,6 +51,8 @@ StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& 
   const int64_t seg = chunk * std::max<int64_t>(1, opt.segment_tokens / chunk);
   std::vector<std::vector<int64_t>> part(1);
 
+  double running_sum = 0;  // of the NLLs scored so far, for the progress callback
+  int64_t running_n = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t s0 = 0; s0 < N; s0 += seg) {
     const int64_t len = std::min(seg, N - s0);
@@ -69,8 +73,14 @@ StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& 
         auto tgt = targets.narrow(0, off, n).view({n, 1});                   // [n, 1]
         auto nll = lp.gather(1, tgt).neg().view({n}).to(at::kCPU).to(at::kFloat).contiguous();
         std::copy(nll.data_ptr<float>(), nll.data_ptr<float>() + n, r.nll.begin() + g + 1);
+        if (opt.progress) {
+          for (int64_t i = 0; i < n; ++i) running_sum += r.nll[g + 1 + i];
+          running_n += n;
+        }
       }
-      if (opt.progress) opt.progress(g + n_valid[0], N);
+      if (opt.progress)
+        opt.progress(g + n_valid[0], N,
+                     running_n > 0 ? running_sum / running_n : std::numeric_limits<double>::quiet_NaN());
     });
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -144,6 +154,41 @@ bool looks_like_shard(const std::string& path) {
 }
 
 }  // namespace
+
+void check_data_tokenizer(const std::string& data_path, const std::string& tokenizer_path) {
+  namespace fs = std::filesystem;
+  if (tokenizer_path.empty() || !fs::is_regular_file(tokenizer_path)) return;
+  std::string dir;
+  if (fs::is_directory(data_path)) {
+    dir = data_path;
+  } else if (fs::is_regular_file(data_path) && looks_like_shard(data_path)) {
+    dir = fs::path(data_path).parent_path().string();
+    if (dir.empty()) dir = ".";
+  } else {
+    return;  // a text file, tokenized with the checkpoint's tokenizer; or nothing there (load_eval_tokens says so)
+  }
+  if (!fs::exists(fs::path(dir) / "manifest.json")) return;
+  const Manifest m = read_manifest(dir);
+  if (!fs::is_directory(data_path)) {  // a shard: only one the manifest lists is known to be its data
+    const std::string name = fs::path(data_path).filename().string();
+    bool listed = false;
+    for (const auto& split : m.shards) listed = listed || std::find(split.begin(), split.end(), name) != split.end();
+    if (!listed) return;
+  }
+  const std::string sum = fnv1a64_hex(read_file(tokenizer_path));
+  if (sum == m.tokenizer_checksum) return;
+  std::string vocab;  // the checkpoint's vocabulary, where its tokenizer loads
+  try {
+    vocab = ", vocabulary " + std::to_string(Tokenizer::load(tokenizer_path).vocab_size());
+  } catch (const Error&) {
+  }
+  fail(m.path, "the data was prepared with tokenizer " + m.tokenizer_path + " (checksum " + m.tokenizer_checksum +
+                   ", vocabulary " + std::to_string(m.vocab_size) + "), but the checkpoint's tokenizer " +
+                   tokenizer_path + " is a different one (checksum " + sum + vocab +
+                   "): the model would read the data's token ids as other pieces. Prepare the data with the "
+                   "checkpoint's tokenizer (`streamsink data prepare --tokenizer " + tokenizer_path +
+                   " --input ... --out ...`), or evaluate a checkpoint trained on this data");
+}
 
 std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string& tokenizer_path, int64_t max_tokens,
                                       int64_t vocab_size) {

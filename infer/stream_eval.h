@@ -19,7 +19,9 @@ namespace streamsink {
 struct StreamEvalOptions {
   DecodeConfig decode;  // policy, S, W, positions, chunk (dense: max_tokens is set to the stream's length)
   int64_t block = 1024;  // tokens per reported perplexity block
-  std::function<void(int64_t done, int64_t total)> progress;  // called after every chunk (may be empty)
+  // Called after every chunk (may be empty): tokens fed so far, the stream's length, and the mean NLL of the
+  // tokens scored so far (NaN before the first).
+  std::function<void(int64_t done, int64_t total, double mean_nll)> progress;
   // The stream goes to the decoder in segments of about this many tokens (a multiple of the chunk, so the chunks
   // and the figures are those of one call): only a segment is held as int64 ids and targets, not the stream.
   int64_t segment_tokens = int64_t{1} << 20;
@@ -58,6 +60,14 @@ std::string summary_table(const StreamEvalResult& r);
 // without a shard header), it yields fewer than 2 tokens, or a token id is outside [0, vocab_size).
 std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string& tokenizer_path, int64_t max_tokens,
                                       int64_t vocab_size);
+
+// That the token data at `data_path` was made with the tokenizer the model reads (`tokenizer_path`, the checkpoint's
+// tokenizer.model): for a data folder holding manifest.json, or a shard listed in the manifest.json beside it, the
+// manifest's tokenizer checksum against that file's. Error naming the manifest, the tokenizer it records and
+// `tokenizer_path` when they differ (and the manifest's own errors, when it is malformed). Nothing to check, and
+// nothing said: a text file (tokenized with the checkpoint's tokenizer anyway), a shard without a manifest, or no
+// file at `tokenizer_path`.
+void check_data_tokenizer(const std::string& data_path, const std::string& tokenizer_path);
 
 int64_t peak_rss_bytes();  // getrusage(RUSAGE_SELF).ru_maxrss, in bytes
 

@@ -2,21 +2,26 @@
 // The infer commands through the real executable, on a checkpoint written here (tiny model, a tokenizer trained
 // on tests/data): eval-stream on a shard, a data folder and a text file; generate (greedy is reproducible, a
 // SIGINT stops an endless run cleanly); chat over stdin; inspect-attention; and bad input: clear errors, non-zero
-// exit.
+// exit. Also: the default window is the model's context after the sinks, data made with another tokenizer than the
+// checkpoint's is refused, and eval-stream's progress goes to stderr only.
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "common/file_util.h"
+#include "data/prepare.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "model/model_io.h"
+#include "tests/corpus_fixture.h"
 #include "tests/helpers.h"
 #include "tests/model_fixtures.h"
 
 using namespace streamsink;
+using streamsink::testing::RunResult;
 using streamsink::testing::run_streamsink;
 using streamsink::testing::run_shell;
 using streamsink::testing::TempDir;
@@ -200,4 +205,106 @@ TEST_F(InferCli, InspectAttentionWritesJsonAndHeatmaps) {
     ASSERT_GT(png.size(), 8u);
     EXPECT_EQ(png.substr(1, 3), "PNG");
   }
+}
+
+// Without --window the cache holds the model's training context, S + W = context_length (64 here): W = 60 beside the
+// 4 default sinks of a vanilla model, 62 beside the 2 sink tokens of a sink: token model, 64 for the window policy,
+// in the policy line printed first; an explicit --window wins. Before, the default was W = 1020 whatever the model.
+TEST_F(InferCli, TheDefaultWindowIsTheModelsContextAfterTheSinks) {
+  const std::string eval = "eval-stream --device cpu --threads 1 --tokens 100 --data " + data();
+  auto expect_policy = [](const RunResult& r, const std::string& policy, bool by_default) {
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find(policy), std::string::npos) << policy << "\n" << r.output;
+    EXPECT_EQ(r.output.find("(W by default: context_length 64 - S)") != std::string::npos, by_default) << r.output;
+  };
+  expect_policy(run_streamsink(eval + " --checkpoint " + ckpt()), "policy streaming S=4 W=60 ", true);
+  expect_policy(run_streamsink(eval + " --checkpoint " + dir_->str() + "/ckpt_token"), "policy streaming S=2 W=62 ",
+                true);
+  expect_policy(run_streamsink(eval + " --checkpoint " + ckpt() + " --policy window"), "policy window S=0 W=64 ", true);
+  expect_policy(run_streamsink(eval + " --checkpoint " + ckpt() + " --policy recompute --sinks 1"),
+                "policy recompute S=1 W=63 ", true);
+  expect_policy(run_streamsink(eval + " --checkpoint " + ckpt() + " --sinks 4 --window 16"),
+                "policy streaming S=4 W=16 ", false);
+  // more sinks than the context leaves room for: an error that says where the window came from
+  auto r = run_streamsink(eval + " --checkpoint " + ckpt() + " --sinks 40");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("context_length 64"), std::string::npos) << r.output;
+  // generate and chat print their resolved policy on stderr
+  const std::string bin = streamsink::testing::streamsink_binary();
+  r = run_shell(bin + " generate --device cpu --threads 1 --checkpoint " + ckpt() +
+                " --prompt hi --max-new-tokens 2 --temperature 0");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("streaming S=4 W=60 positions=cache (W by default: context_length 64 - S)"),
+            std::string::npos)
+      << r.output;
+  r = run_shell(bin + " generate --device cpu --threads 1 --checkpoint " + ckpt() +
+                " --prompt hi --max-new-tokens 2 --temperature 0 --window 8 --sinks 2");
+  EXPECT_NE(r.output.find("streaming S=2 W=8 positions=cache,"), std::string::npos) << r.output;
+  r = run_shell(bin + " chat --device cpu --threads 1 --checkpoint " + dir_->str() + "/ckpt_token < /dev/null");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("streaming S=2 W=62 "), std::string::npos) << r.output;
+}
+
+// A data folder's manifest.json records the checksum of the tokenizer it was prepared with: eval-stream and
+// inspect-attention refuse one prepared with another tokenizer than the checkpoint's (the ids would read as other
+// pieces, and before they were scored all the same when they fit the vocabulary), naming the manifest and both
+// tokenizers, and so for a shard with that manifest beside it; data prepared with the checkpoint's own tokenizer
+// passes.
+TEST_F(InferCli, DataPreparedWithAnotherTokenizerIsRefused) {
+  const std::string other = streamsink::testing::prepared_corpus();  // a 512-piece tokenizer, not the checkpoint's
+  const std::string mine = dir_->str() + "/mine";
+  streamsink::testing::write_synthetic_corpus(dir_->str() + "/mine-text", 12, 20);
+  auto prep = run_streamsink("data prepare --tokenizer " + ckpt() + "/tokenizer.model --input " + dir_->str() +
+                             "/mine-text --out " + mine + " --test-fraction 0.3");
+  ASSERT_EQ(prep.exit_code, 0) << prep.output;
+  const std::string ck_tok = ckpt() + "/tokenizer.model";
+  const std::string recorded = read_manifest(other).tokenizer_path;
+  const std::string eval = "eval-stream --device cpu --threads 1 --tokens 100 --checkpoint " + ckpt() + " --data ";
+  const std::string inspect =
+      "inspect-attention --device cpu --threads 1 --tokens 16 --samples 2 --out " + dir_->str() + "/attn-check" +
+      " --checkpoint " + ckpt() + " --data ";
+  for (const std::string& args : {eval + other, eval + other + "/test_000000.bin", inspect + other}) {
+    const auto r = run_streamsink(args);
+    EXPECT_NE(r.exit_code, 0) << args << "\n" << r.output;
+    for (const std::string& want : {other + "/manifest.json", recorded, ck_tok, std::string("checksum")})
+      EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find("terminate called"), std::string::npos) << r.output;
+  }
+  for (const std::string& args : {eval + mine, eval + mine + "/test_000000.bin", inspect + mine}) {
+    const auto r = run_streamsink(args);
+    EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.output;
+  }
+}
+
+// Progress of the evaluation goes to stderr, a line at each tenth of the stream when stderr is not a terminal (300
+// tokens in chunks of 16: ten lines, the last one at 300/300), and stdout holds only the run's figures as before.
+TEST_F(InferCli, EvalStreamProgressGoesToStderr) {
+  const std::string err = dir_->str() + "/progress.err";
+  const auto r = run_shell(streamsink::testing::streamsink_binary() + " eval-stream --device cpu --threads 1 "
+                           "--checkpoint " + ckpt() + " --data " + data() + " --sinks 4 --window 32 --tokens 300 "
+                           "--chunk 16 --block 100 2> " + err,
+                           /*merge_stderr=*/false);
+  ASSERT_EQ(r.exit_code, 0) << r.output << slurp(err);
+  const std::string progress = slurp(err);
+  EXPECT_EQ(std::count(progress.begin(), progress.end(), '\n'), 10) << progress;
+  EXPECT_EQ(progress.find('\r'), std::string::npos) << progress;
+  EXPECT_NE(progress.find("eval-stream: 32/300 tokens (11%)"), std::string::npos) << progress;  // 2 chunks
+  EXPECT_NE(progress.find("eval-stream: 300/300 tokens (100%)"), std::string::npos) << progress;
+  EXPECT_NE(progress.find("tokens/s, ppl "), std::string::npos) << progress;
+  // stdout: the resolved configuration, three blocks, the figures and the table, nothing else
+  std::vector<std::string> lines;
+  std::istringstream in(r.output);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 13u) << r.output;
+  EXPECT_EQ(lines[0].rfind("eval-stream: checkpoint ", 0), 0u) << r.output;
+  EXPECT_EQ(lines[1], "  data " + data() + ": 300 tokens") << r.output;
+  EXPECT_EQ(lines[2], "  policy streaming S=4 W=32 positions=cache chunk 16 block 100 threads 1 device cpu")
+      << r.output;
+  EXPECT_EQ(lines[3].rfind("  block    0  tokens [0, 100)  ppl ", 0), 0u) << r.output;
+  EXPECT_EQ(lines[6].rfind("perplexity ", 0), 0u) << r.output;
+  EXPECT_EQ(lines[7].rfind("tokens/s ", 0), 0u) << r.output;
+  EXPECT_EQ(lines[8].rfind("cache bytes ", 0), 0u) << r.output;
+  EXPECT_EQ(lines[9], "") << r.output;
+  EXPECT_EQ(lines[10].rfind("| policy | tokens |", 0), 0u) << r.output;
+  EXPECT_EQ(r.output.find("eval-stream: 300/300"), std::string::npos) << r.output;
 }

@@ -436,6 +436,31 @@ TEST(CachePolicy, BadSettingsAreErrorsNamingTheFlag) {
   EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kStreaming, -1, 8, 1), cfg).sinks(), 4);
 }
 
+// Without a window (-1) the cache is the model's training context: S + W = context_length (32 for tiny), whatever
+// S is; W at least 1; an explicit window wins; dense keeps its max_tokens.
+TEST(CachePolicy, TheDefaultWindowIsTheContextAfterTheSinks) {
+  const auto none = tiny_config(SinkKind::kNone), token = tiny_config(SinkKind::kToken);
+  auto W = [](PolicyKind p, int64_t S, const ModelConfig& m) {
+    return make_policy(decode_cfg(p, S, -1, 1), m).window();
+  };
+  EXPECT_EQ(DecodeConfig().window, -1);
+  EXPECT_EQ(W(PolicyKind::kStreaming, -1, none), 28);  // 4 default sinks
+  EXPECT_EQ(W(PolicyKind::kStreaming, -1, token), 30);  // the 2 sink tokens
+  EXPECT_EQ(W(PolicyKind::kStreaming, 1, none), 31);
+  EXPECT_EQ(W(PolicyKind::kRecompute, -1, none), 32);  // 0 default sinks
+  EXPECT_EQ(W(PolicyKind::kWindow, -1, none), 32);
+  EXPECT_EQ(W(PolicyKind::kStreaming, 8, none), 24);
+  EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kStreaming, 4, 8, 1), none).window(), 8);
+  EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kDense, -1, -1, 1), none).window(), DecodeConfig().max_tokens);
+  try {  // no room after the sinks: W would be 1, and the error says where the window came from
+    make_policy(decode_cfg(PolicyKind::kStreaming, 32, -1, 1), none);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--sinks"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("context_length 32"), std::string::npos) << e.what();
+  }
+}
+
 // Generation (infer/generator.*) against a naive greedy loop of full forwards over everything fed so far (W covers
 // the whole stream, so the streaming cache equals the dense forward): every sampled token reaches the caller, in
 // order, none twice, and the last one of a round goes into the cache with the next round's prompt.

@@ -22,12 +22,19 @@ class SinkMetricsPerSink : public ::testing::TestWithParam<SinkKind> {};
 INSTANTIATE_TEST_SUITE_P(Variants, SinkMetricsPerSink, ::testing::ValuesIn(all_sinks()),
                          [](const auto& info) { return to_string(info.param); });
 
-TEST_P(SinkMetricsPerSink, SharesFollowTheClosedFormOfUniformAttention) {
+// A model of `cfg` initialised from `seed`, in eval mode, on one intra-op thread (the figures compared below are
+// sums in one order).
+Transformer seeded_model(const ModelConfig& cfg, uint64_t seed) {
   at::set_num_threads(1);
-  const auto cfg = tiny_config(GetParam());
-  at::manual_seed(0);
+  at::manual_seed(seed);
   Transformer m(cfg);
   m->eval();
+  return m;
+}
+
+TEST_P(SinkMetricsPerSink, SharesFollowTheClosedFormOfUniformAttention) {
+  const auto cfg = tiny_config(GetParam());
+  Transformer m = seeded_model(cfg, 0);
   std::vector<double> b(cfg.n_heads, 0.0);  // the extra column's logit per head (zero: 0; none/token: no column)
   {
     torch::NoGradGuard g;
@@ -72,12 +79,9 @@ TEST_P(SinkMetricsPerSink, SharesFollowTheClosedFormOfUniformAttention) {
 // With a random model (attention far from uniform, so the columns differ): the shares are the probe's own maps
 // restated, the first `max(1, k)` key columns summed for each query past them.
 TEST_P(SinkMetricsPerSink, SharesAreTheProbeMapsFirstColumns) {
-  at::set_num_threads(1);
   torch::NoGradGuard g;
   const auto cfg = tiny_config(GetParam());
-  at::manual_seed(1);
-  Transformer m(cfg);
-  m->eval();
+  Transformer m = seeded_model(cfg, 1);
   const int64_t B = 2, T = 16, W = 8, k = cfg.prefix_tokens(), first = std::max<int64_t>(1, k);
   auto inputs = at::randint(8, cfg.vocab_size, {B, T}, at::kLong);
   if (k > 0) inputs.narrow(1, 0, k).copy_(at::arange(cfg.sink_token_id, cfg.sink_token_id + k, at::kLong));
@@ -103,12 +107,9 @@ TEST_P(SinkMetricsPerSink, SharesAreTheProbeMapsFirstColumns) {
 // once (shares and losses are means over equal counts, so the two agree), and the gap's standard error against its
 // closed form, sd / √n over the per-sequence gaps, each sequence measured alone.
 TEST(SinkMetrics, BatchesMeasuredInPiecesEqualOneBatchAndTheGapCarriesItsStandardError) {
-  at::set_num_threads(1);
   torch::NoGradGuard g;
   const auto cfg = tiny_config(SinkKind::kToken);
-  at::manual_seed(3);
-  Transformer m(cfg);
-  m->eval();
+  Transformer m = seeded_model(cfg, 3);
   const int64_t T = 16, W = 8, k = cfg.prefix_tokens();
   const auto make = [&](int64_t B) {
     auto inputs = at::randint(8, cfg.vocab_size, {B, T}, at::kLong);
@@ -155,12 +156,9 @@ TEST(SinkMetrics, BatchesMeasuredInPiecesEqualOneBatchAndTheGapCarriesItsStandar
 //    computed when its token arrived, under the same visible set the windowed forward gives that token in every
 //    layer, so the two are equal for any layer count (here 2).
 TEST(SinkMetrics, WindowAndSink4LossesAreTheStreamingDecodersCrossEntropyPastTheWindow) {
-  at::set_num_threads(1);
   torch::NoGradGuard g;
   const auto cfg = tiny_config(SinkKind::kNone);
-  at::manual_seed(2);
-  Transformer m(cfg);
-  m->eval();
+  Transformer m = seeded_model(cfg, 2);
   const int64_t B = 2, T = 16, W = 8;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(71);
   auto inputs = at::randint(8, cfg.vocab_size, {B, T}, gen, at::kLong);   // [B, T]

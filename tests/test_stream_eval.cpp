@@ -119,13 +119,16 @@ TEST(StreamEval, SegmentsGiveTheSameFiguresAsOneCall) {
     const auto whole = evaluate_stream(m, toks, o);
     o.segment_tokens = 6;
     int64_t last_done = 0;
-    o.progress = [&](int64_t done, int64_t total) {
+    double last_mean = 0;
+    o.progress = [&](int64_t done, int64_t total, double mean_nll) {
       EXPECT_GT(done, last_done);
       EXPECT_EQ(total, 41);
       last_done = done;
+      last_mean = mean_nll;
     };
     const auto parts = evaluate_stream(m, toks, o);
     EXPECT_EQ(last_done, 41);
+    EXPECT_NEAR(last_mean, whole.mean_nll, 1e-9) << whole.policy;  // the running mean ends at the result's
     for (size_t i = 1; i < toks.size(); ++i) EXPECT_EQ(whole.nll[i], parts.nll[i]) << whole.policy << " token " << i;
     EXPECT_EQ(whole.ppl, parts.ppl);
   }

@@ -149,6 +149,13 @@ TEST(Trainer, Bf16AutocastOnTheCpuTrainsLikeFp32) {
   EXPECT_NE(vb, vf) << "bit-identical to fp32: bf16 never engaged";
 }
 
+// Trains configs/tiny.yaml on the fixture corpus into RUN with extra flags; the run's resolved config.
+RunConfig trained_tiny(const std::string& run, const std::string& extra) {
+  auto r = run_streamsink(tiny_train_args(run, extra));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return load_run_config(run + "/config.yaml");
+}
+
 // One optimizer step where AdamW is plain SGD: β1 = β2 = 0 make the update lr·g/(|g| + ε), and ε = lr = 1e4 make it
 // g·(1 - |g|/1e4), i.e. linear in the gradient (Adam's own normalisation would hide any scaling of it). Returns the
 // run folder; the weights after the step are in checkpoints/step_0000001.
@@ -220,9 +227,8 @@ TEST(Trainer, ATokenBudgetBecomesWholeStepsAndEachStepLogsItsScheduledRate) {
   const std::string common = "--set train.steps=0 --set train.tokens=1537 --set train.warmup_steps=2 "
                              "--set train.schedule=cosine --set train.log_interval=1 --set train.eval_interval=0 "
                              "--set train.checkpoint_interval=0 --set train.threads=1";
-  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", common));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const RunConfig cfg = load_run_config(dir.str() + "/run/config.yaml");
+  const RunConfig cfg = trained_tiny(dir.str() + "/run", common);
+  ASSERT_FALSE(HasFailure());
   ASSERT_EQ(cfg.train.batch_size * cfg.train.seq_len, 512);
   const auto recs = training_records(dir.str() + "/run");
   ASSERT_EQ(recs.size(), 4u) << "1537 tokens at 512 a step: 4 steps (3 fall one token short)";
@@ -247,10 +253,9 @@ TEST(Trainer, ATokenBudgetBecomesWholeStepsAndEachStepLogsItsScheduledRate) {
 TEST(Trainer, TheFirstLossAndTheValidationLossMatchAModelAndBatchesBuiltByHand) {
   TempDir dir;
   const std::string run = dir.str() + "/run";
-  auto r = run_streamsink(tiny_train_args(run, "--set model.sink=token --set model.sink_tokens=2 --set train.steps=1 "
-                                               "--set train.log_interval=1 --set train.threads=1"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const RunConfig cfg = load_run_config(run + "/config.yaml");
+  const RunConfig cfg = trained_tiny(run, "--set model.sink=token --set model.sink_tokens=2 --set train.steps=1 "
+                                          "--set train.log_interval=1 --set train.threads=1");
+  ASSERT_FALSE(HasFailure());
   ASSERT_EQ(cfg.model.sink_token_id, 4);
   const std::vector<int64_t> prefix = {4, 5};  // <sink>, <sink1>
 
@@ -295,10 +300,9 @@ TEST(Trainer, TheFirstLossAndTheValidationLossMatchAModelAndBatchesBuiltByHand) 
 TEST(Trainer, TheOptimizerMomentsAfterOneStepFollowTheConfiguredBetas) {
   TempDir dir;
   const std::string run = dir.str() + "/run";
-  auto r = run_streamsink(tiny_train_args(run, "--set train.steps=1 --set train.checkpoint_interval=1 "
-                                               "--set train.eval_interval=0 --set train.threads=1"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const RunConfig cfg = load_run_config(run + "/config.yaml");
+  const RunConfig cfg = trained_tiny(run, "--set train.steps=1 --set train.checkpoint_interval=1 "
+                                          "--set train.eval_interval=0 --set train.threads=1");
+  ASSERT_FALSE(HasFailure());
   const double expect = (1 - cfg.train.beta2) / ((1 - cfg.train.beta1) * (1 - cfg.train.beta1));
   ASSERT_NEAR(expect, 5.0, 1e-9);
   const auto o = load_safetensors(run + "/checkpoints/step_0000001/optimizer.safetensors");
