@@ -88,7 +88,7 @@ int cmd_eval_stream(int argc, char** argv) {
   app.add_option("--chunk", dc.max_chunk, "tokens fed per step (prefill chunk)")->capture_default_str();
   app.add_option("--out", out, "per-token NLL as jsonl; a summary is written to OUT.summary.json");
   app.add_option("--block", block, "tokens per reported perplexity block")->capture_default_str();
-  app.add_option("--threads", threads, "intra-op CPU threads (default: LibTorch's)");
+  app.add_option("--threads", threads, "intra-op CPU threads (default: LibTorch's)")->check(CLI::Range(0, 4096));
   app.add_option("--tokenizer", tokenizer, "sentencepiece model for a text --data (default: CHECKPOINT/tokenizer.model)");
   app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

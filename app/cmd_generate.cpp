@@ -99,7 +99,7 @@ struct CommonFlags {
     app.add_option("--top-p", sampler.top_p, "nucleus sampling mass")->capture_default_str();
     app.add_option("--seed", sampler.seed, "sampling seed")->capture_default_str();
     app.add_flag("--ignore-eos", ignore_eos, "keep generating past </s>");
-    app.add_option("--threads", threads, "intra-op CPU threads (default: LibTorch's)");
+    app.add_option("--threads", threads, "intra-op CPU threads (default: LibTorch's)")->check(CLI::Range(0, 4096));
     app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   }
 };

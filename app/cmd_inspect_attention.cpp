@@ -35,7 +35,7 @@ int cmd_inspect_attention(int argc, char** argv) {
                  "report the share on the first k tokens (default: the sink tokens, or 4; at most T - 1)");
   app.add_flag("--linear", linear, "linear colour scale (default: log)");
   app.add_option("--tokenizer", tokenizer, "sentencepiece model for a text --data (default: CHECKPOINT/tokenizer.model)");
-  app.add_option("--threads", threads, "intra-op CPU threads");
+  app.add_option("--threads", threads, "intra-op CPU threads")->check(CLI::Range(0, 4096));
   app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) at::set_num_threads(threads);

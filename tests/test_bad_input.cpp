@@ -193,6 +193,8 @@ std::vector<Case> cases() {
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.steps=4 --resume {D}/ck "
        "--out {D}/run --stop-after 1",
        {"--stop-after 1", "already at step 2"}},
+      {"flag_threads_negative", none, "eval-stream --checkpoint {CK} --data {DATA} --tokens 64 --threads -3",
+       {"--threads"}, true},
       {"flag_stop_after_zero", none, "train {CFG} --out {D}/run --stop-after 0", {"--stop-after"}, true},
       {"train_vocab_smaller_than_data", none,
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=100 --set train.steps=2 --out {D}/run",
