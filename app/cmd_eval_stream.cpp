@@ -81,8 +81,8 @@ int cmd_eval_stream(int argc, char** argv) {
                  "S sink slots (default: k for sink: token models, else 4 under streaming and 0 under recompute; "
                  "none for dense/window)");
   app.add_option("--window", dc.window,
-                 "W recent tokens each query sees (default: the model's context_length - S, the context it was "
-                 "trained on; not used by dense)");
+                 "W recent tokens each query sees (default: the model's context_length, at most 1024, - S: the "
+                 "context it was trained on; not used by dense)");
   app.add_option("--tokens", tokens, "evaluate the first N tokens of the stream (default: all)");
   app.add_option("--positions", positions, "cache (§3.2, default) | text (ablation)")->capture_default_str();
   app.add_option("--chunk", dc.max_chunk, "tokens fed per step (prefill chunk)")->capture_default_str();
@@ -115,10 +115,7 @@ int cmd_eval_stream(int argc, char** argv) {
       make_policy(eval_decode_config(dc, model->config(), static_cast<int64_t>(stream.size())), model->config());
   std::printf("eval-stream: checkpoint %s\n", dir.c_str());
   std::printf("  data %s: %zu tokens\n", data.c_str(), stream.size());
-  const std::string window_note =
-      dc.window == -1 && dc.policy != PolicyKind::kDense
-          ? " (W by default: context_length " + std::to_string(model->config().context_length) + " - S)"
-          : std::string();
+  const std::string window_note = default_window_note(dc, model->config());
   std::printf("  policy %s%s chunk %lld block %lld threads %d device %s\n", resolved.describe().c_str(),
               window_note.c_str(), static_cast<long long>(dc.max_chunk), static_cast<long long>(block),
               at::get_num_threads(), model->parameters().front().device().str().c_str());

@@ -91,8 +91,8 @@ struct CommonFlags {
         ->capture_default_str();
     app.add_option("--sinks", decode.sinks, "S sink slots (default: k for sink: token models, else 4)");
     app.add_option("--window", decode.window,
-                   "W recent tokens kept in the cache (default: the model's context_length - S, the context it was "
-                   "trained on)");
+                   "W recent tokens kept in the cache (default: the model's context_length, at most 1024, - S: the "
+                   "context it was trained on)");
     app.add_option("--positions", positions, "cache (§3.2) | text")->capture_default_str();
     app.add_option("--chunk", decode.max_chunk, "prompt tokens fed per step")->capture_default_str();
     app.add_option("--temperature", sampler.temperature, "0 = greedy")->capture_default_str();
@@ -129,10 +129,7 @@ Session open_session(CommonFlags& f, const char* command) {
   f.sampler.vocab_limit = s.tok->vocab_size();  // a padded model vocabulary's extra ids have no piece to print
   s.decoder = std::make_unique<Decoder>(s.model, f.decode, 1);
   s.gen = std::make_unique<Generator>(*s.decoder, f.sampler);
-  const std::string window_note =
-      f.decode.window == -1
-          ? " (W by default: context_length " + std::to_string(s.model->config().context_length) + " - S)"
-          : std::string();
+  const std::string window_note = default_window_note(f.decode, s.model->config());
   std::fprintf(stderr, "%s: %s, %s%s, temperature %g top-p %g seed %llu\n", command, s.dir.c_str(),
                s.decoder->policy().describe().c_str(), window_note.c_str(), f.sampler.temperature, f.sampler.top_p,
                static_cast<unsigned long long>(f.sampler.seed));

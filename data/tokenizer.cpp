@@ -95,14 +95,15 @@ void train_tokenizer(const TokenizerTrainConfig& cfg) {
     fail(cfg.out, "vocab size " + std::to_string(cfg.vocab_size) + " is too small: the reserved ids and 256 byte "
                   "pieces need " + std::to_string(min_vocab - 16) + ", and a few more for real pieces (>= " +
                   std::to_string(min_vocab) + ")");
-  // the output's folder before the training, not after it (created as other commands create theirs)
+  auto docs = find_documents(cfg.inputs);
+  if (docs.empty()) throw Error("tokenizer train: no files under the inputs");
+  // the output's folder before the training, not after it (created as other commands create theirs, once the
+  // inputs are known good: a refused command leaves nothing behind)
   if (const auto parent = fs::path(cfg.out).parent_path(); !parent.empty()) {
     std::error_code ec;
     fs::create_directories(parent, ec);
   }
   check_output_folder(cfg.out, "--out");
-  auto docs = find_documents(cfg.inputs);
-  if (docs.empty()) throw Error("tokenizer train: no files under the inputs");
 
   std::string sinks;
   for (int64_t i = 0; i < cfg.n_sink_symbols; ++i) sinks += (i ? "," : "") + sink_piece(i);

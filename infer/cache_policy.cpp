@@ -63,12 +63,23 @@ std::string CachePolicy::describe() const {
 namespace {
 
 // W as given, or by default the rest of the model's training context after the S sinks (at least 1): a cache of
-// S + W = context_length slots is what every query saw in training.
+// S + W = context_length slots is what every query saw in training; capped at kDefaultCacheTokens, so a model
+// imported with a long context (up to 2^20) does not get a cache of that size unasked.
 int64_t default_window(const DecodeConfig& cfg, const ModelConfig& model, int64_t S) {
-  return cfg.window != -1 ? cfg.window : std::max<int64_t>(1, model.context_length - S);
+  return cfg.window != -1 ? cfg.window
+                          : std::max<int64_t>(1, std::min(model.context_length, kDefaultCacheTokens) - S);
 }
 
 }  // namespace
+
+std::string default_window_note(const DecodeConfig& cfg, const ModelConfig& model) {
+  if (cfg.window != -1 || cfg.policy == PolicyKind::kDense) return "";
+  const std::string ctx = "context_length " + std::to_string(model.context_length);
+  return " (W by default: " +
+         (model.context_length > kDefaultCacheTokens ? "min(" + ctx + ", " + std::to_string(kDefaultCacheTokens) + ")"
+                                                     : ctx) +
+         " - S)";
+}
 
 CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model) {
   cfg.validate();

@@ -29,13 +29,16 @@ enum class PositionMode { kCache, kText };
 std::string to_string(PositionMode m);
 PositionMode position_mode_from_string(const std::string& s);  // Error naming the accepted values
 
+// The default cache (S + W) is the model's training context, but at most this many tokens.
+constexpr int64_t kDefaultCacheTokens = 1024;
+
 struct DecodeConfig {
   PolicyKind policy = PolicyKind::kStreaming;  // dense | window | streaming | recompute
   int64_t sinks = -1;                          // S; -1 = the default: k for sink: token models, else 4 (streaming)
                                                //   or 0 (recompute); dense and window have none
   int64_t window = -1;                         // W recent tokens (the query itself included); -1 = the default:
-                                               //   the model's context_length - S (at least 1), so that S + W is
-                                               //   the context it was trained on
+                                               //   min(the model's context_length, kDefaultCacheTokens) - S (at
+                                               //   least 1), so that S + W is the context it was trained on
   int64_t max_tokens = 1 << 16;                // dense only: a stream's bound (its cache is preallocated to it)
   PositionMode positions = PositionMode::kCache;  // cache (§3.2) | text (ablation)
   int64_t max_chunk = 256;                     // most tokens fed per step (prefill chunk)
@@ -73,5 +76,7 @@ class CachePolicy {
 // dense's S = 0 and W = max_tokens) and checks them: Error naming the flag (--window, --sinks, --max-tokens) when
 // they make no sense.
 CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model);
+// " (W by default: context_length N - S)" when `cfg` leaves W to the default, for the resolved policy's printout.
+std::string default_window_note(const DecodeConfig& cfg, const ModelConfig& model);
 
 }  // namespace streamsink

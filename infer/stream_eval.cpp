@@ -177,6 +177,19 @@ void check_data_tokenizer(const std::string& data_path, const std::string& token
   }
   const std::string sum = fnv1a64_hex(read_file(tokenizer_path));
   if (sum == m.tokenizer_checksum) return;
+  // Other bytes can still be the same pieces (a model re-serialized, a field added): compare the id -> piece tables
+  // with the data's own tokenizer, where a copy of it is at hand (prepare puts one in the folder).
+  for (const std::string& candidate : {(fs::path(dir) / "tokenizer.model").string(), m.tokenizer_path}) {
+    if (!fs::is_regular_file(candidate) || fnv1a64_hex(read_file(candidate)) != m.tokenizer_checksum) continue;
+    try {
+      const Tokenizer data_tok = Tokenizer::load(candidate), model_tok = Tokenizer::load(tokenizer_path);
+      bool same = data_tok.vocab_size() == model_tok.vocab_size();
+      for (int32_t id = 0; same && id < data_tok.vocab_size(); ++id) same = data_tok.piece(id) == model_tok.piece(id);
+      if (same) return;
+    } catch (const Error&) {
+    }
+    break;
+  }
   std::string vocab;  // the checkpoint's vocabulary, where its tokenizer loads
   try {
     vocab = ", vocabulary " + std::to_string(Tokenizer::load(tokenizer_path).vocab_size());

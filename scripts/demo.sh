@@ -91,7 +91,8 @@ done
 "$py" "$root/scripts/plots/sink_summary.py" "vanilla=$out/attention-none/attention.json" \
   "token=$out/attention-token/attention.json" | tee "$out/sinks.txt"
 "$py" "$root/scripts/plots/emergence_plot.py" "vanilla=$out/none" "token=$out/token" --csv "$out/training.csv" \
-  --md "$out/training.md" --png "$out/training.png" --command "scripts/demo.sh" | tail -3
+  --md "$out/training.md" --png "$out/training.png" --command "scripts/demo.sh" \
+  --title "What the trainer measured: vanilla vs sink token (\`scripts/demo.sh\`)" | tail -3
 echo
 echo "demo done in $(( $(date +%s) - start )) s: table $out/table.md, plots $out/*.png, attention maps $out/attention-*/," \
   "sink metrics over training $out/training.md"

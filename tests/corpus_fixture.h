@@ -72,14 +72,22 @@ inline std::map<int64_t, nlohmann::json> training_records(const std::string& run
   return out;
 }
 
-// The validation loss of the last evaluation in RUN/metrics.jsonl; -1 when there was none.
-inline double last_val_loss(const std::string& run) {
-  double v = -1;
+
+
+// The record of the last evaluation in RUN/metrics.jsonl (val_loss and the sink metrics); empty when there was none.
+inline nlohmann::json last_eval_record(const std::string& run) {
+  nlohmann::json rec;
   std::ifstream in(run + "/metrics.jsonl");
   std::string line;
   while (std::getline(in, line))
-    if (auto j = nlohmann::json::parse(line); j.contains("val_loss")) v = j["val_loss"].get<double>();
-  return v;
+    if (auto j = nlohmann::json::parse(line); j.contains("val_loss")) rec = j;
+  return rec;
+}
+
+// The validation loss of the last evaluation in RUN/metrics.jsonl; -1 when there was none.
+inline double last_val_loss(const std::string& run) {
+  const auto rec = last_eval_record(run);
+  return rec.contains("val_loss") ? rec["val_loss"].get<double>() : -1;
 }
 
 // configs/tiny.yaml pointed at the fixture corpus, with extra --set flags.

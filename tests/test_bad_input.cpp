@@ -356,6 +356,8 @@ std::vector<Case> cases() {
        },
        "data prepare --tokenizer {D}/garbage.model --input {D}/text --out {D}/out", {"{D}/garbage.model"}},
       {"tok_train_missing_input", none, "tokenizer train --input {D}/nope --vocab-size 512 --out {D}/t.model", {"{D}/nope"}},
+      {"tok_train_missing_input_new_out_folder", none,
+       "tokenizer train --input {D}/nope --vocab-size 512 --out {D}/new/sub/t.model", {"{D}/nope"}},
       {"tok_train_vocab_too_small", [](const fs::path& d, const Paths&) { write(d / "text" / "a.txt", "hello world\n"); },
        "tokenizer train --input {D}/text --vocab-size 10 --out {D}/t.model", {"{D}/t.model", "vocab size 10"}},
       // ---- flags out of range ----

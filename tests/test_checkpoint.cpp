@@ -255,7 +255,8 @@ TEST(Checkpoint, TheResumeCheckReadsAnOlderConfigThatTodaysChecksWouldRefuse) {
 
 // Resuming into another run is refused with what differs named: another model (sink: none -> token loads the same
 // shapes, and config.yaml would then misstate the run), other data (another count of windows for the cursor to index;
-// a checkpoint from before the count was recorded skips that check); init_std, which no longer matters, may change.
+// a checkpoint from before the count was recorded skips that check). What continues the same network may change:
+// init_std, keys the model does not use, a context extension.
 TEST(Checkpoint, ResumingAnotherModelOrOtherDataIsRefused) {
   TempDir dir;
   CheckpointSubject a(c10::Device(c10::kCPU));
@@ -281,9 +282,20 @@ TEST(Checkpoint, ResumingAnotherModelOrOtherDataIsRefused) {
   RunConfig token = a.cfg;
   token.model.sink = SinkKind::kToken;
   refused(token, 961, "model.sink: none in the checkpoint, token now");
-  RunConfig theta = a.cfg;
-  theta.model.rope_theta = 500000;
-  refused(theta, 961, "model.rope_theta");
+  RunConfig heads = a.cfg;
+  heads.model.n_kv_heads = heads.model.n_heads;
+  refused(heads, 961, "model.n_kv_heads");
+  RunConfig norm = a.cfg;
+  norm.model.norm_eps = 1e-6;
+  refused(norm, 961, "model.norm_eps");
+  RunConfig extended = a.cfg;  // a context extension continues the same network (on the same windows here)
+  extended.train.seq_len = a.cfg.seq_len();
+  extended.model.context_length *= 2;
+  extended.model.rope_theta = 500000;
+  EXPECT_NO_THROW(check_resume_data_order(path, loaded, extended, 1, 961));
+  RunConfig unused = a.cfg;  // sink ids of a model without sink tokens
+  unused.model.sink_token_id = 9;
+  EXPECT_NO_THROW(check_resume_data_order(path, loaded, unused, 1, 961));
   refused(a.cfg, 1113, "windows per epoch (train.data_dir: other data?): 961 in the checkpoint, 1113 now");
   RunConfig init = a.cfg;
   init.model.init_std = 0.5;

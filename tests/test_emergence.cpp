@@ -129,14 +129,15 @@ TEST(EmergenceStudy, VerdictFollowsTheStatedCriterionOnRunsWithKnownMetrics) {
     std::string name;
     double share, window_loss;  // last evaluation: the strongest layer's share; window loss (4-sink loss is 4.0)
     std::string verdict;
-    double gap_se = -1;  // the gap's standard error, -1: not logged (a run from before it was recorded)
+    double gap_se = -1;  // the gap's standard error; -1: not logged (a run from before it was recorded), -2: null
   };
   const std::vector<Run> runs = {{"both", 0.30, 4.20, "sink after"},
                                  {"attention", 0.30, 4.02, "attention only after"},  // +0.5%: under the bar
                                  {"gap", 0.09, 4.20, "loss gap only after"},         // 4.5x uniform: under the bar
                                  {"neither", 0.02, 4.00, "no sink after"},
                                  {"clear", 0.30, 4.20, "sink after", 0.05},            // +5% = 4 s.e.
-                                 {"noisy", 0.30, 4.20, "attention only after", 0.15}};  // +5% but 1.3 s.e.
+                                 {"noisy", 0.30, 4.20, "attention only after", 0.15},  // +5% but 1.3 s.e.
+                                 {"one", 0.30, 4.20, "sink after", -2}};  // one sequence: s.e. null, relative bar
   std::string args;
   for (const auto& r : runs) {
     const std::string d = dir.str() + "/" + r.name;
@@ -150,6 +151,7 @@ TEST(EmergenceStudy, VerdictFollowsTheStatedCriterionOnRunsWithKnownMetrics) {
     nlohmann::json e2 = {{"step", 20}, {"val_loss", 4.5}, {"sink_first_share", {0.01, r.share}},
                          {"window_loss", r.window_loss}, {"sink4_loss", 4.0}, {"sink_window", 128}};
     if (r.gap_se >= 0) e2["sink_gap_se"] = r.gap_se;
+    if (r.gap_se == -2) e2["sink_gap_se"] = nullptr;
     streamsink::write_file_atomic(d + "/metrics.jsonl", train.dump() + "\n" + e1.dump() + "\n" + e2.dump() + "\n");
     args += " " + r.name + "=" + d;
   }

@@ -452,6 +452,13 @@ TEST(CachePolicy, TheDefaultWindowIsTheContextAfterTheSinks) {
   EXPECT_EQ(W(PolicyKind::kStreaming, 8, none), 24);
   EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kStreaming, 4, 8, 1), none).window(), 8);
   EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kDense, -1, -1, 1), none).window(), DecodeConfig().max_tokens);
+  // a long context (an imported model's, up to 2^20) gets the default cache of kDefaultCacheTokens, not its context
+  ModelConfig long_ctx = none;
+  long_ctx.context_length = int64_t{1} << 20;
+  EXPECT_EQ(W(PolicyKind::kStreaming, -1, long_ctx), kDefaultCacheTokens - 4);
+  EXPECT_NE(default_window_note(decode_cfg(PolicyKind::kStreaming, -1, -1, 1), long_ctx).find("min(context_length"),
+            std::string::npos);
+  EXPECT_EQ(default_window_note(decode_cfg(PolicyKind::kStreaming, -1, 8, 1), long_ctx), "");
   try {  // no room after the sinks: W would be 1, and the error says where the window came from
     make_policy(decode_cfg(PolicyKind::kStreaming, 32, -1, 1), none);
     ADD_FAILURE() << "expected an error";

@@ -76,16 +76,32 @@ TEST(Trainer, ResumingIntoAnotherDataOrderIsRefused) {
   auto a = run_streamsink(tiny_train_args(run, common));
   ASSERT_EQ(a.exit_code, 0) << a.output;
   const auto before = read_file(run + "/checkpoints/step_0000002/model.safetensors");
+  // other data: half the fixture's documents, prepared with its tokenizer (fewer windows for the cursor to index)
+  namespace fs = std::filesystem;
+  const fs::path fixture = fs::path(prepared_corpus()).parent_path(), half = dir.path() / "half-text";
+  fs::create_directories(half);
+  for (int d = 0; d < 60; ++d)
+    fs::copy_file(fixture / "text" / ("doc" + std::to_string(d) + ".txt"), half / ("doc" + std::to_string(d) + ".txt"));
+  auto prep = run_streamsink("data prepare --tokenizer " + (fixture / "tokenizer.model").string() + " --input " +
+                             half.string() + " --out " + dir.str() + "/half-data --val-fraction 0.1 --test-fraction 0.1");
+  ASSERT_EQ(prep.exit_code, 0) << prep.output;
+  const std::string data_order = "cannot resume: the data would not continue where it stopped";
   const struct {
-    std::string set, want;
-  } cases[] = {{"--set train.batch_size=4", "global batch (train.batch_size x ranks): 8 (8 x 1) in the checkpoint, 4 (4 x 1) now"},
-               {"--set train.seed=7", "train.seed: 1337 in the checkpoint, 7 now"},
-               {"--set train.seq_len=32", "train.seq_len: 64 in the checkpoint, 32 now"}};
+    std::string set, intro, want;
+  } cases[] = {{"--set train.batch_size=4", data_order,
+                "global batch (train.batch_size x ranks): 8 (8 x 1) in the checkpoint, 4 (4 x 1) now"},
+               {"--set train.seed=7", data_order, "train.seed: 1337 in the checkpoint, 7 now"},
+               {"--set train.seq_len=32", data_order, "train.seq_len: 64 in the checkpoint, 32 now"},
+               {"--set train.data_dir=" + dir.str() + "/half-data", data_order, "windows per epoch"},
+               {"--set model.sink=token", "cannot resume: another model", "model.sink: none in the checkpoint, token now"}};
+  EXPECT_GT(nlohmann::json::parse(read_file(run + "/checkpoints/step_0000002/state.json"))["train_windows"].get<int64_t>(),
+            0);
   for (const auto& c : cases) {
-    auto r = run_streamsink(tiny_train_args(run, "--set train.steps=4 --set train.eval_interval=0 " + c.set +
-                                                     " --resume auto"));
+    // the last --set wins: data_dir and model.sink override tiny_train_args' own
+    auto r = run_streamsink(tiny_train_args(run, "--set train.steps=4 --set train.eval_interval=0 --resume auto ") +
+                            c.set);
     EXPECT_NE(r.exit_code, 0) << c.set << "\n" << r.output;
-    EXPECT_NE(r.output.find("cannot resume: the data would not continue where it stopped"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(c.intro), std::string::npos) << r.output;
     EXPECT_NE(r.output.find(c.want), std::string::npos) << c.want << "\n" << r.output;
     EXPECT_EQ(read_file(run + "/checkpoints/step_0000002/model.safetensors"), before);
   }
@@ -226,7 +242,7 @@ TEST(Trainer, ATokenBudgetBecomesWholeStepsAndEachStepLogsItsScheduledRate) {
   TempDir dir;
   const std::string common = "--set train.steps=0 --set train.tokens=1537 --set train.warmup_steps=2 "
                              "--set train.schedule=cosine --set train.log_interval=1 --set train.eval_interval=0 "
-                             "--set train.checkpoint_interval=0 --set train.threads=1";
+                             "--set train.checkpoint_interval=0 --set train.threads=1 --set train.sink_sequences=5";
   const RunConfig cfg = trained_tiny(dir.str() + "/run", common);
   ASSERT_FALSE(HasFailure());
   ASSERT_EQ(cfg.train.batch_size * cfg.train.seq_len, 512);
@@ -238,12 +254,21 @@ TEST(Trainer, ATokenBudgetBecomesWholeStepsAndEachStepLogsItsScheduledRate) {
   }
   EXPECT_DOUBLE_EQ(recs.at(1)["lr"].get<double>(), cfg.train.lr / 2);  // warm-up: (0 + 1) / 2 of the peak
   EXPECT_DOUBLE_EQ(recs.at(2)["lr"].get<double>(), cfg.train.lr);
+  // the last step's evaluation measured the sink on train.sink_sequences = 5 sequences of its 16, past W = 32
+  const auto eval = last_eval_record(dir.str() + "/run");
+  EXPECT_EQ(eval["sink_sequences"].get<int64_t>(), 5) << eval.dump();
+  EXPECT_EQ(eval["sink_scored_tokens"].get<int64_t>(), 5 * 32) << eval.dump();
 
-  auto a = run_streamsink(tiny_train_args(dir.str() + "/accum", common + " --set train.grad_accum=2"));
+  auto a = run_streamsink(
+      tiny_train_args(dir.str() + "/accum", common + " --set train.grad_accum=2 --set train.sink_sequences=1"));
   ASSERT_EQ(a.exit_code, 0) << a.output;
   const auto ra = training_records(dir.str() + "/accum");
   ASSERT_EQ(ra.size(), 2u) << "1537 tokens at 1024 a step: 2 steps";
   EXPECT_EQ(ra.at(2)["tokens_seen"].get<int64_t>(), 2048);
+  // one sequence has no spread: its gap's standard error is unknown (null), not 0
+  const auto one = last_eval_record(dir.str() + "/accum");
+  EXPECT_EQ(one["sink_sequences"].get<int64_t>(), 1) << one.dump();
+  EXPECT_TRUE(one["sink_gap_se"].is_null()) << one.dump();
 }
 
 // What the trainer feeds and scores, against an oracle built here from the parts: the initialisation of
@@ -284,11 +309,7 @@ TEST(Trainer, TheFirstLossAndTheValidationLossMatchAModelAndBatchesBuiltByHand) 
   EXPECT_NEAR(last_val_loss(run), sum / n, 1e-5 * sum / n);
 
   // the sink metrics are measured on every sequence the evaluation scored, past the window W = T / 2
-  std::ifstream in(run + "/metrics.jsonl");
-  std::string line;
-  nlohmann::json eval;
-  while (std::getline(in, line))
-    if (auto j = nlohmann::json::parse(line); j.contains("val_loss")) eval = j;
+  const auto eval = last_eval_record(run);
   ASSERT_TRUE(eval.contains("sink_scored_tokens")) << eval.dump();
   EXPECT_EQ(eval["sink_sequences"].get<int64_t>(), n * cfg.train.batch_size);
   EXPECT_EQ(eval["sink_scored_tokens"].get<int64_t>(), n * cfg.train.batch_size * (cfg.train.seq_len / 2));

@@ -219,13 +219,25 @@ void check_resume_data_order(const std::string& ckpt_dir, const TrainState& stat
   YAML::Node model_was, model_now;
   model_config_to_yaml(was.model, model_was);
   model_config_to_yaml(cfg.model, model_now);
+  const bool token_sink = was.model.sink == SinkKind::kToken || cfg.model.sink == SinkKind::kToken;
+  std::string extended;  // changes that continue the same network: a longer context, another RoPE base
   for (const auto& kv : model_now) {
-    const std::string key = kv.first.Scalar();
-    if (key != "init_std") differ("model." + key, model_was[key].Scalar(), kv.second.Scalar());
+    const std::string key = kv.first.Scalar(), before = model_was[key].Scalar(), now = kv.second.Scalar();
+    if (before == now || key == "init_std") continue;  // the initialisation no longer matters
+    if (key == "multiple_of" && was.model.hidden_dim > 0 && cfg.model.hidden_dim > 0) continue;  // unused
+    if ((key == "sink_tokens" || key == "sink_token_id") && !token_sink) continue;             // unused
+    if (key == "context_length" || key == "rope_theta") {
+      extended += " model." + key + " " + before + " -> " + now + ";";
+      continue;
+    }
+    differ("model." + key, before, now);
   }
   if (!diffs.empty())
     fail(ckpt_dir, "cannot resume: another model than the checkpoint's:" + diffs +
                        "\n  resume with the checkpoint's model, or start a fresh run in another folder");
+  if (!extended.empty())
+    std::fprintf(stderr, "[train] note: resuming %s with%s the same weights, continued (a context extension)\n",
+                 ckpt_dir.c_str(), extended.c_str());
   if (state.train_windows > 0)
     differ("the train split's windows per epoch (train.data_dir: other data?)", std::to_string(state.train_windows),
            std::to_string(train_windows));

@@ -38,8 +38,10 @@ void load_checkpoint(const std::string& ckpt_dir, Transformer& model, AdamW& opt
 // Refuses (an Error naming the keys, both values and the checkpoint) to resume `ckpt_dir`, whose state is `state`,
 // into a run of `cfg` on `world` ranks whose data has `train_windows` windows per epoch, when it would not continue
 // the same run:
-//  - another model (any model: key but init_std, which no longer matters): the weights would load into a network
-//    that computes something else (sink: none -> token has the same shapes), and config.yaml would misstate the run;
+//  - another model: the weights would load into a network that computes something else (sink: none -> token has
+//    the same shapes), and config.yaml would misstate the run. Not refused: init_std (it no longer matters), keys
+//    the model does not use (multiple_of with a hidden_dim given; the sink ids without sink: token), and a context
+//    extension (context_length, rope_theta: a note on stderr);
 //  - data read in another order: the cursor counts global batches of the checkpoint's windows and shuffle, so
 //    another seq_len, seed, global batch (batch_size x ranks) or other data (another count of windows) would not
 //    continue the data where it stopped.

@@ -39,6 +39,9 @@ SinkMetrics measure_sinks(Transformer& model, const Batch& batch, int64_t n_pref
   const int64_t first = std::max<int64_t>(1, n_prefix);  // the sink positions: [0, first)
   SinkMetrics m;
   m.window = std::min(window, T);
+  if (m.window <= 4 || m.window >= T)
+    throw Error("measure_sinks: the window W = " + std::to_string(m.window) + " must lie in (4, T = " +
+                std::to_string(T) + "): 4 sinks + W - 4 recent tokens, scored past W");
 
   AttentionProbe probe;
   model->forward(inputs, &probe);

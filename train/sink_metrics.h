@@ -28,7 +28,8 @@ struct SinkMetrics {
   std::vector<double> sequence_gaps;  // per sequence: its window loss − its 4-sink loss
 };
 
-// `n_prefix`: sink tokens at the start of every sample (0 for models without sink tokens).
+// `n_prefix`: sink tokens at the start of every sample (0 for models without sink tokens). Error unless
+// 4 < min(window, T) < T.
 SinkMetrics measure_sinks(Transformer& model, const Batch& batch, int64_t n_prefix, int64_t window);
 
 // The same over several batches (every sequence of each), `rows_per_forward` sequences at a time (0: as many as

@@ -34,6 +34,7 @@ const std::vector<Field<TrainConfig>>& train_fields() {
       string_field("precision", &C::precision),
       int_field("eval_interval", &C::eval_interval),
       int_field("eval_batches", &C::eval_batches),
+      int_field("sink_sequences", &C::sink_sequences),
       int_field("sink_window", &C::sink_window),
       int_field("checkpoint_interval", &C::checkpoint_interval),
       int_field("keep_checkpoints", &C::keep_checkpoints),
@@ -73,6 +74,7 @@ void TrainConfig::validate() const {
   if (precision != "fp32" && precision != "bf16") bad("precision", "'" + precision + "': expected fp32 or bf16");
   if (eval_interval < 0) bad("eval_interval", "must be >= 0 (0 = only at the last step)");
   if (eval_batches < 1) bad("eval_batches", "must be >= 1 (every run evaluates at its last step)");
+  if (sink_sequences < 1) bad("sink_sequences", "must be >= 1");
   if (sink_window < 0) bad("sink_window", "must be >= 0 (0 = seq_len / 2)");
   if (checkpoint_interval < 0) bad("checkpoint_interval", "must be >= 0");
   if (keep_checkpoints < 1) bad("keep_checkpoints", "must be >= 1");

@@ -34,6 +34,8 @@ struct TrainConfig {
                                      //   the split's first eval_batches x batch_size x ranks windows, so runs with
                                      //   another batch or rank count are evaluated on another (overlapping) set
   int64_t sink_window = 0;           // cache size for the sink metrics; 0 = seq_len / 2 (the paper's W)
+  int64_t sink_sequences = 64;       // validation sequences (rank 0's first) the sink metrics measure at most:
+                                     //   three fp32 forwards each, so a cap keeps evaluations cheap on big batches
   int64_t checkpoint_interval = 500; // steps between checkpoints; 0 = only at the end
   int64_t keep_checkpoints = 2;      // complete checkpoints kept (the newest)
   int64_t log_interval = 10;         // steps between metrics lines

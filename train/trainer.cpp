@@ -284,10 +284,15 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     Loader val(val_cfg);
     const int64_t n = std::min<int64_t>(tc.eval_batches, val.steps_per_epoch());
     double sum = 0;
-    std::vector<Batch> batches;  // rank 0 measures the sink on every sequence it scored
+    std::vector<Batch> batches;  // rank 0 measures the sink on the first train.sink_sequences sequences it scored
+    int64_t kept = 0;
     for (int64_t i = 0; i < n; ++i) {
       auto b = val.next();
-      if (main) batches.push_back(b);
+      if (main && kept < tc.sink_sequences) {
+        const int64_t rows = std::min(b.inputs.size(0), tc.sink_sequences - kept);
+        batches.push_back(Batch{b.inputs.narrow(0, 0, rows), b.targets.narrow(0, 0, rows)});
+        kept += rows;
+      }
       AutocastGuard ac(bf16, device.type());
       sum += model->loss(model->forward(b.inputs.to(device)), b.targets.to(device)).item<double>();
     }
@@ -299,7 +304,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
       if (!sm.extra_share.empty()) rec["sink_extra_share"] = sm.extra_share;
       rec["window_loss"] = sm.window_loss;
       rec["sink4_loss"] = sm.sink4_loss;
-      rec["sink_gap_se"] = sm.gap_se;
+      rec["sink_gap_se"] = sm.sequences > 1 ? nlohmann::json(sm.gap_se) : nlohmann::json();  // null: no spread
       rec["sink_window"] = sm.window;
       rec["sink_sequences"] = sm.sequences;
       rec["sink_scored_tokens"] = sm.scored_tokens;

@@ -231,7 +231,8 @@ report() {
   : > "$res/training-tables.md"
   if [ ${#runs[@]} -gt 0 ]; then
     "$py" "$root/scripts/plots/emergence_plot.py" "${runs[@]}" --csv "$res/training.csv" --md "$res/training.md" \
-      --png "$res/training.png" --command "scripts/gpu_lease.sh" > /dev/null ||
+      --png "$res/training.png" --command "scripts/gpu_lease.sh" \
+      --title "What the trainer measured: vanilla vs sink token (\`scripts/experiments/gpu_run.sh\`)" > /dev/null ||
       echo "gpu_run: emergence_plot.py failed (the tables below need only its training.md, written before the plot)" |
       tee -a "$log"
     sed -n '/^## Runs/,$p' "$res/training.md" > "$res/training-tables.md" 2>/dev/null || true

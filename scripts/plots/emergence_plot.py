@@ -111,7 +111,7 @@ def judge(run, e, ratio, gap):
     best = max(range(len(shares)), key=lambda i: shares[i])
     diff = e["window_loss"] - e["sink4_loss"]
     rel = diff / e["sink4_loss"]
-    se = e.get("sink_gap_se")  # absent in runs logged before the trainer recorded it
+    se = e.get("sink_gap_se")  # absent in runs logged before the trainer recorded it; null for one sequence
     att = shares[best] > ratio * run["uniform"]
     fn = rel > gap and (se is None or diff > 2 * se)
     return {"best_layer": best, "best_share": shares[best], "x_uniform": shares[best] / run["uniform"], "rel_gap": rel,
@@ -177,7 +177,7 @@ def main():
                     w.writerow([r["name"], e["step"], e["step"] * r["per_step"], layer, f"{s:.6g}",
                                 f"{e['window_loss']:.6g}", f"{e['sink4_loss']:.6g}", e["sink_window"],
                                 f"{e['val_loss']:.6g}",
-                                f"{e['sink_gap_se']:.6g}" if "sink_gap_se" in e else ""])
+                                f"{e['sink_gap_se']:.6g}" if e.get("sink_gap_se") is not None else ""])
 
     # ---- verdicts ----
     for r in runs:
@@ -206,8 +206,8 @@ def main():
                 " (for `token` the first position is the sink token)")
     L.append(f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `{a.command or 'emergence_plot.py'}` on "
              f"{cpu}, {os.cpu_count()} cores (training device and threads per run below). {variants}; the trainer "
-             "logs its sink metrics at each evaluation (`train/sink_metrics.h`), on every validation sequence the "
-             f"evaluation scores (runs logged before session 9: on its first 4). Curves: `{os.path.basename(a.png)}`; every evaluation and layer: "
+             "logs its sink metrics at each evaluation (`train/sink_metrics.h`), on the first `train.sink_sequences` "
+             f"(default 64) validation sequences rank 0 scores (runs logged before session 9: on its first 4). Curves: `{os.path.basename(a.png)}`; every evaluation and layer: "
              f"`{os.path.basename(a.csv)}`.\n")
     L.append("## The criterion\n")
     L.append(f"A run **has a sink** when, at its last evaluation, both of these hold (computed by "
