@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper's Figure 3 at small scale: perplexity against position over a long held-out stream for the dense,
-# window (0+W), sliding-window-with-recompute (0+W and 1+(W-1)) and streaming (4+(W-4)) caches, for the vanilla and the sink-token
+# window (0+W), sliding-window-with-recompute (0+W and 1+(W-1)) and streaming (1+(W-1), 4+(W-4)) caches, for the vanilla and the sink-token
 # model, as PNG plots in results/figure3_<variant>.png.
 #   scripts/experiments/figure3.sh       RUNS: folder with none/ and token/ runs and data/ (default runs/demo, from
 #                                        the demo), TOKENS (default 20000), RECOMPUTE_TOKENS (default TOKENS),
@@ -32,10 +32,13 @@ for v in none token; do
   e --policy recompute --sinks 1 --window $((W - 1)) --tokens "$recompute_tokens" \
     --out "$out/${v}__recompute_1+$((W - 1)).nll.jsonl"
   e --policy streaming --sinks 4 --window $((W - 4)) --tokens "$tokens" --out "$out/${v}__streaming_4+$((W - 4)).nll.jsonl"
+  # and streaming with the budget of recompute 1+(W-1), the like-for-like comparison of the two
+  e --policy streaming --sinks 1 --window $((W - 1)) --tokens "$tokens" --out "$out/${v}__streaming_1+$((W - 1)).nll.jsonl"
   "$py" "$root/scripts/plots/plot_stream.py" "$results/figure3_$v.png" --title "sink=$v: perplexity along the stream" \
     --train-len "$context" "dense=$out/${v}__dense_0+$tokens.nll.jsonl" "window 0+$W=$out/${v}__window_0+$W.nll.jsonl" \
     "recompute 0+$W=$out/${v}__recompute_0+$W.nll.jsonl" \
     "recompute 1+$((W - 1))=$out/${v}__recompute_1+$((W - 1)).nll.jsonl" \
+    "streaming 1+$((W - 1))=$out/${v}__streaming_1+$((W - 1)).nll.jsonl" \
     "streaming 4+$((W - 4))=$out/${v}__streaming_4+$((W - 4)).nll.jsonl"
 done
 "$py" "$root/scripts/plots/stream_report.py" "$out" --md "$results/figure3.md" --csv "$results/figure3.csv"

@@ -40,7 +40,8 @@ def main():
     # The legend's perplexities compare like with like: over the tokens every curve has (a recompute baseline is
     # often run over a prefix of the stream only), and the legend says so when the curves differ in length.
     common = min(len(nll) for _, _, nll in series)
-    for label, pos, nll in series:
+    styles = ["-", "--", "-.", ":"]  # curves that coincide (a cache that keeps what another does) stay visible
+    for n_series, (label, pos, nll) in enumerate(series):
         # A trailing moving average over the last `smooth` tokens, over fewer at the stream's start (the first
         # point is token 1 alone): every position is drawn, so the curves show what happens around the training
         # length too, which a full window would hide behind its first `smooth` tokens.
@@ -50,7 +51,8 @@ def main():
         width = np.minimum(n, k)
         smooth = (c[n] - c[n - width]) / width
         ppl = math.exp(nll[:common].mean())
-        ax.plot(pos, np.exp(smooth), label=f"{label} (ppl {ppl:.2f})", linewidth=1.2)
+        ax.plot(pos, np.exp(smooth), label=f"{label} (ppl {ppl:.2f})", linewidth=1.2,
+                linestyle=styles[n_series % len(styles)])
     longest = max(int(pos[-1]) for _, pos, _ in series)
     log_x = a.train_len and 20 * a.train_len < longest  # a training length lost in a linear axis: log positions
     if log_x:
