@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's Figure 3 at small scale: perplexity against position over a long held-out stream for the dense,
 # window (0+W), sliding-window-with-recompute (0+W and 1+(W-1)) and streaming (1+(W-1), 4+(W-4)) caches, for the vanilla and the sink-token
-# model, as PNG plots in results/figure3_<variant>.png.
+# model, as PNG plots in $RESULTS/figure3_<variant>.png with figure3.md and figure3.csv beside them.
 #   scripts/experiments/figure3.sh       RUNS: folder with none/ and token/ runs and data/ (default runs/demo, from
 #                                        the demo), TOKENS (default 20000), RECOMPUTE_TOKENS (default TOKENS),
 #                                        W (default half the models' training context), RESULTS (default

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The paper's headline at small scale: a stream of 4 million tokens through the streaming cache (4+(W-4), W half the
 # training context; 4+124 for the kernel-docs models of results/long_stream.png) of a trained model; perplexity per
-# 100k tokens should stay flat and so should memory. The held-out split is ~100k tokens, so
-# the stream is the test split followed by the validation split, repeated until it is 4M tokens long (written as one
+# 100k tokens should stay flat and so should memory. The held-out splits are ~100k tokens for the kernel-docs
+# data (~2.3M for the demo's), so the stream is the test split followed by the validation split, repeated until it is 4M tokens long (written as one
 # llm.c shard); repeats are far apart (> 100k tokens) compared with the window (W tokens), so the cache never sees a
 # repeat it could copy from.
 #   scripts/experiments/long_stream.sh     RUN (default runs/demo/none), TOKENS (default 4000000), RESULTS (default
