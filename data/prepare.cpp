@@ -370,10 +370,26 @@ Manifest read_manifest(const std::string& data_dir) {
 
 void check_manifest_tokenizer(const Manifest& m, const std::string& tokenizer_path) {
   const Tokenizer tok = Tokenizer::load(tokenizer_path);
-  if (tok.checksum() != m.tokenizer_checksum)
-    fail(m.path, "prepared with tokenizer " + m.tokenizer_path + " (checksum " + m.tokenizer_checksum +
-                     ") but " + tokenizer_path + " has checksum " + tok.checksum() +
-                     ": a different tokenizer; re-run `streamsink data prepare` or pass the right one");
+  if (tok.checksum() == m.tokenizer_checksum) return;
+  // Other bytes can still be the same pieces (a model re-serialized, a field added): compare the id -> piece tables
+  // with the data's own tokenizer, where a copy of it is at hand (prepare puts one beside the manifest).
+  for (const std::string& candidate : {(fs::path(m.path).parent_path() / "tokenizer.model").string(), m.tokenizer_path}) {
+    if (!fs::is_regular_file(candidate)) continue;
+    try {
+      const Tokenizer data_tok = Tokenizer::load(candidate);
+      if (data_tok.checksum() != m.tokenizer_checksum) continue;
+      bool same = data_tok.vocab_size() == tok.vocab_size();
+      for (int32_t id = 0; same && id < tok.vocab_size(); ++id) same = data_tok.piece(id) == tok.piece(id);
+      if (same) return;
+      break;
+    } catch (const Error&) {  // a copy that does not load vouches for nothing
+    }
+  }
+  fail(m.path, "prepared with tokenizer " + m.tokenizer_path + " (checksum " + m.tokenizer_checksum + ", vocabulary " +
+                   std::to_string(m.vocab_size) + "), but " + tokenizer_path + " is a different one (checksum " +
+                   tok.checksum() + ", vocabulary " + std::to_string(tok.vocab_size()) +
+                   "): a model would read the data's token ids as other pieces. Re-run `streamsink data prepare "
+                   "--tokenizer " + tokenizer_path + " ...`, or pass the tokenizer the data was made with");
 }
 
 void verify_data_dir(const Manifest& m) {

@@ -48,7 +48,9 @@ struct Manifest {
 };
 // Error naming the file when missing or malformed.
 Manifest read_manifest(const std::string& data_dir);
-// Error naming both files when the tokenizer at `tokenizer_path` is not the one the data was prepared with.
+// Error naming both files when the tokenizer at `tokenizer_path` is not the one the data was prepared with: its
+// checksum differs from the manifest's and its id -> piece table from that of the data's own copy (other bytes with
+// the same pieces, a re-serialized model say, pass).
 void check_manifest_tokenizer(const Manifest& m, const std::string& tokenizer_path);
 // Opens every shard the manifest lists and checks headers, sizes and counts against it; Error on the first
 // disagreement, naming the shard.

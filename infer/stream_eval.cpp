@@ -175,32 +175,7 @@ void check_data_tokenizer(const std::string& data_path, const std::string& token
     for (const auto& split : m.shards) listed = listed || std::find(split.begin(), split.end(), name) != split.end();
     if (!listed) return;
   }
-  const std::string sum = fnv1a64_hex(read_file(tokenizer_path));
-  if (sum == m.tokenizer_checksum) return;
-  // Other bytes can still be the same pieces (a model re-serialized, a field added): compare the id -> piece tables
-  // with the data's own tokenizer, where a copy of it is at hand (prepare puts one in the folder).
-  for (const std::string& candidate : {(fs::path(dir) / "tokenizer.model").string(), m.tokenizer_path}) {
-    if (!fs::is_regular_file(candidate) || fnv1a64_hex(read_file(candidate)) != m.tokenizer_checksum) continue;
-    try {
-      const Tokenizer data_tok = Tokenizer::load(candidate), model_tok = Tokenizer::load(tokenizer_path);
-      bool same = data_tok.vocab_size() == model_tok.vocab_size();
-      for (int32_t id = 0; same && id < data_tok.vocab_size(); ++id) same = data_tok.piece(id) == model_tok.piece(id);
-      if (same) return;
-    } catch (const Error&) {
-    }
-    break;
-  }
-  std::string vocab;  // the checkpoint's vocabulary, where its tokenizer loads
-  try {
-    vocab = ", vocabulary " + std::to_string(Tokenizer::load(tokenizer_path).vocab_size());
-  } catch (const Error&) {
-  }
-  fail(m.path, "the data was prepared with tokenizer " + m.tokenizer_path + " (checksum " + m.tokenizer_checksum +
-                   ", vocabulary " + std::to_string(m.vocab_size) + "), but the checkpoint's tokenizer " +
-                   tokenizer_path + " is a different one (checksum " + sum + vocab +
-                   "): the model would read the data's token ids as other pieces. Prepare the data with the "
-                   "checkpoint's tokenizer (`streamsink data prepare --tokenizer " + tokenizer_path +
-                   " --input ... --out ...`), or evaluate a checkpoint trained on this data");
+  check_manifest_tokenizer(m, tokenizer_path);
 }
 
 std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string& tokenizer_path, int64_t max_tokens,

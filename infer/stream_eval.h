@@ -63,8 +63,9 @@ std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string
 
 // That the token data at `data_path` was made with the tokenizer the model reads (`tokenizer_path`, the checkpoint's
 // tokenizer.model): for a data folder holding manifest.json, or a shard listed in the manifest.json beside it, the
-// manifest's tokenizer checksum against that file's. Error naming the manifest, the tokenizer it records and
-// `tokenizer_path` when they differ (and the manifest's own errors, when it is malformed). Nothing to check, and
+// manifest's tokenizer against that file (check_manifest_tokenizer: the checksum, else the id -> piece table).
+// Error naming the manifest, the tokenizer it records and `tokenizer_path` when they differ (and the manifest's own
+// errors, when it is malformed). Nothing to check, and
 // nothing said: a text file (tokenized with the checkpoint's tokenizer anyway), a shard without a manifest, or no
 // file at `tokenizer_path`.
 void check_data_tokenizer(const std::string& data_path, const std::string& tokenizer_path);

@@ -42,10 +42,9 @@ if [ ! -f "$data/manifest.json" ]; then
   # shellcheck disable=SC2086
   "$py" "$root/scripts/experiments/make_corpus.py" $corpus --out "$out/corpus" --cap-mb 20 --min-bytes 1
   "$ss" tokenizer train --input "$out/corpus" --vocab-size 512 --max-sentences 300000 --out "$out/tokenizer.model" \
-    2>&1 | grep -v "LOG(INFO)" | tail -2
+    2>&1 | tail -2
   "$ss" data prepare --tokenizer "$out/tokenizer.model" --input "$out/corpus" --out "$data" --val-fraction 0.1 \
-    --test-fraction 0.1 2>&1 | tail -2
-  cp "$out/tokenizer.model" "$data/tokenizer.model"
+    --test-fraction 0.1 2>&1 | tail -2  # the data folder gets its copy of the tokenizer
 else
   echo "reusing $data"
 fi

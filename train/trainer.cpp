@@ -67,9 +67,9 @@ std::vector<int64_t> sink_prefix(const ModelConfig& m) {
 
 std::string resolve_run_tokenizer(const TrainConfig& tc) {
   const bool have_manifest = fs::exists(fs::path(tc.data_dir) / "manifest.json");
-  const auto matches_data = [&](const std::string& path) {
-    (void)Tokenizer::load(path);  // Error naming the file: a folder, a text file, a truncated model
+  const auto matches_data = [&](const std::string& path) {  // Error naming the file: unloadable, or not the data's
     if (have_manifest) check_manifest_tokenizer(read_manifest(tc.data_dir), path);
+    else (void)Tokenizer::load(path);
   };
   if (!tc.tokenizer.empty()) {
     if (!fs::is_regular_file(tc.tokenizer))

@@ -33,10 +33,9 @@ prepare_corpus() {
   done
   mkdir -p "$dir"
   "$ss" tokenizer train --input "${corpus[@]}" --vocab-size "$vocab" --max-sentences 200000 --out "$dir/tokenizer.model" 2>&1 |
-    grep -v "LOG(INFO)" | tail -2
+    tail -2
   "$ss" data prepare --tokenizer "$dir/tokenizer.model" --input "${corpus[@]}" --out "$dir/data" \
-    --val-fraction "$split" --test-fraction "$split" 2>&1 | tail -2
-  cp "$dir/tokenizer.model" "$dir/data/tokenizer.model"
+    --val-fraction "$split" --test-fraction "$split" 2>&1 | tail -2  # the data folder gets its copy of the tokenizer
 }
 
 # check_run_budget RUN STEPS: a run folder is resumed or reused only with the step budget it was started with (the

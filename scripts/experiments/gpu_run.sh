@@ -86,7 +86,6 @@ make_corpus() {
     --out "$work/tokenizer.model" >> "$log" 2>&1
   "$ss" data prepare --tokenizer "$work/tokenizer.model" --input "$work/corpus" --out "$work/data" \
     --val-fraction "$split_fraction" --test-fraction "$split_fraction" 2>&1 | tail -2 | tee -a "$log"
-  cp "$work/tokenizer.model" "$work/data/tokenizer.model"
   timing corpus $(( $(date +%s) - s ))
 }
 
