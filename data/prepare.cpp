@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <numeric>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
@@ -147,6 +148,43 @@ void fill_empty_splits(const std::vector<double>& points, std::vector<int>& spli
   }
 }
 
+// Marks each document whose text (decompressed, as it would be encoded) equals that of an earlier one in `docs`.
+// Candidates share the text's length and its 64-bit FNV-1a (the hash the project already uses; each text is read
+// and hashed on the pool and let go, so a 16-byte key per document is held, never the texts): a false candidate
+// among n documents is as rare as ~n^2 / 2^65, and every candidate is settled by reading the texts again and
+// comparing their bytes, so a collision costs a re-read and can never drop a document. Empty documents are never
+// marked: each stays a lone <eos>, as before copies were dropped. Which copy stays depends on the order of `docs`
+// alone, not the threads.
+std::vector<char> mark_duplicates(const std::vector<Document>& docs, int threads) {
+  const size_t n = docs.size();
+  std::vector<std::pair<uint64_t, uint64_t>> key(n);  // (length, hash)
+  parallel_for(static_cast<int64_t>(n), threads, [&](int64_t i) {
+    std::string text;
+    read_document(docs[i].path, &text);
+    key[i] = {text.size(), fnv1a64(text.data(), text.size())};
+  });
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), size_t{0});
+  // Groups of equal keys, each in document order (stable), so the first of a text is the one that stays.
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key[a] < key[b]; });
+  std::vector<char> duplicate(n, 0);
+  for (size_t a = 0, b; a < n; a = b) {
+    b = a + 1;
+    while (b < n && key[order[b]] == key[order[a]]) ++b;
+    if (b - a == 1 || key[order[a]].first == 0) continue;
+    std::vector<std::string> kept;  // the group's distinct texts: one, bar a hash collision
+    for (size_t k = a; k < b; ++k) {
+      std::string text;
+      read_document(docs[order[k]].path, &text);
+      if (std::find(kept.begin(), kept.end(), text) != kept.end())
+        duplicate[order[k]] = 1;
+      else
+        kept.push_back(std::move(text));
+    }
+  }
+  return duplicate;
+}
+
 }  // namespace
 
 PrepareStats prepare_data(const PrepareConfig& cfg) {
@@ -183,13 +221,6 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   const int64_t skipped_binary = static_cast<int64_t>(found.size() - docs.size());
   if (docs.empty())
     throw Error("data prepare: none of the " + std::to_string(found.size()) + " files under the inputs is text");
-  std::vector<double> points(docs.size());
-  std::vector<int> split(docs.size());
-  for (size_t i = 0; i < docs.size(); ++i) {
-    points[i] = split_point(docs[i].relpath);
-    split[i] = split_by_hash(docs[i].relpath, cfg.val_fraction, cfg.test_fraction);
-  }
-  fill_empty_splits(points, split, cfg.val_fraction, cfg.test_fraction);
 
   std::error_code ec;
   fs::create_directories(cfg.out, ec);
@@ -202,6 +233,23 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   write_file_atomic((fs::path(cfg.out) / kPrepareIncomplete).string(),
                     "streamsink data prepare is writing this folder, or stopped before it finished: run it again\n");
 
+  // Exact copies (one text in two folders, or plain and gzipped) leave before the split too, the first staying: split
+  // by their own paths they would put one text in train and in test. They are read after the marker is down, so an
+  // input that cannot be read (a truncated .gz) fails the run with the folder marked, as it would while encoding.
+  const std::vector<char> duplicate = mark_duplicates(docs, threads);
+  std::vector<Document> unique;
+  for (size_t i = 0; i < docs.size(); ++i)
+    if (!duplicate[i]) unique.push_back(std::move(docs[i]));
+  const int64_t duplicates = static_cast<int64_t>(docs.size() - unique.size());
+  docs = std::move(unique);
+  std::vector<double> points(docs.size());
+  std::vector<int> split(docs.size());
+  for (size_t i = 0; i < docs.size(); ++i) {
+    points[i] = split_point(docs[i].relpath);
+    split[i] = split_by_hash(docs[i].relpath, cfg.val_fraction, cfg.test_fraction);
+  }
+  fill_empty_splits(points, split, cfg.val_fraction, cfg.test_fraction);
+
   int64_t total_bytes = 0;
   std::vector<int64_t> disk_size(docs.size());
   for (size_t i = 0; i < docs.size(); ++i) {
@@ -212,7 +260,7 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   std::fprintf(stderr, "prepare: %zu files, tokenizer %s (vocab %lld, %s shards), %d threads\n", docs.size(),
                cfg.tokenizer.c_str(), static_cast<long long>(tok.vocab_size()), dtype_name(dtype), threads);
 
-  PrepareStats stats{{0, 0, 0}, {0, 0, 0}, 0.0};
+  PrepareStats stats{{0, 0, 0}, {0, 0, 0}, duplicates, 0.0};
   int64_t skipped = skipped_binary, done_bytes = 0, all_tokens = 0;
   Progress progress(total_bytes);
   nlohmann::ordered_json splits_json = nlohmann::ordered_json::object();
@@ -312,6 +360,7 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
       {"test_fraction", cfg.test_fraction},
       {"inputs", inputs},
       {"skipped_binary_files", skipped},
+      {"duplicate_docs", duplicates},
       {"splits", splits_json},
   };
   // The tokenizer travels with its data (train copies it into every checkpoint, for generate, chat and export-hf).
@@ -325,11 +374,11 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr,
                "prepare: train %lld docs %lld tokens | val %lld docs %lld tokens | test %lld docs %lld tokens | "
-               "%lld binary files skipped\n",
+               "%lld binary files skipped | %lld duplicate docs skipped\n",
                static_cast<long long>(stats.docs[0]), static_cast<long long>(stats.tokens[0]),
                static_cast<long long>(stats.docs[1]), static_cast<long long>(stats.tokens[1]),
                static_cast<long long>(stats.docs[2]), static_cast<long long>(stats.tokens[2]),
-               static_cast<long long>(skipped));
+               static_cast<long long>(skipped), static_cast<long long>(duplicates));
   for (int s = 1; s < 3; ++s)
     if (stats.docs[s] == 0)
       std::fprintf(stderr, "prepare: note: the %s split is empty (%s); train needs a val split, eval-stream's default "
@@ -353,6 +402,7 @@ Manifest read_manifest(const std::string& data_dir) {
     m.tokenizer_checksum = t.at("checksum").get<std::string>();
     m.vocab_size = t.at("vocab_size").get<int64_t>();
     m.dtype = j.at("dtype").get<std::string>();
+    m.duplicate_docs = j.value("duplicate_docs", int64_t{0});  // absent before prepare dropped copies
     for (int s = 0; s < 3; ++s) {
       const auto& sp = j.at("splits").at(kSplitNames[s]);
       m.docs[s] = sp.at("docs").get<int64_t>();

@@ -2,8 +2,11 @@
 //
 // A document (one file) goes to a split by a stable hash of its path relative to its input root, so adding files
 // never moves the others; with at least 3 documents, val and test (when their fraction is > 0) get at least one
-// each. Every document is followed by <eos>. Encoding runs on a pool of threads; the output
-// is byte-for-byte the same whatever the thread count.
+// each. A document whose text (after any gzip decompression) is exactly that of an earlier one, in the order
+// find_documents lists them (input by input, then by relative path), is dropped before the split, as binary files
+// are: the first copy stays, in the split its own path picks, so the same text is never in two splits nor counted
+// twice (empty documents are all kept). Every document is followed by <eos>. Encoding runs on a pool of threads;
+// the output is byte-for-byte the same whatever the thread count.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -25,8 +28,9 @@ struct PrepareConfig {
 };
 
 struct PrepareStats {
-  int64_t docs[3];    // index 0 train, 1 val, 2 test
-  int64_t tokens[3];  // <eos> included
+  int64_t docs[3];         // index 0 train, 1 val, 2 test
+  int64_t tokens[3];       // <eos> included
+  int64_t duplicate_docs;  // documents dropped as exact copies of an earlier one
   double seconds;
 };
 
@@ -43,6 +47,7 @@ struct Manifest {
   std::string dtype;               // "u16" | "u32"
   int64_t docs[3] = {0, 0, 0};
   int64_t tokens[3] = {0, 0, 0};
+  int64_t duplicate_docs = 0;      // exact copies dropped (0 in manifests from before prepare dropped them)
   std::vector<std::string> shards[3];       // file names inside the directory
   std::vector<int64_t> shard_tokens[3];     // token count of each
 };

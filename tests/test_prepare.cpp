@@ -1,5 +1,6 @@
 // data/prepare.* and data/corpus.*: shards equal the per-document encodings (+ <eos>), manifest figures equal the
-// shards, reruns are byte-identical, adding a file moves no other document, plus the CLI and its errors.
+// shards, reruns are byte-identical, adding a file moves no other document, exact copies are dropped, plus the CLI
+// and its errors.
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -446,6 +447,124 @@ TEST_F(PrepareTest, BinaryFilesTakeNoSplitsPlace) {
   // Nothing but binary files: an error, not an empty data folder.
   c.inputs = {(in / "g.bin").string(), (in / "h.bin").string()};
   streamsink::testing::expect_error([&] { streamsink::prepare_data(c); }, {"none of the 2 files", "is text"});
+}
+
+namespace {
+
+// Adds to a copy of the corpus at `root` exact copies of three of its documents under other names, each sorting after
+// its original (the one kept) and named so that its own path hash picks another split than the original's (kept, it
+// would put the same text in two splits): gen/doc_1.txt twice, gen/doc_2.txt gzipped, gen/doc_3.txt.gz decompressed.
+// Returns the number of copies.
+int add_copies(const fs::path& root, double val_fraction, double test_fraction) {
+  auto other_split_name = [&](const std::string& original, const std::string& file) {
+    const int s = streamsink::split_by_hash(original, val_fraction, test_fraction);
+    for (int k = 0;; ++k) {
+      const std::string rel = "zz_copy_" + std::to_string(k) + "/" + file;
+      if (streamsink::split_by_hash(rel, val_fraction, test_fraction) != s && !fs::exists(root / rel)) return rel;
+    }
+  };
+  std::string doc3;
+  EXPECT_TRUE(streamsink::read_document((root / "gen/doc_3.txt.gz").string(), &doc3));
+  write_bytes(root / other_split_name("gen/doc_1.txt", "doc_1.txt"), read_bytes(root / "gen/doc_1.txt"));
+  write_bytes(root / other_split_name("gen/doc_1.txt", "doc_1.txt"), read_bytes(root / "gen/doc_1.txt"));
+  const fs::path gz = root / other_split_name("gen/doc_2.txt", "doc_2.txt.gz");
+  fs::create_directories(gz.parent_path());
+  write_gz(gz, read_bytes(root / "gen/doc_2.txt"));
+  write_bytes(root / other_split_name("gen/doc_3.txt.gz", "doc_3.txt"), doc3);
+  return 4;
+}
+
+}  // namespace
+
+// Exact copies of documents (in another folder, gzipped or not) leave before the split: the shards and the counts
+// are those of the corpus without them, and the manifest says how many went. Before, each copy was a document of
+// its own, split by its own path: the same text in train and in val or test, and counted twice.
+TEST_F(PrepareTest, ExactCopiesAreDroppedAndCounted) {
+  const fs::path copies = work_.path() / "copies";
+  fs::copy(corpus(), copies, fs::copy_options::recursive);
+  auto c = config((work_.path() / "with").string());
+  c.inputs = {copies.string()};
+  ASSERT_EQ(add_copies(copies, c.val_fraction, c.test_fraction), 4);
+  const std::string without = (work_.path() / "without").string();
+  streamsink::prepare_data(config(without));
+  const auto stats = streamsink::prepare_data(c);
+  EXPECT_EQ(stats.duplicate_docs, 4);
+
+  auto a = snapshot(without), b = snapshot(c.out);
+  const auto ja = nlohmann::json::parse(a.at("manifest.json")), jb = nlohmann::json::parse(b.at("manifest.json"));
+  EXPECT_EQ(ja["splits"], jb["splits"]);  // docs, tokens, shard names and sizes per split
+  EXPECT_EQ(ja.value("duplicate_docs", -1), 0);
+  EXPECT_EQ(jb.value("duplicate_docs", -1), 4);
+  EXPECT_EQ(streamsink::read_manifest(c.out).duplicate_docs, 4);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, bytes] : a)
+    if (name != "manifest.json") EXPECT_TRUE(b.count(name) && b.at(name) == bytes) << name << " differs";
+  const auto r = run_streamsink("data inspect " + c.out + " --show 0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("4 duplicate docs skipped"), std::string::npos) << r.output;
+}
+
+// A manifest written before prepare dropped copies has no "duplicate_docs": it reads as 0 (that prepare dropped
+// none), and inspect takes it.
+TEST_F(PrepareTest, AManifestWithoutTheDuplicateCountReadsAsNone) {
+  const std::string out = (work_.path() / "out").string();
+  streamsink::prepare_data(config(out));
+  const fs::path path = fs::path(out) / "manifest.json";
+  auto j = nlohmann::ordered_json::parse(read_bytes(path));
+  ASSERT_EQ(j.erase("duplicate_docs"), 1u);
+  write_bytes(path, j.dump(2) + "\n");
+  const auto m = streamsink::read_manifest(out);
+  EXPECT_EQ(m.duplicate_docs, 0);
+  EXPECT_EQ(m.docs[0] + m.docs[1] + m.docs[2], 35);
+  EXPECT_NO_THROW(streamsink::verify_data_dir(m));
+  const auto r = run_streamsink("data inspect " + out + " --show 0");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // ...while a count of the wrong type is a malformed manifest, named
+  j["duplicate_docs"] = "four";
+  write_bytes(path, j.dump(2) + "\n");
+  streamsink::testing::expect_error([&] { streamsink::read_manifest(out); }, {path.string(), "malformed"});
+}
+
+// The copies found, and which of each is kept, do not depend on the thread count: every byte of the output is the
+// same with 1 and 3 threads (the manifest records no thread count).
+TEST_F(PrepareTest, WithCopiesTheOutputIsByteIdenticalWhateverTheThreads) {
+  const fs::path copies = work_.path() / "copies";
+  fs::copy(corpus(), copies, fs::copy_options::recursive);
+  auto one = config((work_.path() / "one").string()), three = config((work_.path() / "three").string());
+  one.inputs = three.inputs = {copies.string()};
+  add_copies(copies, one.val_fraction, one.test_fraction);
+  one.num_threads = 1;
+  three.num_threads = 3;
+  EXPECT_EQ(streamsink::prepare_data(one).duplicate_docs, 4);
+  EXPECT_EQ(streamsink::prepare_data(three).duplicate_docs, 4);
+  const auto a = snapshot(one.out), b = snapshot(three.out);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, bytes] : a) EXPECT_TRUE(b.count(name) && b.at(name) == bytes) << name << " differs";
+}
+
+// Only exact copies go: texts one byte apart (same length, or one a prefix of the other) are all kept. Empty files
+// stay what they were before copies were dropped, each a document of one <eos> (an empty text leaks nothing).
+TEST_F(PrepareTest, NearCopiesAndEmptyFilesAreAllKept) {
+  const fs::path in = work_.path() / "near";
+  write_bytes(in / "a.txt", "the same text but for one byte\n");
+  write_bytes(in / "b.txt", "the same text but for one bytE\n");
+  write_bytes(in / "c.txt", "the same text but for one byte\n\n");
+  write_bytes(in / "empty1.txt", "");
+  write_bytes(in / "sub" / "empty2.txt", "");
+  write_gz(in / "sub" / "empty3.txt.gz", "");
+  auto c = config((work_.path() / "out").string());
+  c.inputs = {in.string()};
+  c.val_fraction = c.test_fraction = 0.0;  // all in train: one stream to check
+  const auto stats = streamsink::prepare_data(c);
+  const Tokenizer tok = Tokenizer::load(tokenizer());
+  const auto docs = encode_corpus(tok, in.string());
+  ASSERT_EQ(docs.size(), 6u);
+  std::vector<int32_t> expected;  // every document's encoding + <eos>, in document order
+  for (const auto& d : docs) expected.insert(expected.end(), d.ids.begin(), d.ids.end());
+  EXPECT_EQ(streamsink::read_split_tokens(c.out, "train"), expected);
+  EXPECT_EQ(stats.docs[0], 6);
+  EXPECT_EQ(stats.duplicate_docs, 0);
+  EXPECT_EQ(nlohmann::json::parse(streamsink::read_file(c.out + "/manifest.json"))["duplicate_docs"], 0);
 }
 
 // A file reached under two names (a symbolic link, inputs that overlap) is one document, kept where it is first met
