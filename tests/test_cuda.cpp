@@ -1,8 +1,8 @@
 // ctest-labels: cuda
-// On a GPU: the same logits and gradients as on the CPU (fp32, and bf16 autocast within its tolerance), the fused
-// SDPA kernel chosen for the none/token variants, the streaming decoder equal to the CPU's, and bf16 training
-// through the real executable with a falling loss. Every test skips itself where no CUDA device is usable (and
-// fails instead under STREAMSINK_REQUIRE_CUDA=1, on a GPU machine).
+// On a GPU: the same logits and gradients as on the CPU (fp32, and bf16 autocast within its tolerance), a fused
+// SDPA kernel in the model's own bf16 forward for the none/token variants, the streaming decoder equal to the CPU's,
+// and bf16 training through the real executable with a falling loss. Every test skips itself where no CUDA device
+// is usable (and fails instead under STREAMSINK_REQUIRE_CUDA=1, on a GPU machine).
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
@@ -23,6 +23,7 @@
 #include "tests/corpus_fixture.h"
 #include "tests/grad_check.h"
 #include "tests/model_fixtures.h"
+#include "tests/op_recorder.h"
 
 using namespace streamsink;
 using namespace streamsink::testing;
@@ -95,17 +96,58 @@ TEST_P(CudaPerSink, GradientsMatchTheCpuInFp32AndBf16) {
   expect_gradients_close(ref, gradients(gpu, c.x.to(at::kCUDA), c.y.to(at::kCUDA), true), -1, "cuda bf16");
 }
 
-TEST(Cuda, FusedAttentionKernelIsChosenForTheModelsShapes) {
+// Issue 3, on the GPU: the model's own training-style forward (train mode, grad on, under the trainer's bf16 autocast
+// guard) at configs/gpu-sink.yaml's attention shapes (dim 512, 8 heads of 64, T 512; batch 4, two layers) runs a
+// fused SDPA kernel in every layer for none and token: flash, memory-efficient or cuDNN (which torch may prefer on
+// Hopper), never the math fallback; zero and logit take the explicit path (no SDPA; softmax_with_sink's logaddexp).
+// Read from the ops dispatched (tests/op_recorder.h), as test_transformer's
+// PerSink.AttentionTakesTheFusedSdpaForNoneAndTokenAndTheExplicitSoftmaxOtherwise does on the CPU; with gpu-sink's
+// 8 kv heads and with 2 (GQA through SDPA's enable_gqa). Autocast calls SDPA afresh after its casts, so the top-level
+// op may count twice a layer; its kernel op counts once. The kernels seen are printed for the lease's log.
+TEST_P(CudaPerSink, Bf16ForwardAtGpuSinkShapesRunsAFusedAttentionKernel) {
   REQUIRE_CUDA();
+  const SinkKind sink = GetParam();
+  const bool fused = sink == SinkKind::kNone || sink == SinkKind::kToken;
+  const char* kernels[] = {"aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_efficient_attention",
+                           "aten::_scaled_dot_product_cudnn_attention"};
   for (int64_t kv : {8, 2}) {
-    auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
-    auto q = at::randn({4, 8, 512, 64}, opts), k = at::randn({4, kv, 512, 64}, opts), v = at::randn({4, kv, 512, 64}, opts);
-    const int64_t choice = at::_fused_sdp_choice(q, k, v, {}, 0.0, /*is_causal=*/true, 0.125, /*enable_gqa=*/kv != 8);
-    EXPECT_NE(choice, 0) << "SDPA fell back to the math kernel (kv heads " << kv << ")";  // 0 = math
-    // at::SDPBackend: 1 flash, 2 memory-efficient, 3 cuDNN (which torch may prefer on Hopper), 4 overrideable
-    const char* names[] = {"math", "flash", "memory-efficient", "cudnn", "overrideable"};
-    std::printf("sdpa kernel for bf16 [4, 8, 512, 64], kv heads %lld: %s (%lld)\n", static_cast<long long>(kv),
-                choice >= 0 && choice <= 4 ? names[choice] : "?", static_cast<long long>(choice));
+    SCOPED_TRACE("kv heads " + std::to_string(kv));
+    ModelConfig cfg;  // configs/gpu-sink.yaml's model, two of its eight layers
+    cfg.vocab_size = 8192;
+    cfg.dim = 512;
+    cfg.n_layers = 2;
+    cfg.n_heads = 8;
+    cfg.n_kv_heads = kv;
+    cfg.hidden_dim = 1408;
+    cfg.context_length = 512;
+    cfg.sink = sink;
+    cfg.validate();
+    at::manual_seed(4);
+    Transformer m(cfg);
+    m->to(at::kCUDA);
+    m->train();
+    auto x = at::randint(8, cfg.vocab_size, {4, cfg.context_length},
+                         at::TensorOptions().dtype(at::kLong).device(at::kCUDA));  // [4, 512]
+    OpRecorder rec;
+    at::Tensor logits;
+    {
+      AutocastGuard ac(true, at::kCUDA);  // the trainer's guard
+      logits = m->forward(x);
+    }
+    ASSERT_TRUE(at::isfinite(logits).all().item<bool>());
+    int64_t kernel_calls = 0;
+    for (const char* k : kernels) kernel_calls += rec.count(k);
+    const std::string sdpa_ops = rec.summary("scaled_dot_product");  // the top-level op and its kernel
+    std::printf("sdpa ops of the bf16 forward, sink %s, kv heads %lld: %s\n", to_string(sink).c_str(),
+                static_cast<long long>(kv), sdpa_ops.c_str());
+    EXPECT_EQ(rec.count("aten::_scaled_dot_product_attention_math"), 0) << "SDPA fell back to math: " << sdpa_ops;
+    if (fused) {
+      EXPECT_GE(rec.count("aten::scaled_dot_product_attention"), cfg.n_layers) << sdpa_ops;
+      EXPECT_EQ(kernel_calls, cfg.n_layers) << "a fused kernel once per layer: " << sdpa_ops;
+    } else {
+      EXPECT_EQ(rec.count("aten::scaled_dot_product_attention"), 0) << sdpa_ops;
+      EXPECT_GE(rec.count("aten::logaddexp"), cfg.n_layers) << rec.summary();
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 // The transformer against oracles: causality, the step path against the full forward, the sink variants against
 // a hand-written softmax with the extra column, finite-difference gradients, GQA against repeated-head MHA, and
 // the parameter count and names against their closed forms; bf16 autocast (the trainer's `precision: bf16`, here
-// on the CPU) against fp32.
+// on the CPU) against fp32; and which attention path each forward takes, from the ATen ops it dispatches.
 #include <gtest/gtest.h>
 #include <torch/utils.h>
 
@@ -15,6 +15,7 @@
 #include "tests/grad_check.h"
 #include "tests/helpers.h"
 #include "tests/model_fixtures.h"
+#include "tests/op_recorder.h"
 
 using namespace streamsink;
 using streamsink::testing::all_sinks;
@@ -22,6 +23,7 @@ using streamsink::testing::expect_gradients_close;
 using streamsink::testing::grad_case;
 using streamsink::testing::gradients;
 using streamsink::testing::NaiveDenseCache;
+using streamsink::testing::OpRecorder;
 using streamsink::testing::tiny_config;
 
 namespace {
@@ -103,6 +105,65 @@ TEST_P(PerSink, ProbePathEqualsFusedPath) {
     EXPECT_LT(row_sums.max().item<double>(), 1.0 - 1e-4);
   } else {
     EXPECT_LT((row_sums - 1).abs().max().item<double>(), 1e-5);
+  }
+}
+
+// Issue 3: none and token take the fused at::scaled_dot_product_attention, once per layer, in the training forward
+// (fp32, grad on) and the windowed one; zero and logit, the probe's forward, the CPU under bf16 autocast and every
+// decode step take the explicit path instead (the zero/logit sink is an extra softmax column SDPA has no place for;
+// a step scores its sink columns with a second query rotation inside one softmax). Read from the ATen ops dispatched
+// (tests/op_recorder.h): the outputs cannot tell, as the paths agree to rounding (ProbePathEqualsFusedPath). The
+// explicit path is seen by its softmax, at::softmax for none/token, softmax_with_sink's at::logaddexp (the extra
+// column's logit) for zero/logit, so no case passes on a recorder that saw nothing. Of the fused call only the
+// top-level op is asserted: its CPU kernel is torch's choice (in fp32, torch 2.11 runs
+// aten::_scaled_dot_product_flash_attention_for_cpu).
+TEST_P(PerSink, AttentionTakesTheFusedSdpaForNoneAndTokenAndTheExplicitSoftmaxOtherwise) {
+  auto cfg = tiny_config(GetParam());
+  cfg.n_layers = 3;
+  const int64_t L = cfg.n_layers;
+  auto m = make_model(cfg);
+  m->train();  // as the trainer runs it: train mode, grad on
+  const bool fused = GetParam() == SinkKind::kNone || GetParam() == SinkKind::kToken;
+  const std::string sdpa = "aten::scaled_dot_product_attention";
+  const std::string softmax = fused ? "aten::softmax" : "aten::logaddexp";  // the explicit path's softmax
+  auto x = random_tokens(2, 16, 64, 71);
+  // A case's ops: `calls` SDPA calls on the fused path, else no SDPA and `calls` of the explicit path's softmax.
+  auto expect_path = [&](const std::string& what, const OpRecorder& rec, bool fused_path, int64_t calls) {
+    EXPECT_EQ(rec.count(sdpa), fused_path ? calls : 0) << what << ": " << rec.summary();
+    if (!fused_path) EXPECT_EQ(rec.count(softmax), calls) << what << ": " << rec.summary();
+  };
+  {
+    OpRecorder rec;
+    m->forward(x);
+    expect_path("training forward", rec, fused, L);
+  }
+  {
+    const AttentionWindow w{2, 5};
+    OpRecorder rec;
+    m->forward(x, nullptr, &w);
+    expect_path("windowed forward", rec, fused, L);
+  }
+  {
+    AttentionProbe probe;
+    OpRecorder rec;
+    m->forward(x, &probe);
+    expect_path("probe forward", rec, false, L);
+  }
+  {
+    AutocastGuard ac(true, at::kCPU);
+    OpRecorder rec;
+    m->forward(x);
+    expect_path("bf16 autocast forward on the CPU", rec, false, L);
+  }
+  {
+    torch::NoGradGuard g;  // as the decoder runs
+    NaiveDenseCache cache(cfg.n_layers, /*n_sink=*/2);
+    OpRecorder rec;
+    for (int64_t t = 0, C = 5; t < 6; t += C, C = 1) {  // a 5-token chunk, then a 1-token step
+      auto pos = at::arange(t, t + C, at::kLong).view({1, C}).expand({2, C}).contiguous();  // [2, C]
+      m->step(x.narrow(1, t, C), StepPositions{pos, pos}, cache);
+    }
+    expect_path("decode steps", rec, false, 2 * L);
   }
 }
 
