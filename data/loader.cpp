@@ -49,6 +49,10 @@ Loader::Loader(LoaderConfig cfg) : cfg_(std::move(cfg)) {
   window_len_ = cfg_.seq_len - k + 1;              // L
   stride_ = k == 0 ? window_len_ - 1 : window_len_;  // number of real targets per window
   n_windows_ = total_tokens_ < window_len_ ? 0 : (total_tokens_ - window_len_) / stride_ + 1;
+  if (n_windows_ == 0)
+    fail(dir, "the " + cfg_.split + " split has " + std::to_string(total_tokens_) +
+                  " tokens, not one window of " + std::to_string(window_len_) + " (seq_len " +
+                  std::to_string(cfg_.seq_len) + (k > 0 ? " with " + std::to_string(k) + " sink tokens" : "") + ")");
   const int64_t need = cfg_.batch_size * cfg_.world_size;
   if (n_windows_ < need)
     fail(dir, "the " + cfg_.split + " split has " + std::to_string(total_tokens_) + " tokens = " +
@@ -85,37 +89,52 @@ void Loader::read_tokens(int64_t begin, int64_t n, int64_t* out) const {
   }
 }
 
+void Loader::fill_row(int64_t window, int64_t* row_in, int64_t* row_tg, std::vector<int64_t>& x) const {
+  const auto k = static_cast<int64_t>(cfg_.prefix.size());
+  x.resize(static_cast<size_t>(window_len_));  // L tokens of the stream
+  read_tokens(window * stride_, window_len_, x.data());
+  if (k == 0) {
+    std::copy(x.begin(), x.end() - 1, row_in);  // x[0..T-1]
+    std::copy(x.begin() + 1, x.end(), row_tg);  // x[1..T]
+  } else {
+    std::copy(cfg_.prefix.begin(), cfg_.prefix.end(), row_in);  // p_1..p_k
+    std::copy(x.begin(), x.end() - 1, row_in + k);               // x[0..T-k-1]
+    std::fill(row_tg, row_tg + (k - 1), int64_t{-100});          // sinks predict nothing ...
+    std::copy(x.begin(), x.end(), row_tg + (k - 1));             // ... but the last predicts x[0]; x[0..T-k]
+  }
+}
+
 Batch Loader::next() {
   if (cursor_.step_in_epoch >= steps_per_epoch()) {
     cursor_.epoch += 1;
     cursor_.step_in_epoch = 0;
     build_order();
   }
-  const int64_t B = cfg_.batch_size, T = cfg_.seq_len, L = window_len_;
-  const auto k = static_cast<int64_t>(cfg_.prefix.size());
-  at::Tensor inputs = at::empty({B, T}, at::kLong);   // [B, T]
-  at::Tensor targets = at::empty({B, T}, at::kLong);  // [B, T]
-  int64_t* in = inputs.data_ptr<int64_t>();
-  int64_t* tg = targets.data_ptr<int64_t>();
-  std::vector<int64_t> x(static_cast<size_t>(L));
+  const int64_t B = cfg_.batch_size;
+  std::vector<int64_t> index(static_cast<size_t>(B));
   const int64_t first = cursor_.step_in_epoch * B * cfg_.world_size + cfg_.rank * B;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t pos = first + b;
-    const int64_t w = order_.empty() ? pos : order_[static_cast<size_t>(pos)];
-    read_tokens(w * stride_, L, x.data());
-    int64_t* row_in = in + b * T;
-    int64_t* row_tg = tg + b * T;
-    if (k == 0) {
-      std::copy(x.begin(), x.end() - 1, row_in);  // x[0..T-1]
-      std::copy(x.begin() + 1, x.end(), row_tg);  // x[1..T]
-    } else {
-      std::copy(cfg_.prefix.begin(), cfg_.prefix.end(), row_in);  // p_1..p_k
-      std::copy(x.begin(), x.end() - 1, row_in + k);               // x[0..T-k-1]
-      std::fill(row_tg, row_tg + (k - 1), int64_t{-100});          // sinks predict nothing ...
-      std::copy(x.begin(), x.end(), row_tg + (k - 1));             // ... but the last predicts x[0]; x[0..T-k]
-    }
+    index[static_cast<size_t>(b)] = order_.empty() ? pos : order_[static_cast<size_t>(pos)];
   }
   cursor_.step_in_epoch += 1;
+  return windows(index);
+}
+
+Batch Loader::windows(const std::vector<int64_t>& index) const {
+  const auto n = static_cast<int64_t>(index.size()), T = cfg_.seq_len;
+  at::Tensor inputs = at::empty({n, T}, at::kLong);   // [n, T]
+  at::Tensor targets = at::empty({n, T}, at::kLong);  // [n, T]
+  int64_t* in = inputs.data_ptr<int64_t>();
+  int64_t* tg = targets.data_ptr<int64_t>();
+  std::vector<int64_t> scratch;
+  for (int64_t b = 0; b < n; ++b) {
+    const int64_t w = index[static_cast<size_t>(b)];
+    if (w < 0 || w >= n_windows_)
+      fail(cfg_.data_dir, "window " + std::to_string(w) + " of the " + cfg_.split + " split does not exist (it has " +
+                              std::to_string(n_windows_) + ")");
+    fill_row(w, in + b * T, tg + b * T, scratch);
+  }
   return {inputs, targets};
 }
 

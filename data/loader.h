@@ -47,6 +47,10 @@ class Loader {
  public:
   explicit Loader(LoaderConfig cfg);
   Batch next();
+  // The windows with these indices in the split's own order (0 = the split's first window), unshuffled, as a batch of
+  // index.size() rows: what next() builds for its rows, for the validation set (train/validation.h). Error when an
+  // index is out of range.
+  Batch windows(const std::vector<int64_t>& index) const;
   LoaderCursor cursor() const { return cursor_; }
   void restore(const LoaderCursor& c);
   int64_t windows_per_epoch() const { return n_windows_; }
@@ -57,6 +61,7 @@ class Loader {
  private:
   void read_tokens(int64_t begin, int64_t n, int64_t* out) const;  // from the concatenated stream
   void build_order();                                              // the permutation of cursor_.epoch
+  void fill_row(int64_t window, int64_t* row_in, int64_t* row_tg, std::vector<int64_t>& scratch) const;
 
   LoaderConfig cfg_;
   std::vector<Shard> shards_;

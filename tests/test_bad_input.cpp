@@ -133,7 +133,12 @@ std::vector<Case> cases() {
       yaml_case("yaml_control_char_in_path", yaml_with("", "  tokenizer: tok\r   # a lone CR\n"),
                 {"key 'tokenizer'", "control character"}),  // found by fuzz_config: a lone CR broke the round trip
       yaml_case("yaml_keep_zero", yaml_with("", "  keep_checkpoints: 0\n"), {"train.keep_checkpoints"}),
-      yaml_case("yaml_eval_batches_zero", yaml_with("", "  eval_batches: 0\n"), {"train.eval_batches"}),
+      yaml_case("yaml_eval_sequences_zero", yaml_with("", "  eval_sequences: 0\n"), {"train.eval_sequences"}),
+      // the key eval_sequences replaced: the error says what to write for the same set (3 x batch_size 8)
+      yaml_case("yaml_retired_eval_batches", yaml_with("", "  eval_batches: 3\n"),
+                {"train.eval_batches", "replaced by train.eval_sequences", "eval_sequences: 24"}),
+      {"set_retired_eval_batches", none, "train {CFG} --set train.eval_batches=2 --out {D}/run",
+       {"train.eval_batches", "train.eval_sequences"}},
       yaml_case("yaml_sink_window_whole_sequence", yaml_with("", "  seq_len: 64\n  sink_window: 64\n"),
                 {"train.sink_window 64", "< seq_len (64)"}),
       yaml_case("yaml_sink_window_default_too_small", yaml_with("", "  seq_len: 8\n"),
@@ -199,10 +204,14 @@ std::vector<Case> cases() {
       {"train_vocab_smaller_than_data", none,
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=100 --set train.steps=2 --out {D}/run",
        {"manifest.json", "the data's tokenizer has 512 pieces, more than model.vocab_size = 100"}},
-      {"train_val_split_smaller_than_a_batch", none,
+      {"train_val_split_without_a_window", none,
        "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.steps=2 "
-       "--set train.batch_size=128 --out {D}/run",
-       {"{DATA}", "the val split has", "fewer than one global batch"}},
+       "--set model.context_length=8192 --set train.seq_len=8192 --set train.batch_size=1 --out {D}/run",
+       {"{DATA}", "the val split has", "not one window of 8193"}},
+      {"train_split_smaller_than_a_batch", none,
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set train.steps=2 "
+       "--set train.batch_size=4096 --out {D}/run",
+       {"{DATA}", "the train split has", "fewer than one global batch"}},
       // ---- shards ----
       shard_case("shard_truncated_tokens", shard_bytes(20240520, 1, 100, 100), {"truncated or corrupt shard"}),
       shard_case("shard_shorter_than_header", std::string(100, 'x'), {"shorter than the 1024-byte header"}),

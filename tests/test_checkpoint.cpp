@@ -228,7 +228,8 @@ TEST(Checkpoint, ACrashInsideTheFallbackWindowKeepsTheOldCopyAndResumeNamesIt) {
 }
 
 // The resume check reads the checkpoint's own config for its data-order keys only: a config written before a check
-// grew stricter (here eval_batches: 0, refused since session 6) still resumes, and a real difference is still named.
+// grew stricter still resumes (here eval_batches, the key eval_sequences replaced in session 10, which a config
+// given to `train` is refused for), and a real difference is still named.
 TEST(Checkpoint, TheResumeCheckReadsAnOlderConfigThatTodaysChecksWouldRefuse) {
   TempDir dir;
   CheckpointSubject a(c10::Device(c10::kCPU));
@@ -237,9 +238,9 @@ TEST(Checkpoint, TheResumeCheckReadsAnOlderConfigThatTodaysChecksWouldRefuse) {
   s.world_size = 1;
   const std::string path = save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 1);
   std::string yaml = read_file(path + "/config.yaml");
-  const auto at = yaml.find("eval_batches: ");
+  const auto at = yaml.find("eval_sequences: ");
   ASSERT_NE(at, std::string::npos) << yaml;
-  yaml.replace(at, yaml.find('\n', at) - at, "eval_batches: 0");
+  yaml.replace(at, yaml.find('\n', at) - at, "eval_batches: 2");
   write_file_atomic(path + "/config.yaml", yaml);
   EXPECT_THROW(load_run_config(path + "/config.yaml"), Error) << "the edit no longer stands for a refused value";
   EXPECT_NO_THROW(check_resume_data_order(path, s, a.cfg, 1, 100));

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -67,6 +68,35 @@ TEST(Trainer, AnEarlyStopLogsItsLastStep) {
   EXPECT_EQ(recs[5]["tokens_seen"].get<int64_t>(), 5 * recs[4]["tokens_seen"].get<int64_t>() / 4);
 }
 
+// train.max_seconds is a run's planned end: the step it stops at is evaluated and checkpointed, so the run's last
+// metrics hold the model it leaves (gpu_run.sh's report reads them), alone and with two ranks, whose clocks may call
+// the stop at different steps; --stop-after (like a signal) stops without an evaluation.
+TEST(Trainer, AStopAtTheTimeBudgetEvaluatesTheStepItStopsAt) {
+  TempDir dir;
+  const std::string common = "--set train.steps=1000000 --set train.warmup_steps=1 --set train.eval_interval=0 "
+                             "--set train.checkpoint_interval=0 --set train.log_interval=100000 "
+                             "--set train.threads=1 --set train.max_seconds=1 --set train.timeout_s=60";
+  for (const std::string launch : {"", "launch --nproc 2 -- "}) {
+    const std::string run = dir.str() + (launch.empty() ? "/one" : "/two");
+    auto r = run_streamsink(launch + tiny_train_args(run, common + (launch.empty() ? "" : " --set train.batch_size=4")));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_TRUE(r.output.find("(train.max_seconds) after writing a checkpoint") != std::string::npos ||
+                r.output.find("(train.max_seconds, on another rank) after writing") != std::string::npos)
+        << r.output;
+    const int64_t stopped = training_records(run).rbegin()->first;
+    EXPECT_GT(stopped, 1) << "the budget ended the run before its second step: the test proves little";
+    EXPECT_LT(stopped, 1000000);
+    EXPECT_EQ(last_eval_record(run).value("step", int64_t{-1}), stopped) << launch << r.output;
+    char name[32];
+    std::snprintf(name, sizeof name, "step_%07lld", static_cast<long long>(stopped));
+    EXPECT_EQ(std::filesystem::path(latest_checkpoint(run)).filename().string(), name);
+  }
+  auto r = run_streamsink(tiny_train_args(dir.str() + "/asked", "--set train.steps=12 --set train.eval_interval=0 "
+                                                                "--stop-after 3"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(last_eval_record(dir.str() + "/asked").empty()) << "--stop-after evaluated";
+}
+
 // Resuming with another seq_len, seed or global batch would read the data in another order from the cursor on:
 // refused, naming each key with both values; other keys (the step budget here) may change.
 TEST(Trainer, ResumingIntoAnotherDataOrderIsRefused) {
@@ -123,13 +153,25 @@ TEST(Trainer, AFreshRunIntoAFolderWithCheckpointsIsRefused) {
 
 // Every run evaluates at its last step: a validation split smaller than one batch must stop the run before its
 // first step, not after the whole training (when the error would cost the run its final checkpoint).
-TEST(Trainer, AValidationSplitSmallerThanABatchIsAnErrorBeforeTheFirstStep) {
+// The validation set is a count of windows, not of batches: a val split smaller than a batch is scored whole (and
+// says so); one without a single window is an error before the first step, not after training.
+TEST(Trainer, AValidationSplitSmallerThanABatchIsScoredWholeAndOneWithoutAWindowIsAnError) {
   TempDir dir;
-  // The fixture's val split: 4266 tokens = 65 windows of 65; train: 946 windows, enough for a batch of 128.
-  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.steps=2 --set train.batch_size=128"));
+  // The fixture's val split: 4266 tokens = 66 windows of 65 (every 64); train: 946, enough for a batch of 128.
+  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.steps=1 --set train.batch_size=128 "
+                                                              "--set train.eval_sequences=1000"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("# validation: the val split's first 66 windows (all it has; train.eval_sequences is "
+                          "1000); sink metrics on the first 64"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(last_eval_record(dir.str() + "/run")["val_sequences"].get<int64_t>(), 66);
+
+  r = run_streamsink(tiny_train_args(dir.str() + "/long", "--set train.steps=2 --set model.context_length=8192 "
+                                                          "--set train.seq_len=8192 --set train.batch_size=1"));
   EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("the val split has"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("fewer than one global batch (batch_size x world_size = 128)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("the val split has 4266 tokens, not one window of 8193 (seq_len 8192)"), std::string::npos)
+      << r.output;
   EXPECT_EQ(r.output.find("step 1/2"), std::string::npos) << "no step before the error\n" << r.output;
 }
 
@@ -142,6 +184,14 @@ TEST(Trainer, LossFallsOnASmallCorpus) {
   const double first = recs.begin()->second["loss"].get<double>();
   const double val = last_val_loss(dir.str() + "/run");
   EXPECT_NEAR(first, std::log(512.0), 0.5);  // a fresh model is near uniform
+  // which parameters decay, stated: tiny's 2-D weights by hand (the tied 512 x 64 embedding; per layer q, o 64 x 64,
+  // k, v 64 x 32, gate, up, down 64 x 192), and its norms (two 64-vectors a layer and the final one)
+  const int64_t matmul = 512 * 64 + 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 192), norms = 2 * 2 * 64 + 64;
+  EXPECT_NE(r.output.find("weight decay 0.1 on " + std::to_string(matmul) + " parameters (matmul weights, "
+                          "embeddings), none on " + std::to_string(norms) +
+                          " (input_layernorm.weight, post_attention_layernorm.weight, norm.weight)"),
+            std::string::npos)
+      << r.output;
   EXPECT_LT(val, first - 2.0) << "validation loss did not fall enough: " << val;
 }
 
@@ -273,8 +323,8 @@ TEST(Trainer, ATokenBudgetBecomesWholeStepsAndEachStepLogsItsScheduledRate) {
 
 // What the trainer feeds and scores, against an oracle built here from the parts: the initialisation of
 // model.seed, the Loader's first batch with the sink prefix written out (two sink tokens, so a prefix of one id
-// repeated would show), and the validation loss as the mean over the first eval_batches batches of the ordered
-// validation split, scored with the checkpoint's weights.
+// repeated would show), and the validation loss as the mean over the first eval_sequences windows of the ordered
+// validation split, scored one at a time with the checkpoint's weights.
 TEST(Trainer, TheFirstLossAndTheValidationLossMatchAModelAndBatchesBuiltByHand) {
   TempDir dir;
   const std::string run = dir.str() + "/run";
@@ -296,11 +346,12 @@ TEST(Trainer, TheFirstLossAndTheValidationLossMatchAModelAndBatchesBuiltByHand) 
   ASSERT_TRUE(recs.count(1));
   EXPECT_NEAR(recs.at(1)["loss"].get<double>(), first, 1e-5 * first);
 
+  // the validation set: the val split's first eval_sequences windows in order, scored one at a time here
   Transformer trained = load_model(latest_checkpoint(run));
-  Loader val({cfg.train.data_dir, "val", cfg.train.batch_size, cfg.train.seq_len,
-              static_cast<uint64_t>(cfg.train.seed), 0, 1, prefix, false});
-  const int64_t n = std::min<int64_t>(cfg.train.eval_batches, val.steps_per_epoch());
-  ASSERT_GE(n, 2);  // two distinct batches: scoring one of them twice would show
+  Loader val({cfg.train.data_dir, "val", 1, cfg.train.seq_len, static_cast<uint64_t>(cfg.train.seed), 0, 1, prefix,
+              false});
+  const int64_t n = std::min<int64_t>(cfg.train.eval_sequences, val.windows_per_epoch());
+  ASSERT_GE(n, 2);  // two distinct windows: scoring one of them twice would show
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     const Batch vb = val.next();
@@ -308,11 +359,13 @@ TEST(Trainer, TheFirstLossAndTheValidationLossMatchAModelAndBatchesBuiltByHand) 
   }
   EXPECT_NEAR(last_val_loss(run), sum / n, 1e-5 * sum / n);
 
-  // the sink metrics are measured on every sequence the evaluation scored, past the window W = T / 2
+  // the sink metrics are measured on the set's first min(sink_sequences, n) windows, past the window W = T / 2
   const auto eval = last_eval_record(run);
   ASSERT_TRUE(eval.contains("sink_scored_tokens")) << eval.dump();
-  EXPECT_EQ(eval["sink_sequences"].get<int64_t>(), n * cfg.train.batch_size);
-  EXPECT_EQ(eval["sink_scored_tokens"].get<int64_t>(), n * cfg.train.batch_size * (cfg.train.seq_len / 2));
+  EXPECT_EQ(eval["val_sequences"].get<int64_t>(), n);
+  const int64_t measured = std::min(cfg.train.sink_sequences, n);
+  EXPECT_EQ(eval["sink_sequences"].get<int64_t>(), measured);
+  EXPECT_EQ(eval["sink_scored_tokens"].get<int64_t>(), measured * (cfg.train.seq_len / 2));
   EXPECT_GT(eval["sink_gap_se"].get<double>(), 0.0);
 }
 

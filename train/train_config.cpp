@@ -33,7 +33,7 @@ const std::vector<Field<TrainConfig>>& train_fields() {
       double_field("grad_clip", &C::grad_clip),
       string_field("precision", &C::precision),
       int_field("eval_interval", &C::eval_interval),
-      int_field("eval_batches", &C::eval_batches),
+      int_field("eval_sequences", &C::eval_sequences),
       int_field("sink_sequences", &C::sink_sequences),
       int_field("sink_window", &C::sink_window),
       int_field("checkpoint_interval", &C::checkpoint_interval),
@@ -73,7 +73,13 @@ void TrainConfig::validate() const {
   if (grad_clip < 0) bad("grad_clip", "must be >= 0 (0 = off)");
   if (precision != "fp32" && precision != "bf16") bad("precision", "'" + precision + "': expected fp32 or bf16");
   if (eval_interval < 0) bad("eval_interval", "must be >= 0 (0 = only at the last step)");
-  if (eval_batches < 1) bad("eval_batches", "must be >= 1 (every run evaluates at its last step)");
+  if (retired_eval_batches >= 0)
+    bad("eval_batches", "was replaced by train.eval_sequences, the number of validation windows, which gives the same "
+                        "set (and val_loss) whatever the batch size and the rank count; for the set eval_batches: " +
+                            std::to_string(retired_eval_batches) + " gave, set eval_sequences: " +
+                            std::to_string(retired_eval_batches * batch_size) + " (x batch_size " +
+                            std::to_string(batch_size) + ") times the rank count");
+  if (eval_sequences < 1) bad("eval_sequences", "must be >= 1 (every run evaluates at its last step)");
   if (sink_sequences < 1) bad("sink_sequences", "must be >= 1");
   if (sink_window < 0) bad("sink_window", "must be >= 0 (0 = seq_len / 2)");
   if (checkpoint_interval < 0) bad("checkpoint_interval", "must be >= 0");
@@ -92,6 +98,9 @@ void apply_override(RunConfig& c, const std::string& assignment) {
   const std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
   if (key.rfind("model.", 0) == 0) {
     set_model_config_key(c.model, key.substr(6), value);
+  } else if (key == "train.eval_batches") {
+    throw Error("--set train.eval_batches: replaced by train.eval_sequences (validation windows; eval_batches x "
+                "batch_size x ranks gives the set eval_batches did)");
   } else if (key.rfind("train.", 0) == 0) {
     if (!set_field(train_fields(), c.train, key.substr(6), value, "--set " + key))
       throw Error("--set: unknown key '" + key + "'");
@@ -101,6 +110,20 @@ void apply_override(RunConfig& c, const std::string& assignment) {
 }
 
 namespace {
+
+// The train: section, with the retired key eval_batches set aside for validate() to explain.
+void apply_train_section(TrainConfig& t, const YAML::Node& node, const std::string& where) {
+  if (node.IsMap() && node["eval_batches"]) {
+    YAML::Node rest = YAML::Clone(node);
+    const auto v = rest["eval_batches"];
+    if (!v.IsScalar()) fail(where, "eval_batches: expected a number");
+    t.retired_eval_batches = parse_int(v.Scalar(), where + ": eval_batches");
+    rest.remove("eval_batches");
+    apply_fields(train_fields(), t, rest, where);
+  } else {
+    apply_fields(train_fields(), t, node, where);
+  }
+}
 
 // Applies FILE's sections onto `c`, after its `base:` file (a path relative to FILE) when it names one.
 void apply_config_file(RunConfig& c, const std::string& path, int depth) {
@@ -126,7 +149,7 @@ void apply_config_file(RunConfig& c, const std::string& path, int depth) {
     if (key == "model") {
       apply_model_config_yaml(c.model, kv.second, path + ": model");
     } else if (key == "train") {
-      apply_fields(train_fields(), c.train, kv.second, path + ": train");
+      apply_train_section(c.train, kv.second, path + ": train");
     } else if (key != "base") {
       fail(path, "unknown section '" + key + "' (expected base:, model: and train:)");
     }

@@ -30,12 +30,11 @@ struct TrainConfig {
   double grad_clip = 1.0;            // max global gradient norm; 0 = off
   std::string precision = "fp32";    // fp32 | bf16 (autocast; CUDA, or CPUs with bf16)
   int64_t eval_interval = 100;       // steps between evaluations; 0 = only at the end
-  int64_t eval_batches = 8;          // validation micro-batches per evaluation (per rank): the validation set is
-                                     //   the split's first eval_batches x batch_size x ranks windows, so runs with
-                                     //   another batch or rank count are evaluated on another (overlapping) set
+  int64_t eval_sequences = 64;       // the validation set: the val split's first eval_sequences windows, in order,
+                                     //   the same set (and val_loss) whatever batch_size and the rank count
   int64_t sink_window = 0;           // cache size for the sink metrics; 0 = seq_len / 2 (the paper's W)
-  int64_t sink_sequences = 64;       // validation sequences (rank 0's first) the sink metrics measure at most:
-                                     //   three fp32 forwards each, so a cap keeps evaluations cheap on big batches
+  int64_t sink_sequences = 64;       // the sink metrics measure the validation set's first min(this, eval_sequences)
+                                     //   windows (on rank 0): three fp32 forwards each, so a cap keeps them cheap
   int64_t checkpoint_interval = 500; // steps between checkpoints; 0 = only at the end
   int64_t keep_checkpoints = 2;      // complete checkpoints kept (the newest)
   int64_t log_interval = 10;         // steps between metrics lines
@@ -46,6 +45,9 @@ struct TrainConfig {
   int64_t max_skipped_steps = 10;    // skip: stop after this many skipped steps
   double timeout_s = 300;            // collective / rendezvous timeout
   double max_seconds = 0;            // wall-clock budget for the loop; 0 = none (checkpoint and stop when hit)
+  int64_t retired_eval_batches = -1; // `eval_batches:` as a file gave it (-1: absent): a key retired in session 10, so
+                                     //   older run folders' configs still load; validate() refuses it with the
+                                     //   eval_sequences that names the same set
 
   void validate() const;
 };

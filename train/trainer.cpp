@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <numeric>
 #include <thread>
 
 #include "common/device.h"
@@ -34,6 +35,7 @@
 #include "train/schedule.h"
 #include "train/sink_metrics.h"
 #include "train/step_profiler.h"
+#include "train/validation.h"
 
 namespace streamsink {
 
@@ -177,6 +179,13 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     resume_dir = latest_checkpoint(opts.out_dir);
   } else if (!opts.resume.empty()) {
     resume_dir = resolve_checkpoint_dir(opts.resume);
+    // Another folder's checkpoint continues into a fresh folder, or rewinds its own run; into a folder that holds
+    // a run of its own it would overwrite that run's checkpoints past the step and splice its metrics.jsonl.
+    const fs::path own = fs::path(opts.out_dir) / "checkpoints";
+    std::error_code ec;
+    if (fs::exists(own / "latest") && !fs::equivalent(fs::canonical(resume_dir, ec).parent_path(), own, ec))
+      throw Error(opts.out_dir + ": already holds checkpoints of its own, and " + resume_dir +
+                  " is not one of them; pass --resume auto to continue that run, or a fresh --out for this one");
   } else if (!latest_checkpoint(opts.out_dir).empty()) {
     throw Error(opts.out_dir + ": already holds checkpoints; pass --resume auto to continue it, or a fresh --out");
   }
@@ -201,11 +210,11 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   check_data_ids(cfg.model, tokenizer, tc.data_dir);  // before step 1, not as an index error (or a GPU assert)
   Loader loader({tc.data_dir, "train", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed), dist->rank(),
                  world, prefix, true});
-  // Evaluation reads the validation split from its start each time. The last step always evaluates, so a split too
-  // small for one batch is an error now (the Loader's own check), not after training.
-  const LoaderConfig val_cfg{tc.data_dir, "val", tc.batch_size, tc.seq_len, static_cast<uint64_t>(tc.seed),
-                             dist->rank(), world, prefix, false};
-  (void)Loader(val_cfg);  // constructing it is the check
+  // The validation set (train/validation.h): the val split's first eval_sequences windows, the same whatever the
+  // batch and the ranks. The last step always evaluates, so a split without one window is an error now (the
+  // Loader's own check), not after training.
+  const Loader val({tc.data_dir, "val", 1, tc.seq_len, static_cast<uint64_t>(tc.seed), 0, 1, prefix, false});
+  const int64_t val_n = validation_size(val, tc.eval_sequences);
   const int64_t tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum * world;
   const int64_t total_steps = tc.steps > 0 ? tc.steps : (tc.tokens + tokens_per_step - 1) / tokens_per_step;
 
@@ -257,6 +266,26 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     std::printf("# resolved: tokenizer %s | sink metrics past W = %lld | seq_len %lld\n",
                 tokenizer.empty() ? "none (checkpoints carry no tokenizer)" : tokenizer.c_str(),
                 static_cast<long long>(cfg.sink_window()), static_cast<long long>(tc.seq_len));
+    {  // which parameters decay, as the issue asks the run to state (train/adamw.h decides by name)
+      int64_t decayed = 0, kept = 0;
+      std::vector<std::string> kinds;  // of the parameters that do not decay, without their layer
+      for (const auto& [name, p] : named) {
+        if (AdamW::decays(name, p)) {
+          decayed += p.numel();
+        } else {
+          kept += p.numel();
+          const auto dot = name.rfind('.', name.rfind('.') - 1);  // "layers.0.attn_norm.weight" -> "attn_norm.weight"
+          const std::string kind = dot == std::string::npos ? name : name.substr(dot + 1);
+          if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) kinds.push_back(kind);
+        }
+      }
+      std::string kept_names;
+      for (const auto& k : kinds) kept_names += (kept_names.empty() ? "" : ", ") + k;
+      std::printf("# optimizer: AdamW betas (%g, %g), eps %g; weight decay %g on %lld parameters (matmul weights, "
+                  "embeddings), none on %lld (%s)\n",
+                  tc.beta1, tc.beta2, tc.adam_eps, tc.weight_decay, static_cast<long long>(decayed),
+                  static_cast<long long>(kept), kept_names.c_str());
+    }
     std::printf("# model: %.2fM parameters, %.3g training FLOPs/token; peak %.3g FLOP/s (%s)\n",
                 model->num_parameters() / 1e6, flops_per_token, peak, peak_source.c_str());
     std::printf("# data: %lld windows/epoch of %lld tokens; %lld steps x %lld tokens/step = %.3gM tokens%s\n",
@@ -264,6 +293,12 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
                 static_cast<long long>(total_steps), static_cast<long long>(tokens_per_step),
                 total_steps * tokens_per_step / 1e6,
                 resume_dir.empty() ? "" : (", resuming " + resume_dir + " at step " + std::to_string(state.step)).c_str());
+    std::printf("# validation: the val split's first %lld windows%s; sink metrics on the first %lld\n",
+                static_cast<long long>(val_n),
+                val_n < tc.eval_sequences ? (" (all it has; train.eval_sequences is " +
+                                             std::to_string(tc.eval_sequences) + ")").c_str()
+                                          : "",
+                static_cast<long long>(std::min(tc.sink_sequences, val_n)));
     std::fflush(stdout);
   }
 
@@ -281,25 +316,16 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   auto evaluate = [&]() {
     torch::NoGradGuard g;
     model->eval();
-    Loader val(val_cfg);
-    const int64_t n = std::min<int64_t>(tc.eval_batches, val.steps_per_epoch());
-    double sum = 0;
-    std::vector<Batch> batches;  // rank 0 measures the sink on the first train.sink_sequences sequences it scored
-    int64_t kept = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      auto b = val.next();
-      if (main && kept < tc.sink_sequences) {
-        const int64_t rows = std::min(b.inputs.size(0), tc.sink_sequences - kept);
-        batches.push_back(Batch{b.inputs.narrow(0, 0, rows), b.targets.narrow(0, 0, rows)});
-        kept += rows;
-      }
-      AutocastGuard ac(bf16, device.type());
-      sum += model->loss(model->forward(b.inputs.to(device)), b.targets.to(device)).item<double>();
-    }
-    const double val_loss = dist->allreduce_sum(sum / std::max<int64_t>(1, n)) / world;
-    nlohmann::json rec = {{"step", state.step}, {"val_loss", val_loss}, {"val_ppl", std::exp(val_loss)}};
-    if (main && !batches.empty()) {
-      auto sm = measure_sinks(model, batches, cfg.model.prefix_tokens(), cfg.sink_window());
+    const double val_loss =
+        dist->allreduce_sum(validation_loss_sum(model, val, val_n, tc.batch_size, dist->rank(), world, device, bf16)) /
+        static_cast<double>(val_n);
+    nlohmann::json rec = {
+        {"step", state.step}, {"val_loss", val_loss}, {"val_ppl", std::exp(val_loss)}, {"val_sequences", val_n}};
+    if (main) {  // on the set's first windows, whatever the rank count
+      std::vector<int64_t> first(static_cast<size_t>(std::min(tc.sink_sequences, val_n)));
+      std::iota(first.begin(), first.end(), int64_t{0});
+      const auto sm = measure_sinks(model, window_batches(val, first, tc.batch_size), cfg.model.prefix_tokens(),
+                                    cfg.sink_window());
       rec["sink_first_share"] = sm.first_share;
       if (!sm.extra_share.empty()) rec["sink_extra_share"] = sm.extra_share;
       rec["window_loss"] = sm.window_loss;
@@ -369,11 +395,16 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
                                                                            : nullptr;
     // The gradient norm's finiteness rides along too, so every rank takes the same skip/stop decision by
     // construction (the all-reduced gradients are the same on every rank, but nothing else has to rely on that).
-    const auto sums =
-        dist->allreduce_sum(std::vector<double>{loss_v, stop_why ? 1.0 : 0.0, std::isfinite(norm_v) ? 0.0 : 1.0});
+    // A stop at the time budget is the run's planned end, so it evaluates (the run's last metrics then hold the
+    // model it leaves); a signal wants out at once, and a stop that any rank asked for otherwise does not evaluate.
+    const bool budget_stop = stop_why != nullptr && std::string(stop_why) == "train.max_seconds";
+    const auto sums = dist->allreduce_sum(std::vector<double>{loss_v, stop_why ? 1.0 : 0.0,
+                                                              std::isfinite(norm_v) ? 0.0 : 1.0, budget_stop ? 1.0 : 0.0});
     loss_v = sums[0] / world;
     const bool stop_requested = sums[1] > 0;
-    if (stop_requested && !stop_why) stop_why = "a stop request on another rank";
+    const bool stop_evaluates = stop_requested && sums[3] == sums[1];  // every rank that asked, asked for the budget
+    if (stop_requested && !stop_why)
+      stop_why = stop_evaluates ? "train.max_seconds, on another rank" : "a stop request on another rank";
     const bool norm_finite = sums[2] == 0;
     const bool skipped = !std::isfinite(loss_v) || !norm_finite;  // nan_policy decides: skip or stop
     if (skipped) {
@@ -435,7 +466,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
       window_tokens = 0;
     }
     const bool last = state.step == total_steps;
-    if ((tc.eval_interval > 0 && state.step % tc.eval_interval == 0) || last) evaluate();
+    if ((tc.eval_interval > 0 && state.step % tc.eval_interval == 0) || last || stop_evaluates) evaluate();
     if ((tc.checkpoint_interval > 0 && state.step % tc.checkpoint_interval == 0) || last || stop_requested) save();
     if (stop_requested && !last) {
       if (main)

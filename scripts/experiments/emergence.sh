@@ -36,7 +36,7 @@ results=$(abspath "${RESULTS:-$root/results}")
 budget_s=${BUDGET_S:-0}          # wall seconds of training per run; steps are sized from a short probe
 steps_fixed=${STEPS:-0}          # or a fixed number of steps per run (then BUDGET_S only caps the time)
 evals=${EVALS:-15}               # evaluations per run
-eval_batches=${EVAL_BATCHES:-2}  # validation micro-batches per evaluation
+eval_sequences=${EVAL_SEQUENCES:-16}  # validation windows per evaluation (train.eval_sequences)
 threads=${THREADS:-2}
 warmup_pct=${WARMUP_PCT:-10}     # warm-up, % of the steps
 probe_steps=${PROBE_STEPS:-12}
@@ -85,7 +85,7 @@ else echo "#   budget: ${budget_s}s of training per run, steps sized by a ${prob
                [ "$max_steps" -gt 0 ] && echo " (at most $max_steps)")"; fi
 cap=$(( (budget_s * cap_pct + 99) / 100 ))  # train.max_seconds, 0 = none
 [ "$cap" = 0 ] || echo "#   time cap: train.max_seconds = ${cap}s per run"
-echo "#   $evals evaluations per run ($eval_batches val batches each), warm-up ${warmup_pct}% of the steps"
+echo "#   $evals evaluations per run ($eval_sequences validation windows each), warm-up ${warmup_pct}% of the steps"
 echo "#   verdict: a layer > ${share_ratio}x the uniform first-position share AND window loss > 4-sink loss by a" \
      "relative > $loss_gap"
 for t in "${tok_names[@]}"; do
@@ -143,7 +143,7 @@ PY
 base_sets() {  # NAME
   local t=${run_tok[$1]}
   echo "--set train.data_dir=${tok_root[$t]}/data --set model.vocab_size=${tok_vocab[$t]} --set model.sink=none" \
-       "--set train.threads=$threads --set train.eval_batches=$eval_batches --set train.checkpoint_interval=0"
+       "--set train.threads=$threads --set train.eval_sequences=$eval_sequences --set train.checkpoint_interval=0"
 }
 
 # probe NAME: sets probe_tok_s, probe_per_step and probe_mfu, the training tokens/s, tokens per step and MFU of the
@@ -160,7 +160,7 @@ probe() {
     # shellcheck disable=SC2046,SC2086
     "$ss" train "${run_config[$n]}" $(base_sets "$n") ${run_sets[$n]} --set train.steps="$probe_steps" \
       --set train.warmup_steps=1 --set train.log_interval=$(( probe_steps / 2 > 0 ? probe_steps / 2 : 1 )) \
-      --set train.eval_interval=0 --set train.eval_batches=1 --set train.max_seconds=0 --out "$dir" > "$dir.log" 2>&1 ||
+      --set train.eval_interval=0 --set train.eval_sequences=1 --set train.max_seconds=0 --out "$dir" > "$dir.log" 2>&1 ||
       { tail -5 "$dir.log" >&2; die "run $n: the throughput probe failed (log above, $dir.log)"; }
     probed[$key]=$("$py" -c 'import json,sys
 r=[json.loads(l) for l in open(sys.argv[1]) if "tok_s" in l][-1]
