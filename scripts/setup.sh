@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what streamsink needs, and only what is missing (run it as often as you like):
 #   - Debian packages: compilers, CMake, ccache, yaml-cpp, sentencepiece, nlohmann-json, CLI11, libpng, Gloo's
-#     headers, GoogleTest (apt, only for the missing ones; a clear message where apt cannot run);
+#     headers, GoogleTest, Google Benchmark (apt, only for the missing ones; a clear message where apt cannot run;
+#     Google Benchmark only builds scripts/bench/kernels, which nothing else needs);
 #   - a Python virtual environment with the pinned torch wheel (LibTorch) and the plotting libraries, in a per-user
 #     cache that every clone reuses: $STREAMSINK_CACHE (default ~/.cache/streamsink)/venv.
 #   - with --corpus: the default corpus, the Linux kernel documentation (Debian's linux-doc-6.1).
@@ -25,7 +26,7 @@ say() { echo "[setup] $*"; }
 
 # ---- Debian packages ----
 pkgs=(g++ cmake make ccache python3-venv libyaml-cpp-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libgloo-dev zlib1g-dev
-      libpng-dev libgtest-dev libgmock-dev)
+      libpng-dev libgtest-dev libgmock-dev libbenchmark-dev)
 [ $want_corpus = 1 ] && pkgs+=(linux-doc-6.1)
 missing=()
 for p in "${pkgs[@]}"; do
