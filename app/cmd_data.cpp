@@ -58,8 +58,11 @@ int run_inspect(const std::vector<std::string>& targets, const std::string& toke
     for (int s = 0; s < 3; ++s)
       std::printf("  %-5s %8lld docs %12lld tokens %4zu shards\n", kSplitNames[s], static_cast<long long>(m.docs[s]),
                   static_cast<long long>(m.tokens[s]), m.shards[s].size());
-    std::printf("  %lld duplicate docs skipped (exact copies of earlier ones)\n",
-                static_cast<long long>(m.duplicate_docs));
+    if (m.duplicate_docs >= 0)
+      std::printf("  %lld duplicate docs skipped (exact copies of earlier ones)\n",
+                  static_cast<long long>(m.duplicate_docs));
+    else
+      std::printf("  duplicate docs: not looked for (prepared before data prepare dropped exact copies)\n");
     for (int s = 0; s < 3; ++s)
       for (size_t i = 0; i < m.shards[s].size(); ++i)
         show_shard((fs::path(target) / m.shards[s][i]).string(), tok, i == 0 ? show : 0);

@@ -402,7 +402,7 @@ Manifest read_manifest(const std::string& data_dir) {
     m.tokenizer_checksum = t.at("checksum").get<std::string>();
     m.vocab_size = t.at("vocab_size").get<int64_t>();
     m.dtype = j.at("dtype").get<std::string>();
-    m.duplicate_docs = j.value("duplicate_docs", int64_t{0});  // absent before prepare dropped copies
+    m.duplicate_docs = j.value("duplicate_docs", int64_t{-1});  // absent before prepare looked for copies
     for (int s = 0; s < 3; ++s) {
       const auto& sp = j.at("splits").at(kSplitNames[s]);
       m.docs[s] = sp.at("docs").get<int64_t>();

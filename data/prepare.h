@@ -5,7 +5,9 @@
 // each. A document whose text (after any gzip decompression) is exactly that of an earlier one, in the order
 // find_documents lists them (input by input, then by relative path), is dropped before the split, as binary files
 // are: the first copy stays, in the split its own path picks, so the same text is never in two splits nor counted
-// twice (empty documents are all kept). Every document is followed by <eos>. Encoding runs on a pool of threads;
+// twice (empty documents are all kept). The one exception to "adding files never moves the others": a new copy
+// listed before an existing text takes its place, and the text moves to the new copy's split (a test shows it).
+// Every document is followed by <eos>. Encoding runs on a pool of threads;
 // the output is byte-for-byte the same whatever the thread count.
 #pragma once
 #include <cstdint>
@@ -47,7 +49,7 @@ struct Manifest {
   std::string dtype;               // "u16" | "u32"
   int64_t docs[3] = {0, 0, 0};
   int64_t tokens[3] = {0, 0, 0};
-  int64_t duplicate_docs = 0;      // exact copies dropped (0 in manifests from before prepare dropped them)
+  int64_t duplicate_docs = -1;     // exact copies dropped; -1: a manifest from before prepare looked for them
   std::vector<std::string> shards[3];       // file names inside the directory
   std::vector<int64_t> shard_tokens[3];     // token count of each
 };

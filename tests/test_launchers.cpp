@@ -319,10 +319,18 @@ TEST(Launchers, ResumingAnotherFoldersCheckpointIntoAFolderHoldingARunIsRefused)
   const std::string c2 = read_file(c + "/checkpoints/step_0000002/model.safetensors"),
                     c_metrics = read_file(c + "/metrics.jsonl"), c_config = read_file(c + "/config.yaml");
 
-  auto r = run_streamsink(tiny_train_args(c, common + " --resume " + a + "/checkpoints/step_0000001"));
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find(c + ": already holds checkpoints"), std::string::npos) << r.output;
-  EXPECT_TRUE(read_file(c + "/checkpoints/step_0000002/model.safetensors") == c2) << "C's step 2 was overwritten";
-  EXPECT_EQ(read_file(c + "/metrics.jsonl"), c_metrics);
-  EXPECT_EQ(read_file(c + "/config.yaml"), c_config);
+  // refused with C's `latest` in place, without it (a run whose pointer was lost), and for a folder whose run was
+  // stopped before its first checkpoint (metrics.jsonl only)
+  const std::string resume = " --resume " + a + "/checkpoints/step_0000001";
+  for (const char* stage : {"whole", "no latest", "metrics only"}) {
+    if (std::string(stage) == "no latest") std::filesystem::remove(c + "/checkpoints/latest");
+    if (std::string(stage) == "metrics only") std::filesystem::remove_all(c + "/checkpoints");
+    auto r = run_streamsink(tiny_train_args(c, common + resume));
+    EXPECT_NE(r.exit_code, 0) << stage << "\n" << r.output;
+    EXPECT_NE(r.output.find(c + ": already holds a run of its own"), std::string::npos) << stage << "\n" << r.output;
+    if (std::string(stage) != "metrics only")
+      EXPECT_TRUE(read_file(c + "/checkpoints/step_0000002/model.safetensors") == c2) << stage << ": step 2 overwritten";
+    EXPECT_EQ(read_file(c + "/metrics.jsonl"), c_metrics) << stage;
+    EXPECT_EQ(read_file(c + "/config.yaml"), c_config) << stage;
+  }
 }

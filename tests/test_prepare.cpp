@@ -504,9 +504,9 @@ TEST_F(PrepareTest, ExactCopiesAreDroppedAndCounted) {
   EXPECT_NE(r.output.find("4 duplicate docs skipped"), std::string::npos) << r.output;
 }
 
-// A manifest written before prepare dropped copies has no "duplicate_docs": it reads as 0 (that prepare dropped
-// none), and inspect takes it.
-TEST_F(PrepareTest, AManifestWithoutTheDuplicateCountReadsAsNone) {
+// A manifest written before prepare dropped copies has no "duplicate_docs": it reads as -1 (not looked for: such a
+// folder may hold copies), and inspect takes it and says so.
+TEST_F(PrepareTest, AManifestWithoutTheDuplicateCountReadsAsNotLookedFor) {
   const std::string out = (work_.path() / "out").string();
   streamsink::prepare_data(config(out));
   const fs::path path = fs::path(out) / "manifest.json";
@@ -514,15 +514,39 @@ TEST_F(PrepareTest, AManifestWithoutTheDuplicateCountReadsAsNone) {
   ASSERT_EQ(j.erase("duplicate_docs"), 1u);
   write_bytes(path, j.dump(2) + "\n");
   const auto m = streamsink::read_manifest(out);
-  EXPECT_EQ(m.duplicate_docs, 0);
+  EXPECT_EQ(m.duplicate_docs, -1);
   EXPECT_EQ(m.docs[0] + m.docs[1] + m.docs[2], 35);
   EXPECT_NO_THROW(streamsink::verify_data_dir(m));
   const auto r = run_streamsink("data inspect " + out + " --show 0");
   EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("duplicate docs: not looked for"), std::string::npos) << r.output;
   // ...while a count of the wrong type is a malformed manifest, named
   j["duplicate_docs"] = "four";
   write_bytes(path, j.dump(2) + "\n");
   streamsink::testing::expect_error([&] { streamsink::read_manifest(out); }, {path.string(), "malformed"});
+}
+
+// The one exception to "adding a file moves no other document" (data/prepare.h): a copy listed before the text it
+// copies is the one kept, so the text moves to the copy's split. Shown, so that it is a known rule and not a surprise.
+TEST_F(PrepareTest, ACopyListedFirstTakesTheTextToItsOwnSplit) {
+  const fs::path copies = work_.path() / "copies";
+  fs::copy(corpus(), copies, fs::copy_options::recursive);
+  const int from = streamsink::split_by_hash("gen/doc_1.txt", 0.15, 0.15);
+  std::string rel;
+  for (int k = 0; rel.empty(); ++k)
+    if (const std::string r = "aa_copy_" + std::to_string(k) + "/doc_1.txt";
+        streamsink::split_by_hash(r, 0.15, 0.15) != from)
+      rel = r;
+  write_bytes(copies / rel, read_bytes(copies / "gen/doc_1.txt"));
+  auto c = config((work_.path() / "with").string());
+  c.inputs = {copies.string()};
+  const auto before = streamsink::prepare_data(config((work_.path() / "without").string()));
+  const auto after = streamsink::prepare_data(c);
+  EXPECT_EQ(after.duplicate_docs, 1);
+  const int to = streamsink::split_by_hash(rel, 0.15, 0.15);
+  EXPECT_EQ(after.docs[from], before.docs[from] - 1) << "the text left " << streamsink::kSplitNames[from];
+  EXPECT_EQ(after.docs[to], before.docs[to] + 1) << "the text went to " << streamsink::kSplitNames[to];
+  EXPECT_EQ(after.tokens[0] + after.tokens[1] + after.tokens[2], before.tokens[0] + before.tokens[1] + before.tokens[2]);
 }
 
 // The copies found, and which of each is kept, do not depend on the thread count: every byte of the output is the

@@ -130,6 +130,11 @@ TEST_P(PerSink, AttentionTakesTheFusedSdpaForNoneAndTokenAndTheExplicitSoftmaxOt
   // A case's ops: `calls` SDPA calls on the fused path, else no SDPA and `calls` of the explicit path's softmax.
   auto expect_path = [&](const std::string& what, const OpRecorder& rec, bool fused_path, int64_t calls) {
     EXPECT_EQ(rec.count(sdpa), fused_path ? calls : 0) << what << ": " << rec.summary();
+    // and SDPA's own fused CPU kernel, not its math fallback (torch 2.11 takes the flash kernel for these shapes,
+    // GQA included)
+    EXPECT_EQ(rec.count("aten::_scaled_dot_product_flash_attention_for_cpu"), fused_path ? calls : 0)
+        << what << ": " << rec.summary();
+    EXPECT_EQ(rec.count("aten::_scaled_dot_product_attention_math"), 0) << what << ": " << rec.summary();
     if (!fused_path) EXPECT_EQ(rec.count(softmax), calls) << what << ": " << rec.summary();
   };
   {

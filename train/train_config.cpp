@@ -75,10 +75,11 @@ void TrainConfig::validate() const {
   if (eval_interval < 0) bad("eval_interval", "must be >= 0 (0 = only at the last step)");
   if (retired_eval_batches >= 0)
     bad("eval_batches", "was replaced by train.eval_sequences, the number of validation windows, which gives the same "
-                        "set (and val_loss) whatever the batch size and the rank count; for the set eval_batches: " +
-                            std::to_string(retired_eval_batches) + " gave, set eval_sequences: " +
-                            std::to_string(retired_eval_batches * batch_size) + " (x batch_size " +
-                            std::to_string(batch_size) + ") times the rank count");
+                        "set (and val_loss) whatever the batch size and the rank count: remove eval_batches from the "
+                        "file and set eval_sequences: " + std::to_string(retired_eval_batches * batch_size) +
+                            " for the set eval_batches: " + std::to_string(retired_eval_batches) + " gave one rank (" +
+                            std::to_string(retired_eval_batches) + " x batch_size " + std::to_string(batch_size) +
+                            "; times the rank count for a run of several)");
   if (eval_sequences < 1) bad("eval_sequences", "must be >= 1 (every run evaluates at its last step)");
   if (sink_sequences < 1) bad("sink_sequences", "must be >= 1");
   if (sink_window < 0) bad("sink_window", "must be >= 0 (0 = seq_len / 2)");

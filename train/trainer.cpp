@@ -59,6 +59,14 @@ std::string human_time(double s) {
   return buf;
 }
 
+// Whether DIR holds a run: a checkpoint folder (complete or not, `latest` or not) or a metrics.jsonl with a line.
+bool holds_a_run(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(dir) / "checkpoints", ec))
+    if (e.path().filename().string().rfind("step_", 0) == 0 || e.path().filename() == "latest") return true;
+  return fs::file_size(fs::path(dir) / "metrics.jsonl", ec) > 0 && !ec;
+}
+
 std::vector<int64_t> sink_prefix(const ModelConfig& m) {
   std::vector<int64_t> p;
   for (int64_t i = 0; i < m.prefix_tokens(); ++i) p.push_back(m.sink_token_id + i);
@@ -183,9 +191,11 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     // a run of its own it would overwrite that run's checkpoints past the step and splice its metrics.jsonl.
     const fs::path own = fs::path(opts.out_dir) / "checkpoints";
     std::error_code ec;
-    if (fs::exists(own / "latest") && !fs::equivalent(fs::canonical(resume_dir, ec).parent_path(), own, ec))
-      throw Error(opts.out_dir + ": already holds checkpoints of its own, and " + resume_dir +
-                  " is not one of them; pass --resume auto to continue that run, or a fresh --out for this one");
+    const fs::path from = fs::canonical(resume_dir, ec).parent_path();
+    if (holds_a_run(opts.out_dir) && !(fs::exists(own) && fs::equivalent(from, own, ec)))
+      throw Error(opts.out_dir + ": already holds a run of its own (checkpoints or metrics.jsonl), and " +
+                  resume_dir + " is not one of its checkpoints; pass --resume auto to continue that run, or a " +
+                  "fresh --out for this one");
   } else if (!latest_checkpoint(opts.out_dir).empty()) {
     throw Error(opts.out_dir + ": already holds checkpoints; pass --resume auto to continue it, or a fresh --out");
   }
