@@ -24,6 +24,7 @@
 #include "common/file_util.h"
 #include "model/model_io.h"
 #include "model/safetensors.h"
+#include "tests/checkpoint_compare.h"
 #include "tests/corpus_fixture.h"
 
 extern char** environ;
@@ -33,15 +34,6 @@ using namespace streamsink::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-double max_param_diff(const std::string& run_a, const std::string& run_b, const std::string& step) {
-  auto a = load_safetensors(run_a + "/checkpoints/" + step + "/model.safetensors");
-  auto b = load_safetensors(run_b + "/checkpoints/" + step + "/model.safetensors");
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
-  return worst;
-}
 
 // This process's environment without any launcher's variables (torchrun's, SLURM's, ours), plus `extra`: what a
 // child started by a launcher would inherit, so that the test's own environment cannot pick the launcher.

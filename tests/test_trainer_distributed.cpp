@@ -3,32 +3,11 @@
 // 2b, and as one process accumulating 2 × b (fp32, 1e-6).
 #include <gtest/gtest.h>
 
-#include "model/safetensors.h"
+#include "tests/checkpoint_compare.h"
 #include "tests/corpus_fixture.h"
 
 using namespace streamsink;
 using namespace streamsink::testing;
-
-namespace {
-
-double max_param_diff(const std::string& run_a, const std::string& run_b, const std::string& step) {
-  auto a = load_safetensors(run_a + "/checkpoints/" + step + "/model.safetensors");
-  auto b = load_safetensors(run_b + "/checkpoints/" + step + "/model.safetensors");
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
-  return worst;
-}
-
-double max_param_diff_steps(const std::string& run, const std::string& a, const std::string& b) {
-  auto ta = load_safetensors(run + "/checkpoints/" + a + "/model.safetensors");
-  auto tb = load_safetensors(run + "/checkpoints/" + b + "/model.safetensors");
-  double worst = 0;
-  for (const auto& [name, t] : ta) worst = std::max(worst, (t - tb.at(name)).abs().max().item<double>());
-  return worst;
-}
-
-}  // namespace
 
 TEST(TrainerDistributed, TwoRanksEqualOneRankWithTwiceTheBatchAndAccumulation) {
   TempDir dir;
@@ -71,7 +50,7 @@ TEST(TrainerDistributed, TwoRanksEqualOneRankWithTwiceTheBatchAndAccumulation) {
   EXPECT_NEAR(last_val_loss(dir.str() + "/two"), v1, 1e-4 * v1);
   EXPECT_NEAR(last_val_loss(dir.str() + "/accum"), v1, 1e-4 * v1);
   // and training moved the parameters (the comparisons are not between untouched initialisations)
-  EXPECT_GT(max_param_diff_steps(dir.str() + "/one", "step_0000001", "step_0000005"), 1e-4);
+  EXPECT_GT(max_weight_diff(dir.str() + "/one/checkpoints/step_0000001", dir.str() + "/one/checkpoints/step_0000005"), 1e-4);
 }
 
 // A world of one started by the launcher builds a Gloo group of one (as torchrun with DDP does; on a GPU the same
