@@ -75,8 +75,8 @@ void TrainConfig::validate() const {
   if (eval_interval < 0) bad("eval_interval", "must be >= 0 (0 = only at the last step)");
   if (retired_eval_batches >= 0)
     bad("eval_batches", "was replaced by train.eval_sequences, the number of validation windows, which gives the same "
-                        "set (and val_loss) whatever the batch size and the rank count: remove eval_batches from the "
-                        "file and set eval_sequences: " + std::to_string(retired_eval_batches * batch_size) +
+                        "set (and val_loss) whatever the batch size and the rank count: remove eval_batches (from the "
+                        "file, or the --set) and set eval_sequences: " + std::to_string(retired_eval_batches * batch_size) +
                             " for the set eval_batches: " + std::to_string(retired_eval_batches) + " gave one rank (" +
                             std::to_string(retired_eval_batches) + " x batch_size " + std::to_string(batch_size) +
                             "; times the rank count for a run of several)");
@@ -99,9 +99,8 @@ void apply_override(RunConfig& c, const std::string& assignment) {
   const std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
   if (key.rfind("model.", 0) == 0) {
     set_model_config_key(c.model, key.substr(6), value);
-  } else if (key == "train.eval_batches") {
-    throw Error("--set train.eval_batches: replaced by train.eval_sequences (validation windows; eval_batches x "
-                "batch_size x ranks gives the set eval_batches did)");
+  } else if (key == "train.eval_batches") {  // retired: validate() explains, as for the key in a file
+    c.train.retired_eval_batches = parse_int(value, "--set " + key);
   } else if (key.rfind("train.", 0) == 0) {
     if (!set_field(train_fields(), c.train, key.substr(6), value, "--set " + key))
       throw Error("--set: unknown key '" + key + "'");

@@ -44,6 +44,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::atomic<int> g_stop_signal{0};
+const char* const kBudgetStop = "train.max_seconds";  // the stop reason a time-budget stop names (and evaluates)
 void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -400,14 +401,14 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     // others waiting in a collective until the timeout. A signal that arrives later in the step stops the next one.
     const char* stop_why = g_stop_signal != 0 ? (g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM")
                            : opts.stop_after >= 0 && state.step + 1 >= opts.stop_after ? "--stop-after"
-                           : tc.max_seconds > 0 && seconds_since(loop_start) >= tc.max_seconds ? "train.max_seconds"
+                           : tc.max_seconds > 0 && seconds_since(loop_start) >= tc.max_seconds ? kBudgetStop
                            : fault::stop_at(state.step + 1, dist->rank()) ? "STREAMSINK_FAULT_STOP_AT_STEP"  // test-only
                                                                            : nullptr;
     // The gradient norm's finiteness rides along too, so every rank takes the same skip/stop decision by
     // construction (the all-reduced gradients are the same on every rank, but nothing else has to rely on that).
     // A stop at the time budget is the run's planned end, so it evaluates (the run's last metrics then hold the
     // model it leaves); a signal wants out at once, and a stop that any rank asked for otherwise does not evaluate.
-    const bool budget_stop = stop_why != nullptr && std::string(stop_why) == "train.max_seconds";
+    const bool budget_stop = stop_why == kBudgetStop;
     const auto sums = dist->allreduce_sum(std::vector<double>{loss_v, stop_why ? 1.0 : 0.0,
                                                               std::isfinite(norm_v) ? 0.0 : 1.0, budget_stop ? 1.0 : 0.0});
     loss_v = sums[0] / world;
