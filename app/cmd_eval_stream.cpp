@@ -116,8 +116,8 @@ int cmd_eval_stream(int argc, char** argv) {
   std::printf("eval-stream: checkpoint %s\n", dir.c_str());
   std::printf("  data %s: %zu tokens\n", data.c_str(), stream.size());
   const std::string window_note = default_window_note(dc, model->config());
-  std::printf("  policy %s%s chunk %lld block %lld threads %d device %s\n", resolved.describe().c_str(),
-              window_note.c_str(), static_cast<long long>(dc.max_chunk), static_cast<long long>(block),
+  std::printf("  policy %s%s chunk %s block %lld threads %d device %s\n", resolved.describe().c_str(),
+              window_note.c_str(), chunk_note(dc, resolved).c_str(), static_cast<long long>(block),
               at::get_num_threads(), model->parameters().front().device().str().c_str());
   std::fflush(stdout);
   const auto r = evaluate_stream(model, stream, opt);

@@ -87,7 +87,8 @@ struct CommonFlags {
     app.add_option("--checkpoint", checkpoint, "checkpoint folder, or a run folder (its latest checkpoint)")
         ->required();
     app.add_option("--tokenizer", tokenizer, "sentencepiece model (default: CHECKPOINT/tokenizer.model)");
-    app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate (per turn for chat); -1 = until stopped")
+    app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate (per turn for chat); -1 = no limit: generate runs until "
+                   "interrupted (Ctrl-C), past </s>; a chat turn runs until </s>")
         ->capture_default_str();
     app.add_option("--sinks", decode.sinks, "S sink slots (default: k for sink: token models, else 4)");
     app.add_option("--window", decode.window,
@@ -130,8 +131,9 @@ Session open_session(CommonFlags& f, const char* command) {
   s.decoder = std::make_unique<Decoder>(s.model, f.decode, 1);
   s.gen = std::make_unique<Generator>(*s.decoder, f.sampler);
   const std::string window_note = default_window_note(f.decode, s.model->config());
-  std::fprintf(stderr, "%s: %s, %s%s, temperature %g top-p %g seed %llu\n", command, s.dir.c_str(),
-               s.decoder->policy().describe().c_str(), window_note.c_str(), f.sampler.temperature, f.sampler.top_p,
+  std::fprintf(stderr, "%s: %s, %s%s, chunk %s, temperature %g top-p %g seed %llu\n", command, s.dir.c_str(),
+               s.decoder->policy().describe().c_str(), window_note.c_str(),
+               chunk_note(f.decode, s.decoder->policy()).c_str(), f.sampler.temperature, f.sampler.top_p,
                static_cast<unsigned long long>(f.sampler.seed));
   return s;
 }
@@ -160,7 +162,7 @@ int cmd_generate(int argc, char** argv) {
   install_sigint();
   GenerateOptions opt;
   opt.max_new_tokens = f.max_new_tokens;
-  opt.stop_at_eos = !f.ignore_eos;
+  opt.stop_at_eos = !f.ignore_eos && f.max_new_tokens != -1;  // -1: until interrupted, </s> included
   opt.eos_id = s.tok->eos_id();
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t n = s.gen->generate(

@@ -33,8 +33,8 @@ PositionMode position_mode_from_string(const std::string& s) {
 }
 
 void DecodeConfig::validate() const {
-  if (window <= 0 && window != -1) throw Error("--window: must be positive, got " + std::to_string(window));
-  if (sinks < -1) throw Error("--sinks: must be >= 0, got " + std::to_string(sinks));
+  if (window != kAuto && window <= 0) throw Error("--window: must be positive, got " + std::to_string(window));
+  if (sinks != kAuto && sinks < 0) throw Error("--sinks: must be >= 0, got " + std::to_string(sinks));
   if (max_chunk <= 0) throw Error("--chunk: must be positive, got " + std::to_string(max_chunk));
   if (policy == PolicyKind::kDense && max_tokens <= 0)
     throw Error("--max-tokens: must be positive, got " + std::to_string(max_tokens));
@@ -66,14 +66,25 @@ namespace {
 // S + W = context_length slots is what every query saw in training; capped at kDefaultCacheTokens, so a model
 // imported with a long context (up to 2^20) does not get a cache of that size unasked.
 int64_t default_window(const DecodeConfig& cfg, const ModelConfig& model, int64_t S) {
-  return cfg.window != -1 ? cfg.window
+  return cfg.window != kAuto ? cfg.window
                           : std::max<int64_t>(1, std::min(model.context_length, kDefaultCacheTokens) - S);
 }
 
 }  // namespace
 
+int64_t resolved_chunk(const DecodeConfig& cfg, const CachePolicy& policy) {
+  const bool rolls = policy.kind() == PolicyKind::kWindow || policy.kind() == PolicyKind::kStreaming;
+  return rolls ? std::min(cfg.max_chunk, policy.window()) : cfg.max_chunk;
+}
+
+std::string chunk_note(const DecodeConfig& cfg, const CachePolicy& policy) {
+  const int64_t c = resolved_chunk(cfg, policy);
+  return std::to_string(c) +
+         (c < cfg.max_chunk ? " (--chunk " + std::to_string(cfg.max_chunk) + " capped at W)" : std::string());
+}
+
 std::string default_window_note(const DecodeConfig& cfg, const ModelConfig& model) {
-  if (cfg.window != -1 || cfg.policy == PolicyKind::kDense) return "";
+  if (cfg.window != kAuto || cfg.policy == PolicyKind::kDense) return "";
   const std::string ctx = "context_length " + std::to_string(model.context_length);
   return " (W by default: " +
          (model.context_length > kDefaultCacheTokens ? "min(" + ctx + ", " + std::to_string(kDefaultCacheTokens) + ")"
@@ -96,11 +107,11 @@ CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model) {
       if (cfg.policy == PolicyKind::kRecompute && cfg.positions == PositionMode::kText)
         throw Error("--positions: recompute runs a fresh forward, whose positions are always 0..n-1 (cache)");
       const int64_t dflt = k > 0 ? k : (cfg.policy == PolicyKind::kStreaming ? 4 : 0);
-      const int64_t S = cfg.sinks >= 0 ? cfg.sinks : dflt;
+      const int64_t S = cfg.sinks != kAuto ? cfg.sinks : dflt;
       const int64_t W = default_window(cfg, model, S);
       if (S > W)
         throw Error("--sinks: " + std::to_string(S) + " sink slots is larger than the window of " + std::to_string(W) +
-                    (cfg.window == -1 ? " (the default: the model's context_length " +
+                    (cfg.window == kAuto ? " (the default: the model's context_length " +
                                             std::to_string(model.context_length) + " minus the sinks; pass --window)"
                                       : std::string(" (--window)")) +
                     ": the cache would be mostly sinks");

@@ -13,6 +13,7 @@
 //              (the paper's "sliding window with re-computation" quality baseline, Figure 1c)
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -31,12 +32,14 @@ PositionMode position_mode_from_string(const std::string& s);  // Error naming t
 
 // The default cache (S + W) is the model's training context, but at most this many tokens.
 constexpr int64_t kDefaultCacheTokens = 1024;
+// A DecodeConfig field left to its default. Not -1: `--window -1` is a user's value, and an error like 0.
+constexpr int64_t kAuto = std::numeric_limits<int64_t>::min();
 
 struct DecodeConfig {
   PolicyKind policy = PolicyKind::kStreaming;  // dense | window | streaming | recompute
-  int64_t sinks = -1;                          // S; -1 = the default: k for sink: token models, else 4 (streaming)
+  int64_t sinks = kAuto;                       // S; kAuto = the default: k for sink: token models, else 4 (streaming)
                                                //   or 0 (recompute); dense and window have none
-  int64_t window = -1;                         // W recent tokens (the query itself included); -1 = the default:
+  int64_t window = kAuto;                      // W recent tokens (the query itself included); kAuto = the default:
                                                //   min(the model's context_length, kDefaultCacheTokens) - S (at
                                                //   least 1), so that S + W is the context it was trained on
   int64_t max_tokens = 1 << 16;                // dense only: a stream's bound (its cache is preallocated to it)
@@ -76,6 +79,13 @@ class CachePolicy {
 // dense's S = 0 and W = max_tokens) and checks them: Error naming the flag (--window, --sinks, --max-tokens) when
 // they make no sense.
 CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model);
+// The most tokens the decoder feeds per step under `policy`: --chunk, but at most W under window and streaming. The
+// ring keeps W + chunk - 1 slots (infer/kv_cache.h) and every one-token step scores all of them, so a chunk longer
+// than the window would only add slots that no query of a later step can see (at W = 28 and --chunk 256, 9x the
+// attention work of every generated token); a chunk of W tokens costs at most W - 1 spare columns.
+int64_t resolved_chunk(const DecodeConfig& cfg, const CachePolicy& policy);
+// "256", or "28 (--chunk 256 capped at W)" for the resolved-config printout.
+std::string chunk_note(const DecodeConfig& cfg, const CachePolicy& policy);
 // " (W by default: context_length N - S)" when `cfg` leaves W to the default, for the resolved policy's printout.
 std::string default_window_note(const DecodeConfig& cfg, const ModelConfig& model);
 

@@ -19,7 +19,7 @@ Decoder::Decoder(Transformer model, const DecodeConfig& cfg, int64_t batch)
     : model_(std::move(model)),
       policy_(make_policy(cfg, model_->config())),
       B_(batch),
-      max_chunk_(cfg.max_chunk),
+      max_chunk_(resolved_chunk(cfg, policy_)),
       prefix_(sink_prefix(model_->config())),
       seen_(batch, 0),
       head_(batch),

@@ -377,12 +377,16 @@ std::vector<Case> cases() {
       {"flag_window_zero", none, eval_good + " --window 0", {"--window"}},
       // a cache larger than the machine: an error before the allocation (which aborts the process on a CPU)
       {"flag_window_huge", none, eval_good + " --window 1000000000000000", {"--window", "KV cache would need"}},
-      {"flag_chunk_huge", none, eval_good + " --chunk 9223372036854775000", {"--chunk", "KV cache would need"}},
+      // (under streaming a chunk is capped at W, so only dense takes it whole)
+      {"flag_chunk_huge", none, eval_good + " --policy dense --chunk 9223372036854775000", {"--chunk", "KV cache would need"}},
       {"flag_window_huge_generate", none, gen_good + " --max-new-tokens 4 --window 1000000000000", {"--window"}},
       {"flag_policy", none, eval_good + " --policy bogus", {"--policy"}},
       {"flag_tokens_zero", none, eval_good.substr(0, eval_good.find(" --tokens")) + " --tokens 0", {"--tokens"}},
       {"flag_chunk_zero", none, eval_good + " --chunk 0", {"--chunk"}},
       {"flag_sinks_negative", none, eval_good + " --sinks -3", {"--sinks"}},
+      {"flag_sinks_minus_one", none, eval_good + " --sinks -1", {"--sinks"}},
+      {"flag_window_minus_one", none, eval_good + " --window -1", {"--window"}},
+      {"flag_window_minus_one_generate", none, gen_good + " --max-new-tokens 4 --window -1", {"--window"}},
       {"flag_block_zero", none, eval_good + " --block 0", {"--block"}},
       {"flag_sinks_larger_than_window", none, eval_good + " --sinks 8 --window 4", {"--sinks"}},
       {"flag_stop_after_not_a_number", none, "train {CFG} --out {D}/run --stop-after abc", {"--stop-after"}, true},

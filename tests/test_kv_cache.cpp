@@ -55,8 +55,8 @@ DecodeConfig decode_cfg(PolicyKind policy, int64_t S, int64_t W, int64_t chunk,
                         PositionMode pos = PositionMode::kCache) {
   DecodeConfig d;
   d.policy = policy;
-  d.sinks = S;
-  d.window = W;
+  d.sinks = S == -1 ? kAuto : S;  // -1 here: the default
+  d.window = W == -1 ? kAuto : W;
   d.max_chunk = chunk;
   d.positions = pos;
   return d;
@@ -248,6 +248,25 @@ TEST(KVCache, ChunkedPrefillEqualsTokenByToken) {
     EXPECT_LT(max_diff(decode(m, decode_cfg(PolicyKind::kStreaming, 4, 16, chunk), stream), one), 1e-5) << chunk;
 }
 
+// A chunk longer than W would only add ring slots that every later one-token step scores and no query sees
+// (infer/cache_policy.h, resolved_chunk): the decoder caps it at W under window and streaming, and the logits are
+// those of any other chunk (ChunkedPrefillEqualsTokenByToken feeds 33 and 100 at W = 16).
+TEST(Decoder, AChunkLongerThanTheWindowIsCappedAtW) {
+  auto m = make_model(tiny_config(SinkKind::kNone));
+  Decoder capped(m, decode_cfg(PolicyKind::kStreaming, 4, 16, 256)), exact(m, decode_cfg(PolicyKind::kStreaming, 4, 16, 16));
+  EXPECT_EQ(capped.max_chunk(), 16);
+  EXPECT_EQ(capped.cache_bytes(), exact.cache_bytes());
+  EXPECT_EQ(Decoder(m, decode_cfg(PolicyKind::kWindow, -1, 8, 256)).max_chunk(), 8);
+  EXPECT_EQ(Decoder(m, decode_cfg(PolicyKind::kStreaming, 4, 16, 5)).max_chunk(), 5);  // shorter: as given
+  EXPECT_EQ(Decoder(m, decode_cfg(PolicyKind::kRecompute, 4, 16, 256)).max_chunk(), 256);
+  auto dense = decode_cfg(PolicyKind::kDense, -1, -1, 256);
+  dense.max_tokens = 300;
+  EXPECT_EQ(Decoder(m, dense).max_chunk(), 256);  // dense keeps no spare slots: its chunk costs nothing
+  const auto policy = make_policy(decode_cfg(PolicyKind::kStreaming, 4, 16, 256), m->config());
+  EXPECT_EQ(chunk_note(decode_cfg(PolicyKind::kStreaming, 4, 16, 256), policy), "16 (--chunk 256 capped at W)");
+  EXPECT_EQ(chunk_note(decode_cfg(PolicyKind::kStreaming, 4, 16, 8), policy), "8");
+}
+
 TEST(KVCache, BytesAfterTenWindowsEqualBytesAfterOne) {
   auto m = make_model(tiny_config(SinkKind::kNone));
   const int64_t W = 16;
@@ -426,6 +445,11 @@ TEST(CachePolicy, BadSettingsAreErrorsNamingTheFlag) {
   };
   expect_error(decode_cfg(PolicyKind::kStreaming, 4, 0, 1), "--window");
   expect_error(decode_cfg(PolicyKind::kStreaming, 4, -3, 1), "--window");
+  auto minus_one = decode_cfg(PolicyKind::kStreaming, 4, 8, 1);  // a user's -1 is a value, not "the default"
+  minus_one.window = -1;
+  expect_error(minus_one, "--window");
+  minus_one.window = 8, minus_one.sinks = -1;
+  expect_error(minus_one, "--sinks");
   expect_error(decode_cfg(PolicyKind::kStreaming, 40, 8, 1), "--sinks");
   expect_error(decode_cfg(PolicyKind::kWindow, 4, 8, 1), "--sinks");
   expect_error(decode_cfg(PolicyKind::kStreaming, 4, 8, 0), "--chunk");
@@ -436,14 +460,14 @@ TEST(CachePolicy, BadSettingsAreErrorsNamingTheFlag) {
   EXPECT_EQ(make_policy(decode_cfg(PolicyKind::kStreaming, -1, 8, 1), cfg).sinks(), 4);
 }
 
-// Without a window (-1) the cache is the model's training context: S + W = context_length (32 for tiny), whatever
+// Without a window (kAuto) the cache is the model's training context: S + W = context_length (32 for tiny), whatever
 // S is; W at least 1; an explicit window wins; dense keeps its max_tokens.
 TEST(CachePolicy, TheDefaultWindowIsTheContextAfterTheSinks) {
   const auto none = tiny_config(SinkKind::kNone), token = tiny_config(SinkKind::kToken);
   auto W = [](PolicyKind p, int64_t S, const ModelConfig& m) {
     return make_policy(decode_cfg(p, S, -1, 1), m).window();
   };
-  EXPECT_EQ(DecodeConfig().window, -1);
+  EXPECT_EQ(DecodeConfig().window, kAuto);
   EXPECT_EQ(W(PolicyKind::kStreaming, -1, none), 28);  // 4 default sinks
   EXPECT_EQ(W(PolicyKind::kStreaming, -1, token), 30);  // the 2 sink tokens
   EXPECT_EQ(W(PolicyKind::kStreaming, 1, none), 31);
