@@ -179,6 +179,12 @@ std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
   return std::vector<int32_t>(ids.begin(), ids.end());
 }
 
+bool Tokenizer::adds_dummy_prefix() const {
+  // A lone letter: "a" (or its byte piece) as is, "▁a" (or a lone "▁" first) after a dummy prefix.
+  const auto ids = encode("a");
+  return !ids.empty() && piece(ids.front()).rfind("\xe2\x96\x81", 0) == 0;
+}
+
 bool Tokenizer::newline_cuts_are_exact() const {
   for (const std::string text : {"a\nb", "Hello world.\n  indented line\n", "x\n\ny z\n", "\nstart", "end\n\n",
                                  "tab\there\n spaced  words\n", "\xc3\xa9t\xc3\xa9\n\xe2\x96\x81mark"}) {

@@ -49,6 +49,9 @@ class Tokenizer {
   // `tokenizer train` makes (identity normalisation, no dummy prefix, no piece spans a newline). Probed on a few
   // texts; a model with a dummy prefix (a Llama tokenizer.model, say) starts every piece with an extra "▁".
   bool newline_cuts_are_exact() const;
+  // Whether the model puts sentencepiece's dummy prefix ("▁") before every text, as Llama's tokenizer.model and
+  // sentencepiece's defaults do; `tokenizer train`'s models do not. Probed by encoding "a".
+  bool adds_dummy_prefix() const;
 
   int64_t vocab_size() const;
   int32_t unk_id() const;

@@ -121,15 +121,16 @@ HfExportResult export_hf(const std::string& checkpoint, const std::string& out) 
           break;
         }
     }
-    // Our tokenizer (data/tokenizer.cpp): identity normalization, whitespace kept, no dummy prefix, no bos/eos
-    // added. legacy=false + add_prefix_space=false is what makes LlamaTokenizer (slow) and its fast conversion
-    // prepend nothing, so HF's ids equal ours.
+    // No bos/eos added (streamsink's streams carry none). legacy=false and add_prefix_space set to whether the
+    // model has sentencepiece's dummy prefix: for our own tokenizers (identity normalization, no dummy prefix)
+    // false, which makes LlamaTokenizer (slow) and its fast conversion prepend nothing; for an imported Llama
+    // tokenizer.model true, so they prepend the "▁" that sentencepiece itself does. Either way HF's ids equal ours.
     json tc = {
         {"tokenizer_class", "LlamaTokenizer"},
         {"add_bos_token", false},
         {"add_eos_token", false},
         {"legacy", false},
-        {"add_prefix_space", false},
+        {"add_prefix_space", tok.adds_dummy_prefix()},
         {"clean_up_tokenization_spaces", false},
         {"spaces_between_special_tokens", false},
         {"sp_model_kwargs", json::object()},
