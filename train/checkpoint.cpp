@@ -155,6 +155,7 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
     fsync_dir(root);
     fault::checkpoint_pause();
     write_file_atomic((root / "latest").string(), name + "\n");
+    fsync_dir(root);  // the new `latest` is on disk before pruning removes what the old one named
   } catch (const std::exception& e) {
     fs::remove_all(tmp, ec);  // the previous checkpoint and `latest` are untouched
     const std::string prev = fs::exists(root / "latest") ? read_file((root / "latest").string()) : "none\n";
