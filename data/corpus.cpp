@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "data/utf8.h"
 
 namespace streamsink {
 namespace fs = std::filesystem;
@@ -58,27 +59,20 @@ std::vector<Document> find_documents(const std::vector<std::string>& inputs) {
 bool looks_binary(std::string_view head) {
   head = head.substr(0, 8000);
   if (head.find('\0') != std::string_view::npos) return true;
-  // Count bytes that are not part of a well-formed UTF-8 sequence; latin-1 text has a few, binary has many.
+  // Count bytes that start no well-formed UTF-8 sequence; latin-1 text has a few, binary has many.
   size_t bad = 0;
-  const auto* s = reinterpret_cast<const unsigned char*>(head.data());
   const size_t n = head.size();
   for (size_t i = 0; i < n;) {
-    const unsigned char c = s[i];
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len == 0) {
-      ++bad;
-      ++i;
+    const size_t len = utf8_sequence_length(head, i);
+    if (len > 0) {
+      i += len;
       continue;
     }
-    if (i + len > n) break;  // a sequence cut by the 8000-byte limit
-    bool ok = true;
-    for (size_t k = 1; k < len; ++k) ok = ok && (s[i + k] >> 6) == 0x2;
-    if (!ok) {
-      ++bad;
-      ++i;
-      continue;
-    }
-    i += len;
+    const auto c = static_cast<unsigned char>(head[i]);
+    const size_t lead = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (lead > 0 && i + lead > n) break;  // a sequence cut by the 8000-byte limit
+    ++bad;
+    ++i;
   }
   return n > 0 && bad * 10 > n * 3;  // more than 30% stray bytes
 }

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "data/corpus.h"
+#include "data/utf8.h"
 
 namespace streamsink {
 namespace fs = std::filesystem;
@@ -169,14 +170,44 @@ Tokenizer Tokenizer::load(const std::string& path) {
     t.sink_ids_.push_back(id);
   }
   t.sp_ = std::move(sp);
+  t.byte_of_id_.assign(static_cast<size_t>(t.sp_->GetPieceSize()), -1);
+  bool all_bytes = true;
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    const int id = t.sp_->PieceToId(name);
+    all_bytes = all_bytes && t.sp_->IsByte(id);
+    t.byte_id_[static_cast<size_t>(b)] = id;
+    if (t.sp_->IsByte(id)) t.byte_of_id_[static_cast<size_t>(id)] = static_cast<int16_t>(b);
+  }
+  t.exact_bytes_ = all_bytes && !t.adds_dummy_prefix();
   return t;
 }
 
 std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
+  std::vector<int32_t> out;
   std::vector<int> ids;
-  const auto st = sp_->Encode(text, &ids);
-  if (!st.ok()) fail(path_, "encode failed: " + std::string(st.message()));
-  return std::vector<int32_t>(ids.begin(), ids.end());
+  auto encode_valid = [&](std::string_view part) {  // well-formed UTF-8: sentencepiece's own segmentation
+    if (part.empty()) return;
+    const auto st = sp_->Encode(part, &ids);
+    if (!st.ok()) fail(path_, "encode failed: " + std::string(st.message()));
+    out.insert(out.end(), ids.begin(), ids.end());
+  };
+  size_t bad = utf8_first_invalid(text);
+  if (bad == text.size() || !exact_bytes_) {
+    encode_valid(text);
+    return out;
+  }
+  // Cut at every byte that starts no well-formed sequence: the parts between go to sentencepiece, each such byte
+  // becomes its byte piece.
+  for (size_t p = 0;;) {
+    encode_valid(std::string_view(text).substr(p, bad - p));
+    if (bad == text.size()) break;
+    out.push_back(byte_id_[static_cast<unsigned char>(text[bad])]);
+    p = bad + 1;
+    bad = utf8_first_invalid(text, p);
+  }
+  return out;
 }
 
 bool Tokenizer::adds_dummy_prefix() const {
@@ -206,9 +237,29 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   for (const int32_t id : ids)
     if (id < 0 || id >= n)
       fail(path_, "cannot decode id " + std::to_string(id) + ": outside the vocabulary [0, " + std::to_string(n) + ")");
-  std::string out;
-  const auto st = sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &out);
-  if (!st.ok()) fail(path_, "decode failed: " + std::string(st.message()));
+  std::string out, part;
+  auto decode_run = [&](size_t from, size_t to) {  // sentencepiece decodes what lies between byte pieces
+    if (from == to) return;
+    const auto st = sp_->Decode(std::vector<int>(ids.begin() + static_cast<std::ptrdiff_t>(from),
+                                                 ids.begin() + static_cast<std::ptrdiff_t>(to)),
+                                &part);
+    if (!st.ok()) fail(path_, "decode failed: " + std::string(st.message()));
+    out += part;
+  };
+  if (!exact_bytes_) {
+    decode_run(0, ids.size());
+    return out;
+  }
+  // Byte pieces come back as raw bytes (sentencepiece would turn bytes that make no well-formed UTF-8 into U+FFFD).
+  size_t run = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int16_t b = byte_of_id_[static_cast<size_t>(ids[i])];
+    if (b < 0) continue;
+    decode_run(run, i);
+    out.push_back(static_cast<char>(b));
+    run = i + 1;
+  }
+  decode_run(run, ids.size());
   return out;
 }
 

@@ -5,9 +5,14 @@
 // The sinks are sentencepiece *control* symbols: ordinary text never encodes to them, not even the literal
 // text "<sink>"; only code that asks for sink_id() puts them in a stream.
 // Byte fallback is on, so any byte string encodes without <unk>. Normalization is the identity and whitespace is
-// kept as is, so decode(encode(s)) == s for every valid UTF-8 string, except that a literal U+2581 (▁,
-// sentencepiece's whitespace mark) comes back as a space. Invalid UTF-8 bytes are replaced by U+FFFD each.
+// kept as is, so decode(encode(s)) == s for every byte string, except that a literal U+2581 (▁, sentencepiece's
+// whitespace mark) comes back as a space. Bytes that are not well-formed UTF-8 (data/utf8.h), which
+// sentencepiece's normalizer would replace by U+FFFD, are encoded here as their byte pieces <0xNN>, the text
+// between them by sentencepiece, and decode gives byte pieces back as raw bytes. (For a model with a dummy prefix,
+// an imported Llama tokenizer say, cutting the text would put a prefix before every part: such models keep
+// sentencepiece's U+FFFD.)
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -66,6 +71,9 @@ class Tokenizer {
  private:
   std::shared_ptr<const sentencepiece::SentencePieceProcessor> sp_;
   std::vector<int32_t> sink_ids_;
+  bool exact_bytes_ = false;           // invalid UTF-8 goes to byte pieces (every <0xNN> exists, no dummy prefix)
+  std::array<int32_t, 256> byte_id_{};  // byte → the id of its piece <0xNN>
+  std::vector<int16_t> byte_of_id_;    // id → its byte, -1 for pieces that are not <0xNN>
   std::string checksum_;
   std::string path_;
 };

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "common/error.h"
@@ -84,16 +85,40 @@ TEST_F(TokenizerTest, RoundTripMixedScripts) {
   }
 }
 
-TEST_F(TokenizerTest, InvalidUtf8BecomesReplacementCharacters) {
-  // sentencepiece's normalizer replaces every byte that does not start a well-formed UTF-8 sequence by U+FFFD
-  // (EF BF BD) before segmentation, so decode(encode(s)) is s with each bad byte replaced: the bytes are lost,
-  // the length in characters is kept, and nothing becomes <unk>.
-  const std::string bad = std::string("ok \xff\xfe end \xc3") + "(" + "\x80";
-  const std::string fffd = "\xEF\xBF\xBD";
-  const std::string expected = "ok " + fffd + fffd + " end " + fffd + "(" + fffd;
-  const auto ids = tok_->encode(bad);
-  for (const int32_t id : ids) EXPECT_NE(id, tok_->unk_id());
-  EXPECT_EQ(tok_->decode(ids), expected);
+// Issue 4: "byte fallback so any input round-trips". sentencepiece's normalizer would replace every byte that
+// starts no well-formed UTF-8 sequence by U+FFFD; the tokenizer encodes such bytes as their byte pieces instead, so
+// decode(encode(s)) == s for any byte string. Oracles: the bytes themselves, the byte pieces' names, and
+// sentencepiece's own ids for the well-formed text between the bad bytes.
+TEST_F(TokenizerTest, InvalidUtf8RoundTripsThroughBytePieces) {
+  const std::vector<std::string> cases = {
+      std::string("ok \xff\xfe end \xc3") + "(" + "\x80",  // stray bytes, a lead byte without its continuation
+      "\xc0\x80 overlong NUL, \xe0\x80\xaf overlong slash",      // overlong forms
+      "surrogate \xed\xa0\x80 and past U+10FFFF \xf4\x90\x80\x80, \xf5\xf8\xfc",
+      "caf\xe9 latin-1 \xe9t\xe9\n\tna\xefve",                  // latin-1 text
+      "valid \xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82 then cut \xf0\x9f\x99",  // a 4-byte sequence cut short at the end
+      "\x80", "\xff\xff\xff", "a\xffb\xffc",
+  };
+  for (const auto& s : cases) {
+    const auto ids = tok_->encode(s);
+    for (const int32_t id : ids) EXPECT_NE(id, tok_->unk_id()) << s;
+    EXPECT_EQ(tok_->decode(ids), s);
+  }
+  EXPECT_EQ(tok_->encode("\xff"), std::vector<int32_t>{tok_->encode("\xff").at(0)});
+  EXPECT_EQ(tok_->piece(tok_->encode("\xff").at(0)), "<0xFF>");
+  // The well-formed parts are sentencepiece's own: "a", the byte, "b c" encoded alone.
+  std::vector<int32_t> want = tok_->encode("abc def");
+  want.push_back(tok_->encode("\x80").at(0));
+  const auto tail = tok_->encode(" ghi");
+  want.insert(want.end(), tail.begin(), tail.end());
+  EXPECT_EQ(tok_->encode("abc def\x80 ghi"), want);
+  // Random byte strings, most of them far from UTF-8.
+  std::mt19937 rng(5);
+  for (int n = 0; n < 300; ++n) {
+    std::string s(rng() % 40, '\0');
+    for (auto& c : s) c = static_cast<char>(rng() % 4 == 0 ? 'a' + rng() % 26 : rng() % 256);
+    const auto ids = tok_->encode(s);
+    ASSERT_EQ(tok_->decode(ids), s) << "case " << n;
+  }
 }
 
 TEST_F(TokenizerTest, SinkIdsNeverComeFromText) {
