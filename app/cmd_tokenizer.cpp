@@ -24,6 +24,9 @@ int cmd_tokenizer(int argc, char** argv) {
   train->add_option("--sink-symbols", cfg.n_sink_symbols, "reserved sink symbols <sink>, <sink1>, ...")
       ->capture_default_str();
   train->add_option("--out", cfg.out, "the .model file to write")->required();
+  train->add_option("--progress-every", cfg.progress_seconds, "seconds between progress lines while training (0 = none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
   CLI11_PARSE(app, argc, argv);
 
   train_tokenizer(cfg);

@@ -4,10 +4,13 @@
 #include <sentencepiece_trainer.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -43,7 +46,7 @@ namespace {
 class CorpusLines : public sentencepiece::SentenceIterator {
  public:
   explicit CorpusLines(std::vector<Document> docs) : docs_(std::move(docs)) { Next(); }
-  bool done() const override { return done_; }
+  bool done() const override { return done_.load(std::memory_order_relaxed); }
   const std::string& value() const override { return line_; }
   sentencepiece::util::Status status() const override { return {}; }
   void Next() override {
@@ -55,7 +58,7 @@ class CorpusLines : public sentencepiece::SentenceIterator {
         pos_ = end + 1;
         if (!line_.empty() && line_.back() == '\r') line_.pop_back();
         if (line_.empty()) continue;
-        ++lines_;
+        lines_.fetch_add(1, std::memory_order_relaxed);
         return;
       }
       if (next_doc_ >= docs_.size()) {
@@ -64,12 +67,13 @@ class CorpusLines : public sentencepiece::SentenceIterator {
       }
       const Document& d = docs_[next_doc_++];
       pos_ = 0;
-      if (read_document(d.path, &text_)) ++files_; else ++skipped_;
+      (read_document(d.path, &text_) ? files_ : skipped_).fetch_add(1, std::memory_order_relaxed);
     }
   }
-  int64_t lines() const { return lines_; }
-  int64_t files() const { return files_; }
-  int64_t skipped() const { return skipped_; }
+  // Read from the progress thread as sentencepiece's reading advances them.
+  int64_t lines() const { return lines_.load(std::memory_order_relaxed); }
+  int64_t files() const { return files_.load(std::memory_order_relaxed); }
+  int64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
 
  private:
   std::vector<Document> docs_;
@@ -77,8 +81,49 @@ class CorpusLines : public sentencepiece::SentenceIterator {
   std::string text_;
   size_t pos_ = 0;
   std::string line_;
-  bool done_ = false;
-  int64_t lines_ = 0, files_ = 0, skipped_ = 0;
+  std::atomic<bool> done_{false};
+  std::atomic<int64_t> lines_{0}, files_{0}, skipped_{0};
+};
+
+// sentencepiece's trainer has no progress callback (and its own log is ~350 lines for a small model), so a thread
+// prints a line every period while it runs: the reader's counts while sentencepiece samples the lines, then the
+// time spent building the pieces. Stopped and joined by the destructor.
+class TrainingProgress {
+ public:
+  TrainingProgress(const CorpusLines& lines, int64_t n_docs, double period_s)
+      : lines_(lines), n_docs_(n_docs), period_(period_s), t0_(std::chrono::steady_clock::now()) {
+    if (period_s > 0) thread_ = std::thread([this] { run(); });
+  }
+  ~TrainingProgress() {
+    {
+      std::lock_guard<std::mutex> g(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> g(m_);
+    while (!cv_.wait_for(g, period_, [this] { return stop_; })) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+      const int64_t read = lines_.files() + lines_.skipped();
+      std::fprintf(stderr, "tokenizer train: %.0f s: read %lld of %lld files, %lld lines%s\n", s,
+                   static_cast<long long>(read), static_cast<long long>(n_docs_),
+                   static_cast<long long>(lines_.lines()),
+                   lines_.done() ? "; sentencepiece is building the pieces" : "");
+      std::fflush(stderr);
+    }
+  }
+  const CorpusLines& lines_;
+  const int64_t n_docs_;
+  const std::chrono::duration<double> period_;
+  const std::chrono::steady_clock::time_point t0_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 }  // namespace
@@ -141,9 +186,14 @@ void train_tokenizer(const TokenizerTrainConfig& cfg) {
                docs.size(), static_cast<long long>(cfg.vocab_size), cfg.model_type.c_str(), threads,
                static_cast<long long>(cfg.max_sentences));
   const auto t0 = std::chrono::steady_clock::now();
+  const auto n_docs = static_cast<int64_t>(docs.size());
   CorpusLines lines(std::move(docs));
   std::string model;
-  const auto st = sentencepiece::SentencePieceTrainer::Train(kw, &lines, &model);
+  sentencepiece::util::Status st;
+  {
+    TrainingProgress progress(lines, n_docs, cfg.progress_seconds);
+    st = sentencepiece::SentencePieceTrainer::Train(kw, &lines, &model);
+  }
   if (!st.ok()) fail(cfg.out, "sentencepiece training failed: " + std::string(st.message()));
 
   write_file_atomic(cfg.out, model);  // a failed write leaves neither a half model nor its temporary file

@@ -32,6 +32,7 @@ struct TokenizerTrainConfig {
   int num_threads = 0;               // 0 = all cores
   int64_t max_sentences = 2'000'000; // lines sampled (uniformly, by reservoir) for training
   int64_t n_sink_symbols = 4;        // <sink>, <sink1>, ... reserved right after <pad>
+  double progress_seconds = 10;      // a progress line on stderr this often while training; 0 = none
 };
 
 // Trains a sentencepiece model (byte_fallback) and writes it to cfg.out atomically; prints sentencepiece's progress.

@@ -206,6 +206,20 @@ TEST(TokenizerTrain, BadConfigsAreErrors) {
   EXPECT_FALSE(fs::exists(cfg.out));
 }
 
+// Issue 4: "progress shown". sentencepiece gives no progress callback, so a thread reports the reading and then the
+// building of the pieces at --progress-every; the counts it prints are the corpus's (5 files, 76 non-empty lines).
+TEST(TokenizerTrain, ProgressLinesComeWhileTraining) {
+  TempDir dir;
+  const std::string base = "tokenizer train --input " + corpus_dir() + " --vocab-size 1000 --threads 1 --out ";
+  auto r = streamsink::testing::run_streamsink(base + (dir.path() / "a.model").string() + " --progress-every 0.001");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("s: read 5 of 5 files, 76 lines; sentencepiece is building the pieces"), std::string::npos)
+      << r.output;
+  r = streamsink::testing::run_streamsink(base + (dir.path() / "b.model").string() + " --progress-every 0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("s: read"), std::string::npos) << r.output;
+}
+
 // A model file that cannot be written whole (a file-size limit stands in for a full disk) is an error naming it, and
 // leaves neither the model nor its temporary file (before session 8 the temporary `t.model.tmp.PID` stayed).
 TEST(TokenizerTrain, AFailedWriteLeavesNoModelAndNoTemporaryFile) {
