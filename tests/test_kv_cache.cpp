@@ -20,6 +20,7 @@
 #include "model/transformer.h"
 #include "tests/helpers.h"
 #include "tests/model_fixtures.h"
+#include "tests/op_recorder.h"
 
 using namespace streamsink;
 using streamsink::testing::all_sinks;
@@ -281,6 +282,55 @@ TEST(KVCache, BytesAfterTenWindowsEqualBytesAfterOne) {
   const auto cfg = m->config();
   const int64_t slots = 4 + W + 8;
   EXPECT_EQ(after_w, cfg.n_layers * 2 * cfg.n_kv_heads * slots * cfg.head_dim() * 4 + (W + 8) * 8);
+}
+
+// Constant work per token, beyond the cache's own storage (which BytesAfterTenWindowsEqualBytesAfterOne counts): a
+// one-token step long after the cache filled dispatches exactly the ops, by name and count, of a step just after it
+// filled (no op that depends on how far the stream has gone), and the keys it attends over are the same buffer,
+// written in place: a cache that rebuilt or grew its storage (a concatenation per step, say) would hand back
+// another. Op names do not show sizes; the buffer's identity and BytesAfterTenWindowsEqualBytesAfterOne do.
+TEST(KVCache, AStepLongAfterTheCacheFilledDoesTheWorkOfTheFirstInTheSameBuffers) {
+  auto m = make_model(tiny_config(SinkKind::kNone));
+  const int64_t W = 16;
+  KVCache cache(m->config(), make_policy(decode_cfg(PolicyKind::kStreaming, 4, W, 1), m->config()), 1, 1,
+                m->parameters().front().options());
+  at::NoGradGuard no_grad;
+  auto token = [](int64_t t) { return at::full({1, 1}, (t * 7 + 3) % 64, at::kLong); };
+  int64_t t = 0;
+  auto step = [&]() {  // one token through the model and the cache
+    const auto pos = cache.begin_step(1);
+    m->step(token(t++), pos, cache);
+    cache.end_step();
+  };
+  struct Spy : KVCacheInterface {  // passes every call on, and keeps the first layer's key buffer
+    KVCache& inner;
+    const void* k0 = nullptr;
+    explicit Spy(KVCache& c) : inner(c) {}
+    CacheView append(int64_t layer, const at::Tensor& k, const at::Tensor& v) override {
+      auto view = inner.append(layer, k, v);
+      if (layer == 0) k0 = view.k.data_ptr();
+      return view;
+    }
+  };
+  auto recorded_step = [&](std::map<std::string, int64_t>* ops, const void** k_ptr) {
+    const auto pos = cache.begin_step(1);
+    Spy spy(cache);
+    {
+      streamsink::testing::OpRecorder rec;
+      m->step(token(t++), pos, spy);
+      *ops = rec.counts();
+    }
+    cache.end_step();
+    *k_ptr = spy.k0;
+  };
+  while (t < 4 + W + 1) step();  // full and wrapped once
+  std::map<std::string, int64_t> early, late;
+  const void *k_early = nullptr, *k_late = nullptr;
+  recorded_step(&early, &k_early);
+  while (t < 40 * W) step();
+  recorded_step(&late, &k_late);
+  EXPECT_EQ(early, late);
+  EXPECT_EQ(k_early, k_late);
 }
 
 TEST(KVCache, SlotsHoldTheSinksAndTheLastTokens) {
