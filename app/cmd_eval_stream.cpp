@@ -91,6 +91,10 @@ int cmd_eval_stream(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op CPU threads (default: LibTorch's)")->check(CLI::Range(0, 4096));
   app.add_option("--tokenizer", tokenizer, "sentencepiece model for a text --data (default: CHECKPOINT/tokenizer.model)");
   app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  bool bos = false;
+  app.add_flag("--bos", bos,
+               "start the stream with the tokenizer's <s> (fed, not scored), as models trained with it before every "
+               "text expect (Hugging Face Llamas; streamsink's own models never saw one)");
   CLI11_PARSE(app, argc, argv);
 
   if (threads > 0) at::set_num_threads(threads);
@@ -105,6 +109,7 @@ int cmd_eval_stream(int argc, char** argv) {
   auto model = load_model(dir, resolve_device(device));
   if (tokenizer.empty()) tokenizer = dir + "/tokenizer.model";
   const auto stream = load_eval_tokens(data, tokenizer, tokens, model->config().vocab_size);
+  if (bos) dc.bos_id = bos_id_for_flag(tokenizer);
 
   StreamEvalOptions opt;
   opt.decode = dc;
@@ -116,8 +121,9 @@ int cmd_eval_stream(int argc, char** argv) {
   std::printf("eval-stream: checkpoint %s\n", dir.c_str());
   std::printf("  data %s: %zu tokens\n", data.c_str(), stream.size());
   const std::string window_note = default_window_note(dc, model->config());
-  std::printf("  policy %s%s chunk %s block %lld threads %d device %s\n", resolved.describe().c_str(),
-              window_note.c_str(), chunk_note(dc, resolved).c_str(), static_cast<long long>(block),
+  std::printf("  policy %s%s%s chunk %s block %lld threads %d device %s\n", resolved.describe().c_str(),
+              window_note.c_str(), bos ? " <s> first (--bos)" : "", chunk_note(dc, resolved).c_str(),
+              static_cast<long long>(block),
               at::get_num_threads(), model->parameters().front().device().str().c_str());
   std::fflush(stdout);
   const auto r = evaluate_stream(model, stream, opt);

@@ -82,6 +82,7 @@ struct CommonFlags {
   int64_t max_new_tokens = 256;
   int threads = 0;
   bool ignore_eos = false;
+  bool bos = false;
 
   void add(CLI::App& app) {
     app.add_option("--checkpoint", checkpoint, "checkpoint folder, or a run folder (its latest checkpoint)")
@@ -100,6 +101,9 @@ struct CommonFlags {
     app.add_option("--top-p", sampler.top_p, "nucleus sampling mass")->capture_default_str();
     app.add_option("--seed", sampler.seed, "sampling seed")->capture_default_str();
     app.add_flag("--ignore-eos", ignore_eos, "keep generating past </s>");
+    app.add_flag("--bos", bos,
+                 "start the stream with the tokenizer's <s>, as models trained with it before every text expect "
+                 "(Hugging Face Llamas; streamsink's own models never saw one)");
     app.add_option("--threads", threads, "intra-op CPU threads (default: LibTorch's)")->check(CLI::Range(0, 4096));
     app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   }
@@ -128,11 +132,12 @@ Session open_session(CommonFlags& f, const char* command) {
     fail(f.tokenizer, "has " + std::to_string(s.tok->vocab_size()) + " ids, more than the model's vocabulary of " +
                           std::to_string(s.model->config().vocab_size));
   f.sampler.vocab_limit = s.tok->vocab_size();  // a padded model vocabulary's extra ids have no piece to print
+  if (f.bos) f.decode.bos_id = bos_id_for_flag(f.tokenizer);
   s.decoder = std::make_unique<Decoder>(s.model, f.decode, 1);
   s.gen = std::make_unique<Generator>(*s.decoder, f.sampler);
   const std::string window_note = default_window_note(f.decode, s.model->config());
-  std::fprintf(stderr, "%s: %s, %s%s, chunk %s, temperature %g top-p %g seed %llu\n", command, s.dir.c_str(),
-               s.decoder->policy().describe().c_str(), window_note.c_str(),
+  std::fprintf(stderr, "%s: %s, %s%s%s, chunk %s, temperature %g top-p %g seed %llu\n", command, s.dir.c_str(),
+               s.decoder->policy().describe().c_str(), window_note.c_str(), f.bos ? " <s> first (--bos)" : "",
                chunk_note(f.decode, s.decoder->policy()).c_str(), f.sampler.temperature, f.sampler.top_p,
                static_cast<unsigned long long>(f.sampler.seed));
   return s;

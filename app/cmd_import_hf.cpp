@@ -27,6 +27,9 @@ int cmd_import_hf(int argc, char** argv) {
   std::printf("  %lld tensors, %lld parameters (float32)%s\n", static_cast<long long>(r.tensors),
               static_cast<long long>(r.parameters),
               r.dropped_lm_head ? "; lm_head.weight dropped (tie_word_embeddings)" : "");
+  if (r.adds_bos)
+    std::printf("  its tokenizer puts <s> before every text (add_bos_token): pass --bos to eval-stream, generate and "
+                "chat so that streams start as the model was trained\n");
   return 0;
 }
 

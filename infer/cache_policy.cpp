@@ -36,6 +36,7 @@ void DecodeConfig::validate() const {
   if (window != kAuto && window <= 0) throw Error("--window: must be positive, got " + std::to_string(window));
   if (sinks != kAuto && sinks < 0) throw Error("--sinks: must be >= 0, got " + std::to_string(sinks));
   if (max_chunk <= 0) throw Error("--chunk: must be positive, got " + std::to_string(max_chunk));
+  if (bos_id < -1) throw Error("--bos: bad <s> id " + std::to_string(bos_id));
   if (policy == PolicyKind::kDense && max_tokens <= 0)
     throw Error("--max-tokens: must be positive, got " + std::to_string(max_tokens));
 }
@@ -72,6 +73,10 @@ int64_t default_window(const DecodeConfig& cfg, const ModelConfig& model, int64_
 
 }  // namespace
 
+int64_t stream_prefix_tokens(const DecodeConfig& cfg, const ModelConfig& model) {
+  return (cfg.bos_id >= 0 ? 1 : 0) + model.prefix_tokens();
+}
+
 int64_t resolved_chunk(const DecodeConfig& cfg, const CachePolicy& policy) {
   const bool rolls = policy.kind() == PolicyKind::kWindow || policy.kind() == PolicyKind::kStreaming;
   return rolls ? std::min(cfg.max_chunk, policy.window()) : cfg.max_chunk;
@@ -94,7 +99,10 @@ std::string default_window_note(const DecodeConfig& cfg, const ModelConfig& mode
 
 CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model) {
   cfg.validate();
-  const int64_t k = model.prefix_tokens();
+  if (cfg.bos_id >= model.vocab_size)
+    throw Error("--bos: the tokenizer's <s> is id " + std::to_string(cfg.bos_id) + ", outside the model's vocabulary of " +
+                std::to_string(model.vocab_size));
+  const int64_t k = stream_prefix_tokens(cfg, model);
   switch (cfg.policy) {
     case PolicyKind::kDense:
       if (cfg.sinks > 0) throw Error("--sinks: the dense policy keeps every token and has no sink slots");
@@ -106,7 +114,8 @@ CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model) {
     case PolicyKind::kRecompute: {
       if (cfg.policy == PolicyKind::kRecompute && cfg.positions == PositionMode::kText)
         throw Error("--positions: recompute runs a fresh forward, whose positions are always 0..n-1 (cache)");
-      const int64_t dflt = k > 0 ? k : (cfg.policy == PolicyKind::kStreaming ? 4 : 0);
+      // a sink: token model's own sinks (and <s> before them); otherwise the paper's 4 initial tokens (<s> among them)
+      const int64_t dflt = model.prefix_tokens() > 0 ? k : (cfg.policy == PolicyKind::kStreaming ? 4 : 0);
       const int64_t S = cfg.sinks != kAuto ? cfg.sinks : dflt;
       const int64_t W = default_window(cfg, model, S);
       if (S > W)

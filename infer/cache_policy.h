@@ -45,6 +45,9 @@ struct DecodeConfig {
   int64_t max_tokens = 1 << 16;                // dense only: a stream's bound (its cache is preallocated to it)
   PositionMode positions = PositionMode::kCache;  // cache (§3.2) | text (ablation)
   int64_t max_chunk = 256;                     // most tokens fed per step (prefill chunk)
+  int64_t bos_id = -1;                         // fed first to every fresh stream and never scored (--bos: <s>, for
+                                               //   models trained with it before every text, as HF Llamas are);
+                                               //   -1 = none (streamsink's own models never saw one)
   void validate() const;                       // Error naming the flag and the problem
 };
 
@@ -79,6 +82,9 @@ class CachePolicy {
 // dense's S = 0 and W = max_tokens) and checks them: Error naming the flag (--window, --sinks, --max-tokens) when
 // they make no sense.
 CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model);
+// Tokens a fresh stream starts with before the caller's: <s> under --bos, then a sink: token model's k sink tokens.
+int64_t stream_prefix_tokens(const DecodeConfig& cfg, const ModelConfig& model);
+
 // The most tokens the decoder feeds per step under `policy`: --chunk, but at most W under window and streaming. The
 // ring keeps W + chunk - 1 slots (infer/kv_cache.h) and every one-token step scores all of them, so a chunk longer
 // than the window would only add slots that no query of a later step can see (at W = 28 and --chunk 256, 9x the

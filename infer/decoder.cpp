@@ -15,12 +15,20 @@ std::vector<int64_t> sink_prefix(const ModelConfig& cfg) {
   return p;
 }
 
+std::vector<int64_t> stream_prefix(const DecodeConfig& decode, const ModelConfig& cfg) {
+  std::vector<int64_t> p;
+  if (decode.bos_id >= 0) p.push_back(decode.bos_id);
+  const auto sinks = sink_prefix(cfg);
+  p.insert(p.end(), sinks.begin(), sinks.end());
+  return p;
+}
+
 Decoder::Decoder(Transformer model, const DecodeConfig& cfg, int64_t batch)
     : model_(std::move(model)),
       policy_(make_policy(cfg, model_->config())),
       B_(batch),
       max_chunk_(resolved_chunk(cfg, policy_)),
-      prefix_(sink_prefix(model_->config())),
+      prefix_(stream_prefix(cfg, model_->config())),
       seen_(batch, 0),
       head_(batch),
       tail_(batch) {

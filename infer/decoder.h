@@ -5,8 +5,9 @@
 //
 // Shapes: B streams, T tokens fed, C tokens per chunk (≤ max_chunk), V vocabulary.
 //
-// For sink: token models the k sink tokens (StreamingLLM §3.3) are fed first to every fresh stream; their logits
-// are dropped, so the logits the caller receives correspond one to one with the tokens it fed.
+// For sink: token models the k sink tokens (StreamingLLM §3.3) are fed first to every fresh stream, after <s> when
+// DecodeConfig::bos_id asks for one; their logits are dropped, so the logits the caller receives correspond one to
+// one with the tokens it fed.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -59,7 +60,7 @@ class Decoder {
   Transformer model_;
   CachePolicy policy_;
   int64_t B_, max_chunk_;
-  std::vector<int64_t> prefix_;  // the model's sink tokens (empty unless sink: token)
+  std::vector<int64_t> prefix_;  // <s> under --bos, then the model's sink tokens (stream_prefix)
   std::vector<int64_t> seen_;
   std::unique_ptr<KVCache> cache_;  // null under recompute
   // recompute: the first S tokens and the last W tokens of each stream (constant memory)
@@ -69,5 +70,7 @@ class Decoder {
 
 // The model's sink prefix: sink_token_id .. sink_token_id + k - 1 for sink: token models, else empty.
 std::vector<int64_t> sink_prefix(const ModelConfig& cfg);
+// What a fresh stream starts with: <s> under --bos (decode.bos_id), then the model's sink prefix.
+std::vector<int64_t> stream_prefix(const DecodeConfig& decode, const ModelConfig& cfg);
 
 }  // namespace streamsink

@@ -234,6 +234,12 @@ HfImportResult import_hf(const std::string& model_dir, const std::string& out) {
       if (cfg.sink_token_id + i >= tok.vocab_size())
         fail(tok_path, "has no id " + std::to_string(cfg.sink_token_id + i) + " for the model's sink token");
 
+  res.adds_bos = tok.bos_id() >= 0;
+  if (const std::string tc = model_dir + "/tokenizer_config.json"; fs::exists(tc)) {
+    const json j = read_json(tc);
+    if (j.contains("add_bos_token") && j["add_bos_token"].is_boolean()) res.adds_bos = res.adds_bos && j["add_bos_token"].get<bool>();
+  }
+
   TensorMap weights = read_weights(model_dir);
   const std::string wpath = model_dir + "/model.safetensors";
   for (auto it = weights.begin(); it != weights.end();) {  // HF checkpoints of old carried the RoPE table

@@ -17,6 +17,8 @@ struct HfImportResult {
   int64_t tensors = 0;        // tensors written
   int64_t parameters = 0;     // their element count
   bool dropped_lm_head = false;  // tie_word_embeddings with an lm_head.weight present: dropped
+  bool adds_bos = false;  // the folder's tokenizer puts <s> before every text (tokenizer_config.json's add_bos_token,
+                          // true when absent as in LlamaTokenizer): its streams want `--bos`
 };
 
 // Reads DIR/config.json into a ModelConfig; Error naming config.json and the key for anything unsupported.

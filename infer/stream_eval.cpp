@@ -28,9 +28,15 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux reports kilobytes
 }
 
+int64_t bos_id_for_flag(const std::string& path) {
+  const int32_t id = Tokenizer::load(path).bos_id();
+  if (id < 0) fail(path, "has no <s> for --bos");
+  return id;
+}
+
 DecodeConfig eval_decode_config(const DecodeConfig& decode, const ModelConfig& model, int64_t n_tokens) {
   DecodeConfig dc = decode;
-  if (dc.policy == PolicyKind::kDense) dc.max_tokens = n_tokens + model.prefix_tokens();
+  if (dc.policy == PolicyKind::kDense) dc.max_tokens = n_tokens + stream_prefix_tokens(dc, model);
   return dc;
 }
 

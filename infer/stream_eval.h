@@ -40,8 +40,10 @@ struct StreamEvalResult {
   std::vector<float> nll;      // nll[i] for token i (nll[0] = NaN: not scored)
 };
 
-// The decode settings evaluate_stream uses for a stream of n_tokens (dense: max_tokens = the stream plus the sink
-// prefix), so that a command can print the resolved policy before the evaluation starts.
+// The <s> id of the tokenizer at `path`, for --bos; Error naming the file when it has none.
+int64_t bos_id_for_flag(const std::string& path);
+// The decode settings evaluate_stream uses for a stream of n_tokens (dense: max_tokens = the stream plus its
+// prefix, <s> and sink tokens), so that a command can print the resolved policy before the evaluation starts.
 DecodeConfig eval_decode_config(const DecodeConfig& decode, const ModelConfig& model, int64_t n_tokens);
 
 // Feeds `tokens` through a fresh Decoder over `model` and scores every token.

@@ -333,6 +333,7 @@ TEST(HfImport, ASavePretrainedLlamaWithADummyPrefixTokenizerRoundTrips) {
   const std::string orig = out.str() + "/made/hf", ckpt = out.str() + "/ckpt", back = out.str() + "/back";
   auto r = run_streamsink("import-hf --model " + orig + " --out " + ckpt);
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_HAS(r.output, "pass --bos");  // LlamaTokenizer's add_bos_token
   const Tokenizer tok = Tokenizer::load(ckpt + "/tokenizer.model");
   EXPECT_TRUE(tok.adds_dummy_prefix());
   EXPECT_FALSE(Tokenizer::load(trained_checkpoint() + "/tokenizer.model").adds_dummy_prefix());
@@ -350,6 +351,37 @@ TEST(HfImport, ASavePretrainedLlamaWithADummyPrefixTokenizerRoundTrips) {
   };
   for (size_t i = 0; i < texts().size(); ++i)
     EXPECT_EQ(theirs["text_ids"][i].get<std::vector<int32_t>>(), with_bos(tok.encode(texts()[i]))) << texts()[i];
+
+  // eval-stream --bos scores the text as transformers does with its <s>: the NLL of token i (i >= 1; the first is
+  // never scored) is -log_softmax of transformers' logits at row i of [<s>, text] (row 0 predicts token 0).
+  const std::string text_file = out.str() + "/sentence.txt";
+  write_file_atomic(text_file, "The streaming cache keeps a few sink tokens and a window.");
+  auto hf_rows = at::empty({static_cast<int64_t>(a.size()), 600});
+  for (size_t r = 0; r < a.size(); ++r)
+    hf_rows[static_cast<int64_t>(r)] = at::tensor(theirs["logits"][0][r].get<std::vector<float>>());
+  const auto hf_logp = at::log_softmax(hf_rows, -1);
+  for (const bool bos : {true, false}) {
+    const std::string nll_file = out.str() + (bos ? "/bos.jsonl" : "/nobos.jsonl");
+    r = run_streamsink("eval-stream --checkpoint " + ckpt + " --data " + text_file + " --policy dense --out " + nll_file +
+                       (bos ? " --bos" : ""));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    if (bos) EXPECT_HAS(r.output, "<s> first (--bos)");
+    std::ifstream in(nll_file);
+    std::string line;
+    double worst = 0;
+    int64_t n = 0;
+    while (std::getline(in, line)) {
+      const auto j = json::parse(line);
+      const int64_t i = j["i"].get<int64_t>();
+      ASSERT_EQ(j["token"].get<int32_t>(), a.at(static_cast<size_t>(i) + 1));
+      const double theirs_nll = -hf_logp[i][a.at(static_cast<size_t>(i) + 1)].item<double>();
+      worst = std::max(worst, std::abs(j["nll"].get<double>() - theirs_nll));
+      ++n;
+    }
+    EXPECT_EQ(n, static_cast<int64_t>(a.size()) - 2);  // the text's tokens but the first
+    if (bos) EXPECT_LT(worst, 1e-3) << "per-token NLL vs transformers with <s>";
+    else EXPECT_GT(worst, 1e-2) << "without <s> the model sees another context: the flag must matter";
+  }
 
   r = run_streamsink("export-hf --checkpoint " + ckpt + " --out " + back);
   ASSERT_EQ(r.exit_code, 0) << r.output;

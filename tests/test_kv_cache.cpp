@@ -249,6 +249,33 @@ TEST(KVCache, ChunkedPrefillEqualsTokenByToken) {
     EXPECT_LT(max_diff(decode(m, decode_cfg(PolicyKind::kStreaming, 4, 16, chunk), stream), one), 1e-5) << chunk;
 }
 
+// --bos: <s> goes first into every fresh stream (before a token model's sinks), is never handed back, and the
+// logits are the model's own over [<s>, stream] (oracle: a full forward). The default sinks count it among the
+// paper's 4 initial tokens for a vanilla model, and on top of a token model's own sinks.
+TEST(Decoder, BosIsFedFirstAndNeverHandedBack) {
+  for (const auto sink : {SinkKind::kNone, SinkKind::kToken}) {
+    auto m = make_model(tiny_config(sink));
+    const auto stream = random_stream(40, 64, 21);
+    auto dc = decode_cfg(PolicyKind::kDense, -1, -1, 7);
+    dc.max_tokens = 64;
+    dc.bos_id = 1;
+    const auto got = Decoder(m, dc).feed_all({stream}).at(0);  // [40, V]
+    std::vector<int64_t> full = stream_prefix(dc, m->config());
+    EXPECT_EQ(full.front(), 1);
+    const auto k = static_cast<int64_t>(full.size());
+    full.insert(full.end(), stream.begin(), stream.end());
+    at::NoGradGuard g;
+    const auto want = m->forward(at::tensor(full, at::kLong).view({1, -1}))[0].narrow(0, k, 40);
+    EXPECT_LT(max_diff(got, want), 1e-5) << to_string(sink);
+    auto streaming = decode_cfg(PolicyKind::kStreaming, -1, 16, 7);
+    streaming.bos_id = 1;
+    EXPECT_EQ(make_policy(streaming, m->config()).sinks(), sink == SinkKind::kNone ? 4 : 1 + 2);
+  }
+  auto bad = decode_cfg(PolicyKind::kStreaming, -1, 16, 7);
+  bad.bos_id = 5000;
+  EXPECT_THROW(make_policy(bad, tiny_config(SinkKind::kNone)), Error);
+}
+
 // A chunk longer than W would only add ring slots that every later one-token step scores and no query sees
 // (infer/cache_policy.h, resolved_chunk): the decoder caps it at W under window and streaming, and the logits are
 // those of any other chunk (ChunkedPrefillEqualsTokenByToken feeds 33 and 100 at W = 16).
