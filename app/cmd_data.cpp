@@ -11,15 +11,18 @@
 #include "data/prepare.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
+#include "infer/stream_eval.h"  // check_data_tokenizer
 
 namespace streamsink::app {
 namespace fs = std::filesystem;
 
 namespace {
 
-// Header line and the first `show` tokens of one shard (decoded when a tokenizer is given).
+// Header line and the first `show` tokens of one shard (decoded when a tokenizer is given, once every id of the shard
+// is known to be inside its vocabulary).
 void show_shard(const std::string& path, const std::optional<Tokenizer>& tok, int64_t show) {
   const ShardHeader h = read_shard_header(path);
+  if (tok) check_shard_vocab(Shard::open(path), tok->vocab_size(), tok->path());
   std::printf("%s: magic %d (%s), version %d, %lld tokens\n", path.c_str(), h.magic, dtype_name(h.dtype), h.version,
               static_cast<long long>(h.n_tokens));
   if (show <= 0 || h.n_tokens == 0) return;
@@ -32,13 +35,7 @@ void show_shard(const std::string& path, const std::optional<Tokenizer>& tok, in
     std::printf(" %d", ids.back());
   }
   std::printf("\n");
-  if (tok) {
-    for (const int32_t id : ids)
-      if (id >= tok->vocab_size())
-        fail(path, "token id " + std::to_string(id) + " is outside the vocabulary of " + tok->path() + " (" +
-                       std::to_string(tok->vocab_size()) + ")");
-    std::printf("  decoded: %s\n", tok->decode(ids).c_str());
-  }
+  if (tok) std::printf("  decoded: %s\n", tok->decode(ids).c_str());
 }
 
 int run_inspect(const std::vector<std::string>& targets, const std::string& tokenizer, int64_t show) {
@@ -47,6 +44,8 @@ int run_inspect(const std::vector<std::string>& targets, const std::string& toke
   for (const auto& target : targets) {
     if (!fs::exists(target)) fail(target, "no such file or directory");
     if (!fs::is_directory(target)) {
+      // a shard that a manifest.json beside it lists: the manifest's tokenizer must be this one, as for eval-stream
+      if (tok) check_data_tokenizer(target, tokenizer);
       show_shard(target, tok, show);
       continue;
     }
@@ -93,7 +92,9 @@ int cmd_data(int argc, char** argv) {
   int64_t show = 32;
   auto* inspect = app.add_subcommand("inspect", "validate shards; print headers, manifest figures, first tokens");
   inspect->add_option("targets", targets, "shard files or data directories")->required();
-  inspect->add_option("--tokenizer", tokenizer, "decode with this tokenizer; must match the manifest's");
+  inspect->add_option("--tokenizer", tokenizer,
+                      "decode with this tokenizer: the manifest's (of a folder, or beside a shard); its vocabulary must "
+                      "hold every id of the shards");
   inspect->add_option("--show", show, "tokens shown from the start of each split")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

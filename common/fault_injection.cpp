@@ -44,8 +44,14 @@ Faults parse() {
   }
   if (const char* v = std::getenv("STREAMSINK_FAULT_NAN_IN"); v && *v) {
     const std::string s = v;
-    if (s != "grad" && s != "loss") throw Error("STREAMSINK_FAULT_NAN_IN: expected grad or loss, got '" + s + "'");
-    f.nan_in_loss = s == "loss";
+    if (s != "grad" && s != "loss" && s != "weights")
+      throw Error("STREAMSINK_FAULT_NAN_IN: expected grad, loss or weights, got '" + s + "'");
+    f.nan_in = s == "loss" ? NanIn::kLoss : s == "weights" ? NanIn::kWeights : NanIn::kGrad;
+  }
+  if (const char* v = std::getenv("STREAMSINK_FAULT_NAN_VALUE"); v && *v) {
+    const std::string s = v;
+    if (s != "nan" && s != "inf") throw Error("STREAMSINK_FAULT_NAN_VALUE: expected nan or inf, got '" + s + "'");
+    if (s == "inf") f.nan_value = std::numeric_limits<float>::infinity();
   }
   return f;
 }
@@ -69,9 +75,9 @@ void maybe_fail_checkpoint_write(int64_t step, const std::string& path) {
     fail(path, "write failed: No space left on device (injected by STREAMSINK_FAULT_CHECKPOINT_WRITE_FAIL_STEP)");
 }
 
-bool nan_at(int64_t step, int rank) {
+bool nan_at(int64_t step, int rank, NanIn where) {
   const auto& s = faults().nan_steps;
-  return !s.empty() && rank_matches(rank) && std::find(s.begin(), s.end(), step) != s.end();
+  return !s.empty() && faults().nan_in == where && rank_matches(rank) && std::find(s.begin(), s.end(), step) != s.end();
 }
 
 void maybe_exit(int64_t step, int rank) {

@@ -28,11 +28,11 @@ int64_t dtype_bytes(TokenDtype dtype) { return dtype == TokenDtype::kU16 ? 2 : 4
 
 const char* dtype_name(TokenDtype dtype) { return dtype == TokenDtype::kU16 ? "u16" : "u32"; }
 
-void check_vocab_fits(int64_t vocab_size, TokenDtype dtype, const std::string& where) {
+void check_vocab_fits(int64_t vocab_size, TokenDtype dtype, const std::string& where, const std::string& hint) {
   if (vocab_size <= 0) fail(where, "vocabulary size " + std::to_string(vocab_size) + " is not positive");
   if (dtype == TokenDtype::kU16 && vocab_size > 65536)
-    fail(where, "a vocabulary of " + std::to_string(vocab_size) +
-                    " ids does not fit u16 shards (at most 65536); use u32 shards");
+    fail(where, "a vocabulary of " + std::to_string(vocab_size) + " ids does not fit u16 shards (at most 65536); " +
+                    hint);
 }
 
 void write_shard(const std::string& path, const std::vector<int32_t>& tokens, TokenDtype dtype) {
@@ -179,6 +179,16 @@ Shard::Scan scan_stored(const uint8_t* p, int64_t n, int64_t lo, int64_t hi) {
 Shard::Scan Shard::scan(int64_t lo, int64_t hi) const {
   return dtype_ == TokenDtype::kU16 ? scan_stored<uint16_t>(tokens_, n_tokens_, lo, hi)
                                     : scan_stored<uint32_t>(tokens_, n_tokens_, lo, hi);
+}
+
+void check_shard_vocab(const Shard& s, int64_t vocab_size, const std::string& tokenizer_path) {
+  check_vocab_fits(vocab_size, s.dtype(), s.path(),
+                   "this shard was not made with " + tokenizer_path + " (pass the tokenizer its data was prepared with)");
+  const Shard::Scan scan = s.scan();
+  if (scan.max >= vocab_size)
+    fail(s.path(), "holds token id " + std::to_string(scan.max) + ", outside the " + std::to_string(vocab_size) +
+                       " pieces of " + tokenizer_path +
+                       ": it was not made with that tokenizer (pass the one its data was prepared with)");
 }
 
 std::string shard_path(const std::string& data_dir, const std::string& split, int64_t index) {

@@ -23,8 +23,9 @@ constexpr int64_t kShardHeaderBytes = 256 * 4;
 TokenDtype dtype_for_vocab(int64_t vocab_size);  // u16 when vocab <= 65536, else u32
 int64_t dtype_bytes(TokenDtype dtype);           // 2 or 4
 const char* dtype_name(TokenDtype dtype);        // "u16" | "u32"
-// Error (naming `where`) when ids of a vocabulary of `vocab_size` cannot be stored as `dtype`.
-void check_vocab_fits(int64_t vocab_size, TokenDtype dtype, const std::string& where);
+// Error (naming `where`, ending with `hint`) when ids of a vocabulary of `vocab_size` cannot be stored as `dtype`.
+void check_vocab_fits(int64_t vocab_size, TokenDtype dtype, const std::string& where,
+                      const std::string& hint = "use u32 shards");
 
 // Writes a whole shard atomically (temporary name + rename): a crash never leaves a half shard under `path`.
 // Error when a token is negative or does not fit `dtype`.
@@ -62,6 +63,11 @@ class Shard {
   TokenDtype dtype_ = TokenDtype::kU16;
   std::string path_;
 };
+
+// That the shard `s` can hold the ids of the tokenizer `tokenizer_path` (of `vocab_size` pieces): its token type holds
+// them (check_vocab_fits: a u16 shard no id past 65535), and no id in it lies outside the vocabulary (one pass over the
+// shard, Shard::scan). Error naming the shard and the tokenizer otherwise: the shard was made with another tokenizer.
+void check_shard_vocab(const Shard& s, int64_t vocab_size, const std::string& tokenizer_path);
 
 // "DIR/<split>_000000.bin", ...
 std::string shard_path(const std::string& data_dir, const std::string& split, int64_t index);

@@ -229,6 +229,27 @@ std::vector<Case> cases() {
          write(d / "train_000000.bin", s);
        },
        "data inspect {D}/train_000000.bin --tokenizer {DATA}/tokenizer.model", {"{D}/train_000000.bin", "60000"}},
+      // an id past the tokenizer's vocabulary where --show does not reach: the whole shard is scanned
+      {"shard_late_id_outside_tokenizer",
+       [](const fs::path& d, const Paths&) {
+         std::vector<int32_t> ids(1000, 9);
+         ids[900] = 600;
+         write_shard((d / "train_000000.bin").string(), ids, TokenDtype::kU16);
+       },
+       "data inspect {D}/train_000000.bin --tokenizer {DATA}/tokenizer.model --show 4",
+       {"{D}/train_000000.bin", "holds token id 600, outside the 512 pieces of {DATA}/tokenizer.model"}},
+      // a shard with its manifest.json beside it, decoded with another tokenizer than the manifest's (one whose
+      // vocabulary holds every id, so only the manifest tells): refused as the folder is (and as eval-stream refuses
+      // it), naming the manifest and both tokenizers
+      {"shard_inspected_with_another_tokenizer",
+       [](const fs::path& d, const Paths&) {
+         write_synthetic_corpus(d / "text", 20, 20);
+         auto r = run_streamsink("tokenizer train --input " + (d / "text").string() + " --vocab-size 600 --out " +
+                                 (d / "other.model").string());
+         ASSERT_EQ(r.exit_code, 0) << r.output;
+       },
+       "data inspect {DATA}/val_000000.bin --tokenizer {D}/other.model",
+       {"{DATA}/manifest.json", "{D}/other.model", "is a different one (checksum"}},
       {"train_on_a_truncated_shard",
        [](const fs::path& d, const Paths& p) {
          fs::copy(p.data, d / "data", fs::copy_options::recursive);

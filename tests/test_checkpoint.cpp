@@ -8,9 +8,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <thread>
 
 #include "common/file_util.h"
+#include "model/safetensors.h"
 #include "tests/checkpoint_fixture.h"
 
 using namespace streamsink;
@@ -92,6 +94,60 @@ TEST(Checkpoint, AMissingOptimizerFileIsNamed) {
   CheckpointSubject b(c10::Device(c10::kCPU));
   TrainState s;
   expect_error([&] { load_checkpoint(path, b.model, *b.opt, s); }, {"optimizer.safetensors"});
+}
+
+// Defence in depth (the trainer stops before it saves them): weights holding an inf or a NaN are refused, with an
+// Error naming the folder and the tensor; nothing is written, and the previous checkpoint and `latest` stay.
+TEST(Checkpoint, NonFiniteWeightsAreRefusedAndLatestStays) {
+  for (const float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+    TempDir dir;
+    CheckpointSubject a(c10::Device(c10::kCPU));
+    TrainState s;
+    s.step = 1;
+    save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 3);
+    const auto named = a.model->named_parameters();
+    const std::string victim = named[named.size() / 2].key();
+    {
+      torch::NoGradGuard g;
+      named[named.size() / 2].value()[0].fill_(bad);  // one element of one tensor is enough
+    }
+    s.step = 2;
+    expect_error([&] { save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 3); },
+                 {"checkpoint of step 2 failed", (dir.path() / "checkpoints" / "step_0000002").string(),
+                  "refusing to write weights that are not finite", "'" + victim + "'", "1 of " +
+                  std::to_string(named.size()) + " tensors", "(latest: step_0000001)"});
+    EXPECT_EQ(checkpoint_names(dir.str()), std::vector<std::string>{"step_0000001"});
+    EXPECT_EQ(latest_name(dir.str()), "step_0000001");
+    EXPECT_EQ(last_finite_checkpoint(dir.str()), (dir.path() / "checkpoints" / "step_0000001").string());
+  }
+}
+
+// last_finite_checkpoint: `latest` when its weights are finite; else the newest finite one before it (a run written
+// before save_checkpoint refused non-finite weights), never one past `latest` (from before a rewind); "" when none.
+TEST(Checkpoint, LastFiniteCheckpointSkipsNonFiniteWeightsAndLooksNoFurtherThanLatest) {
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCPU));
+  EXPECT_EQ(last_finite_checkpoint(dir.str()), "");  // no run at all
+  TrainState s;
+  for (int64_t step : {1, 2, 3, 4}) {
+    s.step = step;
+    save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 10);
+  }
+  const fs::path root = dir.path() / "checkpoints";
+  const auto poison = [&](const std::string& name) {  // as an older streamsink would have written it
+    const auto path = (root / name / "model.safetensors").string();
+    TensorMap w = load_safetensors(path);
+    w.begin()->second.fill_(std::numeric_limits<float>::infinity());
+    save_safetensors(path, w);
+  };
+  // rewound to step 3: step 4 is from another timeline
+  write_file_atomic((root / "latest").string(), "step_0000003\n");
+  EXPECT_EQ(last_finite_checkpoint(dir.str()), (root / "step_0000003").string());
+  poison("step_0000003");
+  poison("step_0000002");
+  EXPECT_EQ(last_finite_checkpoint(dir.str()), (root / "step_0000001").string());
+  poison("step_0000001");
+  EXPECT_EQ(last_finite_checkpoint(dir.str()), "");
 }
 
 // keep_checkpoints: the newest `keep` complete checkpoints stay (by step), older ones and leftovers of crashed

@@ -4,7 +4,10 @@
 //     always names a loadable checkpoint and the final weights equal an uninterrupted run's bit for bit;
 //   - SIGTERM / SIGINT: a checkpoint at the stop step, exit 128 + the signal (a launcher's ranks: 0);
 //   - a rank dying in a two-rank job: the survivor names the lost rank within the timeout, the launcher fails;
-//   - NaN in the gradients or the loss: nan_policy=skip skips and counts it; stop stops with the last checkpoint intact;
+//   - NaN or inf in the gradients or the loss: nan_policy=skip skips and counts it; stop stops with the last checkpoint
+//     intact;
+//   - weights made non-finite by an update (injected, or a real learning-rate blow-up): the run stops under either
+//     policy, writes no checkpoint of them, and names the step and the last checkpoint whose weights are finite;
 //   - a failed write in the middle of a checkpoint: the previous checkpoint and `latest` stay, the run says so.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -69,6 +72,46 @@ bool all_finite(const std::string& safetensors) {
   for (const auto& [name, t] : load_safetensors(safetensors))
     if (!t.isfinite().all().item<bool>()) return false;
   return true;
+}
+
+// The checkpoint folders of RUN (step_*, complete or not), sorted.
+std::vector<std::string> checkpoint_dirs(const std::string& run) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(run) / "checkpoints", ec))
+    if (e.path().filename().string().rfind("step_", 0) == 0) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// That a run stopped for weights made non-finite by the update of `step`: exit 1 (an Error, under either nan_policy),
+// a message naming the step and the last checkpoint with finite weights (`want_last`, "" for none: and that checkpoint
+// really is finite), no checkpoint past it, every checkpoint left finite, and the event in metrics.jsonl.
+void expect_stopped_for_non_finite_weights(const std::string& run, int rc, const std::string& out, int64_t step,
+                                           const std::string& want_last, const std::string& policy) {
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("error: step " + std::to_string(step) + ": the optimizer update"), std::string::npos) << out;
+  EXPECT_NE(out.find("made the weights non-finite (inf or NaN in '"), std::string::npos) << out;
+  EXPECT_NE(out.find("whatever train.nan_policy (a skip cannot undo an update)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("done:"), std::string::npos) << out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("Last checkpoint with finite weights: (\\S+)"))) << out;
+  if (want_last.empty()) {
+    EXPECT_EQ(m[1].str(), "none") << out;
+    EXPECT_EQ(checkpoint_dirs(run), std::vector<std::string>{}) << "a checkpoint of non-finite weights was written";
+  } else {
+    EXPECT_EQ(m[1].str(), run + "/checkpoints/" + want_last) << out;
+    EXPECT_TRUE(all_finite(m[1].str() + "/model.safetensors")) << "the checkpoint it names is not finite";
+    EXPECT_EQ(latest_name(run), want_last);
+    EXPECT_EQ(checkpoint_dirs(run).back(), want_last) << "a checkpoint past the last finite one was written";
+  }
+  for (const auto& name : checkpoint_dirs(run))
+    EXPECT_TRUE(all_finite(run + "/checkpoints/" + name + "/model.safetensors")) << name << " holds inf or NaN";
+  const auto ev = events(run);
+  ASSERT_FALSE(ev.empty()) << slurp(run + "/metrics.jsonl");
+  EXPECT_EQ(ev.back()["event"], "non_finite_weights");
+  EXPECT_EQ(ev.back()["step"], step);
+  EXPECT_EQ(ev.back()["policy"], policy);
 }
 
 // Evidence that a kill interrupted a checkpoint: a temporary folder or file left behind (by process `pid`, or by
@@ -310,29 +353,34 @@ TEST(Faults, ADyingRankIsNamedByTheSurvivorAndTheLauncherFails) {
   }
 }
 
-TEST(Faults, NanInTheGradientsIsSkippedAndCountedWithNanPolicySkip) {
-  TempDir dir;
-  const std::string run = dir.str() + "/run", log = dir.str() + "/log";
-  const pid_t pid = spawn_streamsink(
-      tiny_train_args(run, "--set train.steps=6 --set train.eval_interval=0 --set train.log_interval=1 "
-                           "--set train.nan_policy=skip --set train.threads=1"),
-      {{"STREAMSINK_FAULT_NAN_STEP", "3"}}, log);
-  ASSERT_EQ(wait_exit(pid, 120), 0) << slurp(log);
-  const auto out = slurp(log);
-  EXPECT_NE(out.find("non-finite loss/gradient at step 3: step skipped (1 so far)"), std::string::npos) << out;
-  const auto ev = events(run);
-  ASSERT_EQ(ev.size(), 1u) << slurp(run + "/metrics.jsonl");
-  EXPECT_EQ(ev[0]["event"], "non_finite");
-  EXPECT_EQ(ev[0]["step"], 3);
-  EXPECT_EQ(ev[0]["policy"], "skip");
-  auto recs = training_records(run);
-  EXPECT_EQ(recs.count(3), 0u);
-  EXPECT_EQ(recs.count(6), 1u) << "training continued to the end";
-  EXPECT_EQ(check_latest_loads(run, "skip"), 6);
-  auto st = nlohmann::json::parse(read_file(run + "/checkpoints/step_0000006/state.json"));
-  EXPECT_EQ(st["skipped_steps"], 1);
-  EXPECT_TRUE(all_finite(run + "/checkpoints/step_0000006/model.safetensors")) << "a NaN reached the weights";
-  EXPECT_TRUE(all_finite(run + "/checkpoints/step_0000006/optimizer.safetensors")) << "a NaN reached AdamW's moments";
+TEST(Faults, NanOrInfInTheGradientsIsSkippedAndCountedWithNanPolicySkip) {
+  for (const char* value : {"nan", "inf"}) {
+    SCOPED_TRACE(value);
+    TempDir dir;
+    const std::string run = dir.str() + "/run", log = dir.str() + "/log";
+    const pid_t pid = spawn_streamsink(
+        tiny_train_args(run, "--set train.steps=6 --set train.eval_interval=0 --set train.log_interval=1 "
+                             "--set train.nan_policy=skip --set train.threads=1"),
+        {{"STREAMSINK_FAULT_NAN_STEP", "3"}, {"STREAMSINK_FAULT_NAN_VALUE", value}}, log);
+    ASSERT_EQ(wait_exit(pid, 120), 0) << slurp(log);
+    const auto out = slurp(log);
+    EXPECT_NE(out.find("non-finite loss/gradient at step 3: step skipped (1 so far)"), std::string::npos) << out;
+    const auto ev = events(run);
+    ASSERT_EQ(ev.size(), 1u) << slurp(run + "/metrics.jsonl");
+    EXPECT_EQ(ev[0]["event"], "non_finite");
+    EXPECT_EQ(ev[0]["step"], 3);
+    EXPECT_EQ(ev[0]["policy"], "skip");
+    auto recs = training_records(run);
+    EXPECT_EQ(recs.count(3), 0u);
+    EXPECT_EQ(recs.count(6), 1u) << "training continued to the end";
+    EXPECT_EQ(check_latest_loads(run, "skip"), 6);
+    auto st = nlohmann::json::parse(read_file(run + "/checkpoints/step_0000006/state.json"));
+    EXPECT_EQ(st["skipped_steps"], 1);
+    EXPECT_TRUE(all_finite(run + "/checkpoints/step_0000006/model.safetensors"))
+        << "a NaN or an inf reached the weights";
+    EXPECT_TRUE(all_finite(run + "/checkpoints/step_0000006/optimizer.safetensors"))
+        << "a NaN or an inf reached AdamW's moments";
+  }
 }
 
 // A skipped step that is the last one (or a checkpoint step) still ends with its evaluation and checkpoint: before,
@@ -376,27 +424,31 @@ TEST(Faults, TooManySkippedStepsStopTheRun) {
   EXPECT_EQ(events(run).size(), 3u);
 }
 
-TEST(Faults, NanInTheLossStopsWithTheLastGoodCheckpointIntactWithNanPolicyStop) {
-  TempDir dir;
-  const std::string run = dir.str() + "/run", log = dir.str() + "/log";
-  const pid_t pid = spawn_streamsink(
-      tiny_train_args(run, "--set train.steps=8 --set train.eval_interval=0 --set train.log_interval=1 "
-                           "--set train.nan_policy=stop --set train.checkpoint_interval=2 --set train.threads=1"),
-      {{"STREAMSINK_FAULT_NAN_STEP", "5"}, {"STREAMSINK_FAULT_NAN_IN", "loss"}}, log);
-  const int rc = wait_exit(pid, 120);
-  const auto out = slurp(log);
-  EXPECT_NE(rc, 0) << out;
-  EXPECT_LT(rc, 128) << out;
-  EXPECT_NE(out.find("non-finite loss at step 5: stopping (nan_policy=stop)"), std::string::npos) << out;
-  EXPECT_NE(out.find("last good checkpoint: " + run + "/checkpoints/step_0000004"), std::string::npos) << out;
-  EXPECT_EQ(latest_name(run), "step_0000004");
-  EXPECT_EQ(check_latest_loads(run, "stop"), 4);
-  EXPECT_TRUE(all_finite(run + "/checkpoints/step_0000004/model.safetensors"));
-  EXPECT_FALSE(fs::exists(run + "/checkpoints/step_0000005"));
-  const auto ev = events(run);
-  ASSERT_EQ(ev.size(), 1u);
-  EXPECT_EQ(ev[0]["step"], 5);
-  EXPECT_EQ(ev[0]["policy"], "stop");
+TEST(Faults, NanOrInfInTheLossStopsWithTheLastGoodCheckpointIntactWithNanPolicyStop) {
+  for (const char* value : {"nan", "inf"}) {
+    SCOPED_TRACE(value);
+    TempDir dir;
+    const std::string run = dir.str() + "/run", log = dir.str() + "/log";
+    const pid_t pid = spawn_streamsink(
+        tiny_train_args(run, "--set train.steps=8 --set train.eval_interval=0 --set train.log_interval=1 "
+                             "--set train.nan_policy=stop --set train.checkpoint_interval=2 --set train.threads=1"),
+        {{"STREAMSINK_FAULT_NAN_STEP", "5"}, {"STREAMSINK_FAULT_NAN_IN", "loss"}, {"STREAMSINK_FAULT_NAN_VALUE", value}},
+        log);
+    const int rc = wait_exit(pid, 120);
+    const auto out = slurp(log);
+    EXPECT_NE(rc, 0) << out;
+    EXPECT_LT(rc, 128) << out;
+    EXPECT_NE(out.find("non-finite loss at step 5: stopping (nan_policy=stop)"), std::string::npos) << out;
+    EXPECT_NE(out.find("last good checkpoint: " + run + "/checkpoints/step_0000004"), std::string::npos) << out;
+    EXPECT_EQ(latest_name(run), "step_0000004");
+    EXPECT_EQ(check_latest_loads(run, "stop"), 4);
+    EXPECT_TRUE(all_finite(run + "/checkpoints/step_0000004/model.safetensors"));
+    EXPECT_FALSE(fs::exists(run + "/checkpoints/step_0000005"));
+    const auto ev = events(run);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0]["step"], 5);
+    EXPECT_EQ(ev[0]["policy"], "stop");
+  }
   // And a gradient NaN is caught the same way.
   TempDir dir2;
   const pid_t pid2 = spawn_streamsink(
@@ -405,6 +457,83 @@ TEST(Faults, NanInTheLossStopsWithTheLastGoodCheckpointIntactWithNanPolicyStop) 
       {{"STREAMSINK_FAULT_NAN_STEP", "2"}}, dir2.str() + "/log");
   EXPECT_EQ(wait_exit(pid2, 120), 3) << slurp(dir2.str() + "/log");
   EXPECT_NE(slurp(dir2.str() + "/log").find("non-finite gradient at step 2"), std::string::npos);
+}
+
+// Weights that an update made non-finite (STREAMSINK_FAULT_NAN_IN=weights: the update of step N ends with a NaN or an
+// inf in the weights), under either nan_policy: a skip cannot undo an update, so the run stops with an Error naming
+// step N and the last checkpoint whose weights are finite, and writes no checkpoint of the non-finite weights. Step 3
+// is caught at step 4's host sync (its loss and gradient norm); step 4, a checkpoint step, before its checkpoint.
+TEST(Faults, WeightsMadeNonFiniteByAnUpdateStopTheRunUnderEitherPolicy) {
+  struct Case {
+    const char* policy;
+    const char* value;
+    int64_t step;
+  };
+  for (const Case c :
+       {Case{"stop", "nan", 3}, Case{"skip", "inf", 3}, Case{"stop", "inf", 4}, Case{"skip", "nan", 4}}) {
+    SCOPED_TRACE(std::string(c.policy) + " " + c.value + " at step " + std::to_string(c.step));
+    TempDir dir;
+    const std::string run = dir.str() + "/run", log = dir.str() + "/log";
+    const pid_t pid = spawn_streamsink(
+        tiny_train_args(run, "--set train.steps=6 --set train.eval_interval=0 --set train.log_interval=1 "
+                             "--set train.checkpoint_interval=2 --set train.threads=1 --set train.nan_policy=" +
+                                 std::string(c.policy)),
+        {{"STREAMSINK_FAULT_NAN_STEP", std::to_string(c.step)}, {"STREAMSINK_FAULT_NAN_IN", "weights"},
+         {"STREAMSINK_FAULT_NAN_VALUE", c.value}},
+        log);
+    const int rc = wait_exit(pid, 120);
+    expect_stopped_for_non_finite_weights(run, rc, slurp(log), c.step, "step_0000002", c.policy);
+  }
+}
+
+// The ranks agree on the check as on the loss: weights made non-finite on rank 1 alone (ranks hold the same weights in
+// a real run; here the hook poisons one) stop rank 0 too, at the same step, and rank 0 names the finite checkpoint.
+TEST(Faults, NonFiniteWeightsOnOneRankStopEveryRank) {
+  TempDir dir;
+  const std::string run = dir.str() + "/run", log = dir.str() + "/log";
+  const pid_t pid = spawn_streamsink(
+      "launch --nproc 2 -- " +
+          tiny_train_args(run, "--set train.steps=6 --set train.eval_interval=0 --set train.checkpoint_interval=2 "
+                               "--set train.threads=1 --set train.timeout_s=10 --set train.batch_size=4"),
+      {{"STREAMSINK_FAULT_NAN_STEP", "3"}, {"STREAMSINK_FAULT_NAN_IN", "weights"}, {"STREAMSINK_FAULT_RANK", "1"}},
+      log);
+  const int rc = wait_exit(pid, 90);
+  const std::string out = slurp(log);
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_LT(rc, 128) << out;
+  const std::string stop = "[^\n]*error: step 3: the optimizer update[^\n]*inf or NaN ";
+  EXPECT_TRUE(std::regex_search(out, std::regex("\\[rank 0\\]" + stop + "on another rank[^\n]*Last checkpoint with " +
+                                                "finite weights: " + run + "/checkpoints/step_0000002 ")))
+      << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("\\[rank 1\\]" + stop + "in '"))) << out;
+  EXPECT_EQ(latest_name(run), "step_0000002");
+  EXPECT_EQ(checkpoint_dirs(run), std::vector<std::string>{"step_0000002"});
+}
+
+// A real blow-up, as the audit reproduced it (`--set train.lr=1e38 --set train.grad_clip=0`, no warm-up, a checkpoint
+// every step): AdamW's first step moves every weight by lr / (1 - beta1) = 1e39, past float's range. Before,
+// nan_policy=stop named that checkpoint "last good", and skip ended "done" with every checkpoint full of inf. Then the
+// same from a finite checkpoint: a run resumed at step 2 with lr 3e38 blows up at step 3, and names step 2's.
+TEST(Faults, ARealLearningRateBlowUpWritesNoNonFiniteCheckpointAndNamesAFiniteOne) {
+  for (const std::string policy : {"stop", "skip"}) {
+    SCOPED_TRACE(policy);
+    TempDir dir;
+    const std::string run = dir.str() + "/run";
+    const std::string blow_up = " --set train.lr=1e38 --set train.warmup_steps=0 --set train.grad_clip=0 "
+                                "--set train.nan_policy=" + policy;
+    auto r = run_streamsink(tiny_train_args(run, "--set train.steps=8 --set train.eval_interval=0 --set "
+                                                 "train.checkpoint_interval=1 --set train.threads=1" + blow_up));
+    expect_stopped_for_non_finite_weights(run, r.exit_code, r.output, 1, "", policy);
+
+    const std::string resumed = dir.str() + "/resumed";
+    const std::string common = "--set train.eval_interval=0 --set train.checkpoint_interval=2 --set train.threads=1";
+    r = run_streamsink(tiny_train_args(resumed, common + " --set train.steps=2"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_streamsink(tiny_train_args(resumed, common + " --set train.steps=8 --resume auto --set train.lr=3e38 "
+                                                "--set train.warmup_steps=0 --set train.grad_clip=0 "
+                                                "--set train.nan_policy=" + policy));
+    expect_stopped_for_non_finite_weights(resumed, r.exit_code, r.output, 3, "step_0000002", policy);
+  }
 }
 
 // A write that fails half-way through the checkpoint of step 4 (after model.safetensors, at optimizer.safetensors):

@@ -182,3 +182,25 @@ TEST(Shard, ScanFindsTheLargestIdAndCountsARange) {
   EXPECT_EQ(c.max, -1);
   EXPECT_EQ(c.in_range, 0);
 }
+
+// check_shard_vocab (`data inspect --tokenizer`): a vocabulary past u16's 65536 ids cannot be a u16 shard's (a u32
+// shard's it can); an id anywhere in the shard, the last one included, at or past the vocabulary is refused; both
+// name the shard and the tokenizer. A vocabulary that holds every id passes, an empty shard too.
+TEST(Shard, CheckShardVocabRefusesATokenizerWhoseIdsTheShardCannotHoldOrDoesNotKnow) {
+  TempDir dir;
+  std::vector<int32_t> ids(5000, 7);
+  ids.back() = 600;  // past the first tokens `inspect --show` prints
+  const std::string u16 = dir.str() + "/u16.bin", u32 = dir.str() + "/u32.bin", empty = dir.str() + "/empty.bin";
+  streamsink::write_shard(u16, ids, TokenDtype::kU16);
+  streamsink::write_shard(u32, ids, TokenDtype::kU32);
+  streamsink::write_shard(empty, {}, TokenDtype::kU16);
+  using streamsink::check_shard_vocab;
+  expect_error([&] { check_shard_vocab(Shard::open(u16), 70000, "big.model"); },
+               {u16, "a vocabulary of 70000 ids does not fit u16 shards", "not made with big.model"});
+  EXPECT_NO_THROW(check_shard_vocab(Shard::open(u32), 70000, "big.model"));
+  for (const std::string& path : {u16, u32})
+    expect_error([&] { check_shard_vocab(Shard::open(path), 512, "small.model"); },
+                 {path, "holds token id 600, outside the 512 pieces of small.model", "not made with that tokenizer"});
+  EXPECT_NO_THROW(check_shard_vocab(Shard::open(u16), 601, "t.model"));
+  EXPECT_NO_THROW(check_shard_vocab(Shard::open(empty), 512, "t.model"));
+}

@@ -96,7 +96,7 @@ TEST_F(TokenizerTest, InvalidUtf8RoundTripsThroughBytePieces) {
       "surrogate \xed\xa0\x80 and past U+10FFFF \xf4\x90\x80\x80, \xf5\xf8\xfc",
       "caf\xe9 latin-1 \xe9t\xe9\n\tna\xefve",                  // latin-1 text
       "valid \xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82 then cut \xf0\x9f\x99",  // a 4-byte sequence cut short at the end
-      "\x80", "\xff\xff\xff", "a\xffb\xffc",
+      "\x80", "\xff\xff\xff", "a\xff" "b\xff" "c",
   };
   for (const auto& s : cases) {
     const auto ids = tok_->encode(s);

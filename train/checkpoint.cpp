@@ -20,6 +20,7 @@
 #include "common/file_util.h"
 #include "model/model_io.h"
 #include "model/safetensors.h"
+#include "train/weight_check.h"
 
 namespace streamsink {
 
@@ -32,6 +33,9 @@ std::string step_name(int64_t step) {
   std::snprintf(buf, sizeof buf, "step_%07lld", static_cast<long long>(step));
   return buf;
 }
+
+// The step of a checkpoint folder "step_0000100" (by number: past step 9,999,999 the names grow a digit).
+int64_t step_of(const fs::path& dir) { return std::strtoll(dir.filename().string().c_str() + 5, nullptr, 10); }
 
 void fsync_dir(const fs::path& dir) {
   FILE* f = std::fopen(dir.c_str(), "r");
@@ -47,6 +51,30 @@ std::string latest_checkpoint(const std::string& run_dir) {
   const auto latest = fs::path(run_dir) / "checkpoints" / "latest";
   if (!fs::exists(latest)) return "";
   return resolve_checkpoint_dir(run_dir);
+}
+
+std::string last_finite_checkpoint(const std::string& run_dir) {
+  const std::string latest = latest_checkpoint(run_dir);
+  if (latest.empty()) return "";
+  // `latest`, else the complete checkpoints before it, newest first (a folder past it would be from before a rewind)
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(latest).parent_path(), ec)) {
+    const auto n = e.path().filename().string();
+    if (n.rfind("step_", 0) == 0 && n.find('.') == std::string::npos && step_of(e.path()) <= step_of(latest))
+      candidates.push_back(e.path());
+  }
+  std::sort(candidates.begin(), candidates.end(),
+            [](const fs::path& a, const fs::path& b) { return step_of(a) > step_of(b); });
+  for (const auto& dir : candidates) {
+    try {
+      const TensorMap w = load_safetensors((dir / "model.safetensors").string());
+      const std::vector<std::pair<std::string, at::Tensor>> named(w.begin(), w.end());
+      if (non_finite_tensors(named).empty()) return dir.string();
+    } catch (const Error&) {  // a file that does not load vouches for nothing
+    }
+  }
+  return "";
 }
 
 namespace {
@@ -129,6 +157,14 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp);
   try {
+    // Weights with an inf or a NaN are no checkpoint to go back to: refused before anything is written, so `latest`
+    // only ever names finite ones (the trainer stops before it gets here; this is the last line of defence).
+    std::vector<std::pair<std::string, at::Tensor>> named;
+    for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
+    if (const auto bad = non_finite_tensors(named); !bad.empty())
+      fail(final_dir.string(), "refusing to write weights that are not finite: inf or NaN in " + quoted_list(bad) +
+                                   " (" + std::to_string(bad.size()) + " of " + std::to_string(named.size()) +
+                                   " tensors)");
     write_file_atomic((tmp / "config.yaml").string(), run_config_to_yaml(cfg));
     fault::checkpoint_pause();  // test-only hooks (common/fault_injection.h); no-ops unless their env vars are set
     save_model_weights(tmp.string(), model);
@@ -180,7 +216,6 @@ std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Tr
     complete.push_back(e.path());
   }
   // by step, not by name: past step 9,999,999 the names grow a digit and would sort before the older ones
-  const auto step_of = [](const fs::path& p) { return std::strtoll(p.filename().string().c_str() + 5, nullptr, 10); };
   std::sort(complete.begin(), complete.end(),
             [&](const fs::path& a, const fs::path& b) { return step_of(a) < step_of(b); });
   for (size_t i = 0; i + keep < complete.size(); ++i)

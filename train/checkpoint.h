@@ -28,7 +28,8 @@ struct TrainState {
   int64_t train_windows = 0;  // the train split's windows per epoch (what the cursor indexes; 0: not recorded)
 };
 
-// Writes a checkpoint of `step` and prunes all but the newest `keep`. Returns its folder.
+// Writes a checkpoint of `step` and prunes all but the newest `keep`. Returns its folder. Weights with an inf or a NaN
+// are refused: an Error naming the folder and the tensors, with nothing written and `latest` unchanged.
 std::string save_checkpoint(const std::string& run_dir, const RunConfig& cfg, Transformer& model, const AdamW& opt,
                             const TrainState& state, const std::string& tokenizer_path, int64_t keep);
 
@@ -56,5 +57,10 @@ void replace_checkpoint_dir(const std::filesystem::path& tmp, const std::filesys
 
 // RUN's latest complete checkpoint folder, or "" when it has none.
 std::string latest_checkpoint(const std::string& run_dir);
+
+// RUN's newest checkpoint, at or before `latest`, whose model.safetensors loads and holds only finite values, or ""
+// when none does: what a run whose weights blew up can go back to. Reads the weights (a failure path, not per step);
+// looks past `latest` only for runs written before save_checkpoint refused non-finite weights.
+std::string last_finite_checkpoint(const std::string& run_dir);
 
 }  // namespace streamsink

@@ -36,6 +36,7 @@
 #include "train/sink_metrics.h"
 #include "train/step_profiler.h"
 #include "train/validation.h"
+#include "train/weight_check.h"
 
 namespace streamsink {
 
@@ -57,6 +58,12 @@ std::string human_time(double s) {
   if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(std::fmod(s, 3600) / 60));
   else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(std::fmod(s, 60)));
   else std::snprintf(buf, sizeof buf, "%.0fs", s);
+  return buf;
+}
+
+std::string short_number(double x) {  // "1e+38", "0.003", "1.43"
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", x);
   return buf;
 }
 
@@ -357,6 +364,40 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     model->train();
   };
 
+  // The weights after an update, screened (train/weight_check.h: their 2-norm, finite when they all are), left on the
+  // device and read with the next step's host sync of its loss and gradient norm, or before this step evaluates or
+  // writes a checkpoint, so that the check costs no sync of its own. Undefined: nothing to read (no update since).
+  at::Tensor weights_screen;
+  struct { int64_t step = 0; double lr = 0, grad_norm = 0; } update;  // the update weights_screen follows
+  // Non-finite weights after an update stop the run under either nan_policy: a skip skips an update not made yet, and
+  // cannot undo one; every later step would be non-finite too, and no checkpoint of them may be written or called good.
+  const auto non_finite_weights = [&]() {
+    if (main)
+      metrics->write({{"step", update.step}, {"event", "non_finite_weights"}, {"lr", update.lr},
+                      {"grad_norm", update.grad_norm}, {"policy", tc.nan_policy}});
+    const std::string last = main ? last_finite_checkpoint(opts.out_dir) : "";  // rank 0 reads the weights files
+    const auto bad = non_finite_tensors(named);
+    return Error("step " + std::to_string(update.step) + ": the optimizer update (lr " + short_number(update.lr) +
+                 ", gradient norm " + short_number(update.grad_norm) + ") made the weights non-finite (inf or NaN " +
+                 (bad.empty() ? "on another rank" : "in " + quoted_list(bad)) + "): stopping, whatever " +
+                 "train.nan_policy (a skip cannot undo an update). Last checkpoint with finite weights: " +
+                 (!main         ? std::string("rank 0 names it")
+                  : last.empty() ? std::string("none")
+                                 : last + " (resume from it with --resume " + last + " and a lower train.lr)"));
+  };
+  // A screen that did not come out finite (on any rank): the exact test, which the ranks agree on as on the loss.
+  const auto weights_non_finite = [&]() {
+    return dist->allreduce_sum(std::vector<double>{non_finite_tensors(named).empty() ? 0.0 : 1.0})[0] > 0;
+  };
+  // Reads weights_screen now (a host sync: only where the step syncs anyway, for an evaluation or a checkpoint).
+  const auto check_weights_now = [&]() {
+    if (!weights_screen.defined()) return;
+    const double w = weights_screen.item<double>();
+    weights_screen = at::Tensor();
+    if (dist->allreduce_sum(std::vector<double>{std::isfinite(w) ? 0.0 : 1.0})[0] > 0 && weights_non_finite())
+      throw non_finite_weights();
+  };
+
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   model->train();
@@ -388,14 +429,20 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     }
     std::vector<at::Tensor> grads;
     for (auto& p : params) grads.push_back(p.mutable_grad());
-    if (fault::nan_at(state.step + 1, dist->rank()))  // test-only hook: poison this step's gradients or loss
-      (fault::faults().nan_in_loss ? loss_sum : grads.front()).fill_(std::numeric_limits<float>::quiet_NaN());
+    for (const auto where : {fault::NanIn::kGrad, fault::NanIn::kLoss})  // test-only hook: poison the gradients or loss
+      if (fault::nan_at(state.step + 1, dist->rank(), where))
+        (where == fault::NanIn::kLoss ? loss_sum : grads.front()).fill_(fault::faults().nan_value);
     dist->allreduce_mean(grads);
     at::Tensor norm = at::norm(at::stack(at::_foreach_norm(grads)));
-    // One host sync per step: the loss and the gradient norm together (the finite check needs them anyway).
-    auto host = at::stack({loss_sum.to(at::kFloat), norm.to(at::kFloat)}).to(at::kCPU);
+    // One host sync per step: the loss and the gradient norm together (the finite check needs them anyway), and with
+    // them the screen of the weights the previous update left.
+    auto host = at::stack({loss_sum.to(at::kFloat), norm.to(at::kFloat),
+                           weights_screen.defined() ? weights_screen : at::zeros({}, norm.options().dtype(at::kFloat))})
+                    .to(at::kCPU);
+    weights_screen = at::Tensor();
     double loss_v = host[0].item<double>();
     const double norm_v = host[1].item<double>();
+    const double weights_v = host[2].item<double>();
     // Whether to stop after this step (a signal, --stop-after, train.max_seconds), agreed in the same sum as the loss:
     // a signal or the clock can reach the ranks at different steps, and a rank that stopped alone would leave the
     // others waiting in a collective until the timeout. A signal that arrives later in the step stops the next one.
@@ -410,7 +457,10 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     // model it leaves); a signal wants out at once, and a stop that any rank asked for otherwise does not evaluate.
     const bool budget_stop = stop_why == kBudgetStop;
     const auto sums = dist->allreduce_sum(std::vector<double>{loss_v, stop_why ? 1.0 : 0.0,
-                                                              std::isfinite(norm_v) ? 0.0 : 1.0, budget_stop ? 1.0 : 0.0});
+                                                              std::isfinite(norm_v) ? 0.0 : 1.0, budget_stop ? 1.0 : 0.0,
+                                                              std::isfinite(weights_v) ? 0.0 : 1.0});
+    // the previous step's update, before this step decides anything
+    if (sums[4] > 0 && weights_non_finite()) throw non_finite_weights();
     loss_v = sums[0] / world;
     const bool stop_requested = sums[1] > 0;
     const bool stop_evaluates = stop_requested && sums[3] == sums[1];  // every rank that asked, asked for the budget
@@ -424,7 +474,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
         metrics->write({{"step", state.step + 1}, {"event", "non_finite"}, {"loss", std::isfinite(loss_v) ? loss_v : -1},
                         {"policy", tc.nan_policy}});
       if (tc.nan_policy == "stop") {
-        const auto last = latest_checkpoint(opts.out_dir);
+        const auto last = last_finite_checkpoint(opts.out_dir);
         std::fprintf(stderr, "\n[train] non-finite %s at step %lld: stopping (nan_policy=stop); last good checkpoint: %s\n",
                      std::isfinite(loss_v) ? "gradient" : "loss", static_cast<long long>(state.step + 1),
                      last.empty() ? "none" : last.c_str());
@@ -445,6 +495,12 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
       if (tc.grad_clip > 0 && norm_v > tc.grad_clip) at::_foreach_mul_(grads, tc.grad_clip / (norm_v + 1e-6));
       opt.step(lr);
       opt.zero_grad();
+      if (fault::nan_at(state.step + 1, dist->rank(), fault::NanIn::kWeights)) {  // test-only hook: a blown-up update
+        at::NoGradGuard g;
+        params.front().fill_(fault::faults().nan_value);
+      }
+      weights_screen = weights_norm(params);
+      update = {state.step + 1, lr, norm_v};
     }
     ++state.step;
     profiler.after_step(state.step);
@@ -477,8 +533,11 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
       window_tokens = 0;
     }
     const bool last = state.step == total_steps;
-    if ((tc.eval_interval > 0 && state.step % tc.eval_interval == 0) || last || stop_evaluates) evaluate();
-    if ((tc.checkpoint_interval > 0 && state.step % tc.checkpoint_interval == 0) || last || stop_requested) save();
+    const bool evaluates = (tc.eval_interval > 0 && state.step % tc.eval_interval == 0) || last || stop_evaluates;
+    const bool saves = (tc.checkpoint_interval > 0 && state.step % tc.checkpoint_interval == 0) || last || stop_requested;
+    if (evaluates || saves) check_weights_now();
+    if (evaluates) evaluate();
+    if (saves) save();
     if (stop_requested && !last) {
       if (main)
         std::fprintf(stderr, "[train] stopped at step %lld (%s) after writing a checkpoint; resume with --resume auto\n",
