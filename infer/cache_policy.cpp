@@ -37,8 +37,8 @@ void DecodeConfig::validate() const {
   if (sinks != kAuto && sinks < 0) throw Error("--sinks: must be >= 0, got " + std::to_string(sinks));
   if (max_chunk <= 0) throw Error("--chunk: must be positive, got " + std::to_string(max_chunk));
   if (bos_id < -1) throw Error("--bos: bad <s> id " + std::to_string(bos_id));
-  if (policy == PolicyKind::kDense && max_tokens <= 0)
-    throw Error("--max-tokens: must be positive, got " + std::to_string(max_tokens));
+  if (policy == PolicyKind::kDense && max_tokens <= 0)  // no flag sets it: eval-stream sizes dense to its stream
+    throw Error("the dense cache's max_tokens must be positive, got " + std::to_string(max_tokens));
 }
 
 CachePolicy::CachePolicy(PolicyKind kind, int64_t sinks, int64_t window, int64_t max_tokens, PositionMode positions)
@@ -50,9 +50,12 @@ int64_t CachePolicy::sink_query_position(int64_t t) const {
 }
 
 void CachePolicy::check_room(int64_t seen, int64_t n_new) const {
+  // No command reaches this: eval-stream sizes a dense cache to its stream (--tokens, or the whole --data) and
+  // generate and chat always stream. A library caller's DecodeConfig::max_tokens is what it names.
   if (max_tokens_ >= 0 && seen + n_new > max_tokens_)
-    throw Error("--max-tokens: the dense cache holds " + std::to_string(max_tokens_) + " tokens and the stream has " +
-                std::to_string(seen + n_new) + " (dense never evicts: raise --max-tokens or use --policy streaming)");
+    throw Error("the dense cache holds " + std::to_string(max_tokens_) + " tokens (DecodeConfig::max_tokens) and the "
+                "stream has " + std::to_string(seen + n_new) + ": dense never evicts; size it to the whole stream, "
+                "as eval-stream does, or use --policy streaming");
 }
 
 std::string CachePolicy::describe() const {

@@ -42,7 +42,8 @@ struct DecodeConfig {
   int64_t window = kAuto;                      // W recent tokens (the query itself included); kAuto = the default:
                                                //   min(the model's context_length, kDefaultCacheTokens) - S (at
                                                //   least 1), so that S + W is the context it was trained on
-  int64_t max_tokens = 1 << 16;                // dense only: a stream's bound (its cache is preallocated to it)
+  int64_t max_tokens = 1 << 16;                // dense only: a stream's bound (its cache is preallocated to it);
+                                               //   no flag: eval-stream sets it to the stream's length (--tokens)
   PositionMode positions = PositionMode::kCache;  // cache (§3.2) | text (ablation)
   int64_t max_chunk = 256;                     // most tokens fed per step (prefill chunk)
   int64_t bos_id = -1;                         // fed first to every fresh stream and never scored (--bos: <s>, for
@@ -66,7 +67,7 @@ class CachePolicy {
   int64_t sink_query_position(int64_t t) const;
   // Whether the key of the token at text position p is visible to the query at t (p <= t).
   bool visible(int64_t p, int64_t t) const { return p <= t && (p < sinks_ || p > t - window_); }
-  // Error (naming --max-tokens) when a stream that has seen `seen` tokens cannot take `n_new` more.
+  // Error (naming DecodeConfig::max_tokens) when a dense stream that has seen `seen` tokens cannot take `n_new` more.
   void check_room(int64_t seen, int64_t n_new) const;
   std::string describe() const;  // "streaming S=4 W=60 positions=cache"
 
@@ -79,8 +80,8 @@ class CachePolicy {
 };
 
 // Resolves the defaults of `cfg` against the model (the sink default, the window default context_length - S,
-// dense's S = 0 and W = max_tokens) and checks them: Error naming the flag (--window, --sinks, --max-tokens) when
-// they make no sense.
+// dense's S = 0 and W = max_tokens) and checks them: Error naming the flag (--window, --sinks, --chunk; dense's
+// max_tokens, which no flag sets) when they make no sense.
 CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model);
 // Tokens a fresh stream starts with before the caller's: <s> under --bos, then a sink: token model's k sink tokens.
 int64_t stream_prefix_tokens(const DecodeConfig& cfg, const ModelConfig& model);

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -12,6 +13,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "data/tokenizer.h"
+#include "model/model_memory.h"
 #include "model/safetensors.h"
 
 namespace streamsink {
@@ -82,10 +84,33 @@ std::map<std::string, std::vector<int64_t>> expected_shapes(const ModelConfig& c
   return s;
 }
 
+// Error naming DIR/config.json when the weights files, each read whole, and the float32 copies of half-precision
+// weights do not fit in the host memory this process can get (files as large as the float32 parameters are taken
+// for float32, which imports without a copy). Counted from the files, which exist: the model is never built here.
+void check_import_fits(const ModelConfig& cfg, const std::string& dir, const std::vector<std::string>& files,
+                       const std::string& files_what) {
+  double bytes = 0;
+  for (const auto& f : files) {
+    std::error_code ec;
+    const auto n = fs::file_size(f, ec);
+    if (!ec) bytes += static_cast<double>(n);
+  }
+  const ModelMemory m = model_memory(cfg);
+  std::vector<MemoryItem> items{{bytes, "for " + files_what + ", read whole"}};
+  if (bytes < 0.99 * m.param_bytes)  // a 2-byte weight becomes 4: at most twice the files (a config that does not
+                                     // match the weights is the shape check's error, not this one's)
+    items.push_back({std::min(m.param_bytes, 2 * bytes), "for the float32 copies of half-precision weights"});
+  check_model_fits(dir + "/config.json", "importing this model", items, 1,
+                   ": the model is " + model_size_summary(cfg) + "; import it on a machine with more memory");
+}
+
 // Reads model.safetensors, or every shard model.safetensors.index.json names; each tensor where the index says.
-TensorMap read_weights(const std::string& dir) {
+TensorMap read_weights(const std::string& dir, const ModelConfig& cfg) {
   const std::string single = dir + "/model.safetensors", index = dir + "/model.safetensors.index.json";
-  if (fs::exists(single)) return load_safetensors(single);
+  if (fs::exists(single)) {
+    check_import_fits(cfg, dir, {single}, single);
+    return load_safetensors(single);
+  }
   if (!fs::exists(index)) {
     std::string hint;
     if (fs::exists(dir + "/pytorch_model.bin") || fs::exists(dir + "/pytorch_model.bin.index.json"))
@@ -108,6 +133,9 @@ TensorMap read_weights(const std::string& dir) {
     if (!fs::exists(dir + "/" + file))
       fail(index, "names shard '" + file + "' (for '" + *names.begin() + "' and " + std::to_string(names.size() - 1) +
                       " more), which is missing from " + dir);
+  std::vector<std::string> files;
+  for (const auto& kv : by_file) files.push_back(dir + "/" + kv.first);
+  check_import_fits(cfg, dir, files, "the " + std::to_string(files.size()) + " shard(s) " + index + " names");
   TensorMap all;
   for (const auto& [file, names] : by_file) {
     const std::string path = dir + "/" + file;
@@ -240,7 +268,7 @@ HfImportResult import_hf(const std::string& model_dir, const std::string& out) {
     if (j.contains("add_bos_token") && j["add_bos_token"].is_boolean()) res.adds_bos = res.adds_bos && j["add_bos_token"].get<bool>();
   }
 
-  TensorMap weights = read_weights(model_dir);
+  TensorMap weights = read_weights(model_dir, cfg);
   const std::string wpath = model_dir + "/model.safetensors";
   for (auto it = weights.begin(); it != weights.end();) {  // HF checkpoints of old carried the RoPE table
     static const std::string kInvFreq = "rotary_emb.inv_freq";

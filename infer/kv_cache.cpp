@@ -1,44 +1,76 @@
 #include "infer/kv_cache.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 
 #include "common/error.h"
+#include "common/memory.h"
 
 namespace streamsink {
 
 namespace {
 
-// A CPU allocation that fails aborts the process (LibTorch's allocator), so a cache larger than the machine's memory
-// (a typo in --window or --chunk, say) is an error first. Host memory holds the slot positions and one step's mask
-// whatever the device, and the keys and values too on a CPU (a GPU's own out-of-memory is an ordinary error). In
-// double: S + W + chunk may pass 2^63 before anything is allocated.
+// A CPU allocation that fails aborts the process (LibTorch's allocator), and one that the kernel grants past the
+// machine's memory gets the process OOM-killed without a word, so a cache larger than the host memory this process
+// can get (a typo in --window or --chunk, a dense evaluation of a long stream) is an Error first. What one decode step
+// holds at once, with R = W + 1 ring slots for dense (the scratch slot) and W + C otherwise (kv_cache.h):
+//   host, whatever the device: the ring's slot positions (int64) [B, R] and two steps' masks (bool) [B, C, S + R]
+//     (begin_step builds the next while the last is still held);
+//   on a CPU also: the keys and values [B, Hkv, S + R, D] of every layer, and one layer's attention scores:
+//     model/attention.cpp step() holds up to kScoreBuffers [B, H, C, S + R] buffers of at least float at once: the
+//     scores and their masked copy, then the masked scores and the probabilities (2); with a sink logit (zero,
+//     logit) the masked scores, scores - lse and its exp (3; the masked scores and logsumexp's temporary before).
+//     Measured (the growth of eval-stream --policy dense's peak RSS, tiny.yaml, chunk 256, from 10k to 30k tokens
+//     with sink: logit, from 30k to 60k with sink: none), keys, values and masks aside: 3.1 such buffers with a
+//     sink logit, 2.05 without; 3 is the count for the variants with a sink logit, and an upper bound without.
+// On a GPU the keys, values and scores live in device memory, whose out-of-memory is an ordinary error. The weights,
+// logits and the MLP's activations are small beside these and not counted. In double: S + W + chunk may pass 2^63
+// before anything is allocated.
+constexpr double kScoreBuffers = 3;
+
 void check_fits_in_memory(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,
                           const at::TensorOptions& options) {
-  const double S = static_cast<double>(policy.sinks()), W = static_cast<double>(policy.window());
-  const double slots = S + W + (policy.kind() == PolicyKind::kDense ? 1.0 : static_cast<double>(max_chunk));
-  const double B = static_cast<double>(batch);
-  double host = B * slots * 8.0 + B * static_cast<double>(max_chunk) * slots;  // positions (int64), the bool mask
-  if (options.device().is_cpu())
-    host += 2.0 * static_cast<double>(model.n_layers) * B * static_cast<double>(model.n_kv_heads) * slots *
-            static_cast<double>(model.head_dim()) *
-            static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
-  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
-  if (ram > 0 && host > ram) {
-    char buf[320];
-    std::snprintf(buf, sizeof buf,
-                  "the KV cache would need %.3g GiB of host memory (%lld sink + %lld window + %lld chunk slots per "
-                  "layer and stream), more than this machine's %.1f GiB: lower --window or --chunk (--max-tokens for "
-                  "dense)",
-                  host / 1073741824.0, static_cast<long long>(policy.sinks()), static_cast<long long>(policy.window()),
-                  static_cast<long long>(max_chunk), ram / 1073741824.0);
-    throw Error(buf);
+  const KVCacheMemory m = kv_cache_memory(model, policy, batch, max_chunk, options);
+  const bool dense = policy.kind() == PolicyKind::kDense;
+  std::string what = "the KV cache would need " + format_bytes(m.total()) + " of host memory (" +
+                     (dense ? "a dense cache of " + std::to_string(policy.window()) + " tokens"
+                            : std::to_string(policy.sinks()) + " sink + " + std::to_string(policy.window()) +
+                                  " window + " + std::to_string(max_chunk) + " chunk slots") +
+                     " per layer and stream";
+  if (options.device().is_cpu()) {
+    const double slots = m.mask / (2.0 * static_cast<double>(batch) * static_cast<double>(max_chunk));  // S + R
+    char shape[160];  // in %.0f: a slot count may pass 2^63
+    std::snprintf(shape, sizeof shape, "%.0f float buffers of %lld x %lld heads x %lld rows x %.0f slots",
+                  kScoreBuffers, static_cast<long long>(batch), static_cast<long long>(model.n_heads),
+                  static_cast<long long>(max_chunk), slots);
+    what += ": " + format_bytes(m.keys_values) + " for keys and values + " + format_bytes(m.scores) +
+            " for a step's attention scores, " + shape + ", + " + format_bytes(m.positions + m.mask) +
+            " for slot positions and two steps' masks";
   }
+  require_host_memory(m.total(), what + ")",
+                      dense ? ": a dense cache holds the whole stream; lower --tokens (the stream's length) or --chunk "
+                              "(the rows of a step's attention scores), or use --policy streaming"
+                            : ": lower --window or --chunk");
 }
 
 }  // namespace
+
+KVCacheMemory kv_cache_memory(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,
+                              const at::TensorOptions& options) {
+  const double S = static_cast<double>(policy.sinks()), W = static_cast<double>(policy.window());
+  const double C = static_cast<double>(max_chunk), B = static_cast<double>(batch);
+  const double R = W + (policy.kind() == PolicyKind::kDense ? 1.0 : C);  // Wcap + 1 (the constructor's)
+  const double elem = static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
+  KVCacheMemory m;
+  m.positions = B * R * 8.0;
+  m.mask = 2.0 * B * C * (S + R);
+  if (options.device().is_cpu()) {
+    m.keys_values = 2.0 * static_cast<double>(model.n_layers) * B * static_cast<double>(model.n_kv_heads) * (S + R) *
+                    static_cast<double>(model.head_dim()) * elem;
+    m.scores = kScoreBuffers * B * static_cast<double>(model.n_heads) * C * (S + R) * std::max(4.0, elem);
+  }
+  return m;
+}
 
 KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,
                  at::TensorOptions options)

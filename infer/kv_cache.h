@@ -22,9 +22,25 @@
 
 namespace streamsink {
 
+// What a KVCache with these settings, and one decode step over it, hold in host memory at once (kv_cache.cpp says
+// what is counted), in bytes; in double, for settings whose sizes pass 2^63. keys_values and scores are 0 when
+// `options` is a GPU's (they live in its memory, whose out-of-memory is an ordinary error).
+struct KVCacheMemory {
+  double keys_values = 0;  // every layer's k and v [B, Hkv, S + R, D]
+  double scores = 0;       // one layer's attention scores during a step: kScoreBuffers x [B, H, C, S + R] floats
+  double positions = 0;    // the ring's slot positions [B, R] int64 (on the host whatever the device)
+  double mask = 0;         // two steps' masks [B, C, S + R] bool (on the host: the next is built while the last
+                           //   is still held)
+  double total() const { return keys_values + scores + positions + mask; }
+};
+KVCacheMemory kv_cache_memory(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,
+                              const at::TensorOptions& options);
+
 class KVCache : public KVCacheInterface {
  public:
-  // Allocates every layer's storage on `options`' device and dtype (the model's).
+  // Allocates every layer's storage on `options`' device and dtype (the model's). Error first, naming the flags that
+  // size it (--window, --chunk; --tokens for dense), when kv_cache_memory() exceeds the host memory this process can
+  // get (common/memory.h).
   KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,
           at::TensorOptions options);
 

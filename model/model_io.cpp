@@ -7,6 +7,8 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/memory.h"
+#include "model/model_memory.h"
 #include "model/safetensors.h"
 
 namespace streamsink {
@@ -82,8 +84,27 @@ void load_model_weights(const std::string& dir, Transformer& model) {
     fail(path, "tensor '" + tensors.begin()->first + "' is not part of this model (does the config match?)");
 }
 
+void check_model_loads(const ModelConfig& cfg, const std::string& dir) {
+  // Whatever the device, the model is built on the host and its weights file is read there whole (then copied in).
+  const ModelMemory m = model_memory(cfg);
+  auto items = model_build_items(cfg);
+  const std::string weights = dir + "/model.safetensors";
+  std::error_code ec;
+  const auto file = std::filesystem::file_size(weights, ec);
+  if (!ec) items.push_back({static_cast<double>(file), "for " + weights + ", read whole before it is copied in"});
+  const std::string hint =
+      !ec && static_cast<double>(file) < 0.5 * m.param_bytes
+          ? ": the config describes a model of " + model_size_summary(cfg) + ", but " + weights + " holds only " +
+                format_bytes(static_cast<double>(file)) +
+                " (is this config.yaml the one these weights were saved with?)"
+          : ": the model is " + model_size_summary(cfg) + "; load it on a machine with more memory";
+  check_model_fits(dir + "/config.yaml", "loading this checkpoint's model", items, 1, hint);
+}
+
 Transformer load_model(const std::string& dir, c10::Device device) {
-  Transformer model(load_model_config(dir));
+  const ModelConfig cfg = load_model_config(dir);
+  check_model_loads(cfg, dir);
+  Transformer model(cfg);
   load_model_weights(dir, model);
   model->to(device);
   model->eval();

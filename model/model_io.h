@@ -25,7 +25,11 @@ void save_model_weights(const std::string& dir, Transformer& model);
 // Loads DIR/model.safetensors into `model`: every parameter present with the right shape, nothing extra;
 // otherwise an Error naming the file and the tensor.
 void load_model_weights(const std::string& dir, Transformer& model);
-// config + weights → a model on `device`, in eval mode.
+// Error naming DIR/config.yaml and the figures when the model it describes, and DIR/model.safetensors read
+// alongside, do not fit in the host memory this process can get (model/model_memory.h): checked before the model is
+// built, whatever the device (a model is built on the host, and its weights are read there, before it moves).
+void check_model_loads(const ModelConfig& cfg, const std::string& dir);
+// config + weights → a model on `device`, in eval mode (check_model_loads first).
 Transformer load_model(const std::string& dir, c10::Device device = c10::kCPU);
 
 }  // namespace streamsink

@@ -111,6 +111,22 @@ std::vector<Case> cases() {
         {"{D}/ck/model.safetensors", std::move(expect)});
   };
 
+  // A checkpoint whose config.yaml describes a model no machine holds (445 TiB of float32 parameters) beside its tiny
+  // weights: refused before the model is built, naming the file (LibTorch's allocator would abort the process).
+  auto huge_model = [](const fs::path& ck) {
+    std::string y = slurp((ck / "config.yaml").string());
+    for (const auto& [from, to] : {std::pair<std::string, std::string>{"\n  dim: 64\n", "\n  dim: 4194304\n"},
+                                   {"vocab_size: 512\n", "vocab_size: 4000000\n"}}) {
+      const auto at = y.find(from);
+      ASSERT_NE(at, std::string::npos) << from << " in\n" << y;
+      y.replace(at, from.size(), to);
+    }
+    write(ck / "config.yaml", y);
+  };
+  const std::vector<std::string> huge_model_expect = {"{D}/ck/config.yaml: loading this checkpoint's model needs",
+                                                      "float32 parameters", "this process can use", "dim 4194304",
+                                                      "{D}/ck/model.safetensors holds only"};
+
   std::vector<Case> c = {
       // ---- YAML run configs ----
       yaml_case("yaml_syntax", "model: {dim: 64\n", {"not valid YAML"}),
@@ -143,6 +159,11 @@ std::vector<Case> cases() {
                 {"train.sink_window 64", "< seq_len (64)"}),
       yaml_case("yaml_sink_window_default_too_small", yaml_with("", "  seq_len: 8\n"),
                 {"train.sink_window", "seq_len / 2 (the default) is 4"}),
+      // a model too large to train here: an Error naming the config, before the model is built
+      {"train_model_too_large", none,
+       "train {CFG} --set train.data_dir={DATA} --set model.vocab_size=512 --set model.dim=4194304 --out {D}/run",
+       {"{CFG}: training this model on cpu needs", "float32 parameters", "for their gradients",
+        "for AdamW's two moments", "this process can use", "dim 4194304"}},
       {"set_bad_value", none, "train {CFG} --set train.steps=abc --out {D}/run", {"train.steps", "abc"}},
       {"set_unknown_key", none, "train {CFG} --set train.nope=1 --out {D}/run", {"train.nope"}},
       {"set_no_section", none, "train {CFG} --set steps=3 --out {D}/run", {"steps=3"}},
@@ -315,6 +336,11 @@ std::vector<Case> cases() {
                 write(ck / "config.yaml", y);
               },
               gen, {"{D}/ck/model.safetensors", "config"}),
+      ck_case("ck_config_model_too_large_generate", huge_model, gen, huge_model_expect),
+      ck_case("ck_config_model_too_large_eval_stream", huge_model,
+              "eval-stream --checkpoint {D}/ck --data {DATA} --tokens 64", huge_model_expect),
+      ck_case("ck_config_model_too_large_export_hf", huge_model, "export-hf --checkpoint {D}/ck --out {D}/hf",
+              huge_model_expect),
       ck_case("ck_config_garbage", [](const fs::path& ck) { write(ck / "config.yaml", "model: [\n  : :\n"); }, gen,
               {"{D}/ck/config.yaml", "not valid YAML"}),
       ck_case("ck_config_no_model_section", [](const fs::path& ck) { write(ck / "config.yaml", "train:\n  steps: 3\n"); },

@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/memory.h"
 #include "data/tokenizer.h"
 #include "infer/hf_export.h"
 #include "infer/hf_import.h"
@@ -519,6 +520,15 @@ TEST(HfImport, BadInputsAreClearErrors) {
   EXPECT_HAS(e, "model.safetensors.index.json");
   EXPECT_HAS(e, "model-00002-of-00002.safetensors");
   EXPECT_HAS(e, "missing");
+  // Weights larger than the memory this process can get (a sparse file: no disk, no memory): refused before they are
+  // read, naming config.json (LibTorch's allocator would abort the process reading them).
+  constexpr uint64_t kHuge = uint64_t{1} << 43;  // 8 TiB (ext4's files stop at 16)
+  if (host_memory().available < 0 || static_cast<uint64_t>(host_memory().available) < kHuge) {
+    e = import_variant([&](const std::string& d) { fs::resize_file(d + "/model.safetensors", kHuge); });
+    EXPECT_HAS(e, "config.json: importing this model needs 8.00 TiB of host memory");
+    EXPECT_HAS(e, "model.safetensors");
+    EXPECT_HAS(e, "this process can use");
+  }
   e = import_variant(set_key("tie_word_embeddings", false));  // untied, but no lm_head.weight
   EXPECT_HAS(e, "lm_head.weight");
   EXPECT_HAS(e, "tie_word_embeddings");

@@ -13,6 +13,7 @@
 #include <deque>
 
 #include "common/error.h"
+#include "common/memory.h"
 #include "infer/decoder.h"
 #include "infer/generator.h"
 #include "infer/kv_cache.h"
@@ -360,6 +361,69 @@ TEST(KVCache, AStepLongAfterTheCacheFilledDoesTheWorkOfTheFirstInTheSameBuffers)
   EXPECT_EQ(k_early, k_late);
 }
 
+// The host-memory estimate the constructor checks (kv_cache_memory) against the cache it describes: keys, values
+// and slot positions are what bytes() holds; the masks are two of the one a full step hands every layer; the score
+// buffers are kScoreBuffers (3) floats per query row and visible slot (model/attention.cpp step()).
+TEST(KVCache, TheMemoryEstimateEqualsTheStorageItDescribes) {
+  auto cfg = tiny_config(SinkKind::kLogit);
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  struct Case {
+    PolicyKind kind;
+    int64_t S, W, chunk, B;
+  };
+  for (const Case& c : {Case{PolicyKind::kStreaming, 4, 16, 8, 2}, Case{PolicyKind::kWindow, -1, 10, 3, 1},
+                        Case{PolicyKind::kDense, -1, -1, 5, 3}}) {
+    auto d = decode_cfg(c.kind, c.S, c.W, c.chunk);
+    d.max_tokens = 40;
+    const CachePolicy policy = make_policy(d, cfg);
+    KVCache cache(cfg, policy, c.B, c.chunk, opts);
+    const KVCacheMemory m = kv_cache_memory(cfg, policy, c.B, c.chunk, opts);
+    EXPECT_EQ(m.keys_values + m.positions, static_cast<double>(cache.bytes())) << policy.describe();
+    cache.begin_step(c.chunk);
+    const auto k = at::zeros({c.B, cfg.n_kv_heads, c.chunk, cfg.head_dim()});
+    const CacheView view = cache.append(0, k, k);
+    const int64_t slots = view.k.size(2);  // S + R
+    EXPECT_EQ(m.mask, 2.0 * static_cast<double>(view.mask.numel())) << policy.describe();
+    EXPECT_EQ(m.scores, 3.0 * c.B * cfg.n_heads * c.chunk * slots * 4) << policy.describe();
+    // on a GPU only the host's part counts (positions and mask): the device's own out-of-memory is an error
+    const auto gpu = kv_cache_memory(cfg, policy, c.B, c.chunk, opts.device(at::Device(at::kCUDA, 0)));
+    EXPECT_EQ(gpu.total(), m.positions + m.mask);
+  }
+}
+
+// The audit's case (a dense eval-stream of 32M tokens, OOM-killed): a dense stream whose keys, values, positions
+// and mask fit in a quarter of the memory this process can get (all that was counted before), but whose step's
+// attention scores over the whole cache do not, is refused before anything is allocated, naming the flags that
+// bound it. Nothing is allocated: the Decoder's constructor throws first (an allocation of this size would abort).
+TEST(KVCache, ADenseStreamTooLargeForItsAttentionScoresIsRefusedBeforeAllocating) {
+  const HostMemory host = host_memory();
+  if (host.available <= 0) GTEST_SKIP() << "this machine has no MemAvailable to check against";
+  auto model = make_model(tiny_config(SinkKind::kNone));
+  const auto& cfg = model->config();
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  auto d = decode_cfg(PolicyKind::kDense, -1, -1, 256);
+  d.max_tokens = 1 << 20;
+  const KVCacheMemory per_mi = kv_cache_memory(cfg, make_policy(d, cfg), 1, 256, opts);
+  const double old_per_token = (per_mi.keys_values + per_mi.positions + per_mi.mask) / (1 << 20);
+  d.max_tokens = static_cast<int64_t>(0.25 * static_cast<double>(host.available) / old_per_token);
+  const KVCacheMemory m = kv_cache_memory(cfg, make_policy(d, cfg), 1, 256, opts);
+  ASSERT_LT(m.keys_values + m.positions + m.mask, 0.3 * static_cast<double>(host.available));
+  ASSERT_GT(m.scores, 2.0 * static_cast<double>(host.available));
+  try {
+    Decoder dec(model, d);
+    FAIL() << "a dense cache of " << d.max_tokens << " tokens was accepted";
+  } catch (const Error& e) {
+    const std::string w = e.what();
+    for (const char* want : {"KV cache would need", "a dense cache of", "attention scores", "this process can use",
+                             "--tokens", "--chunk", "--policy streaming"})
+      EXPECT_NE(w.find(want), std::string::npos) << "want '" << want << "' in: " << w;
+    std::fprintf(stderr, "[kv-cache] %s\n", w.c_str());
+  }
+  // the same stream, one token per step: a step's scores shrink 256 times, and it fits
+  d.max_chunk = 1;
+  EXPECT_LT(kv_cache_memory(cfg, make_policy(d, cfg), 1, 1, opts).total(), 0.5 * static_cast<double>(host.available));
+}
+
 TEST(KVCache, SlotsHoldTheSinksAndTheLastTokens) {
   auto cfg = tiny_config(SinkKind::kNone);
   auto policy = make_policy(decode_cfg(PolicyKind::kStreaming, 3, 5, 2), cfg);
@@ -506,7 +570,9 @@ TEST(KVCache, ADenseStreamPastItsBoundIsAnError) {
     dec.feed_all({random_stream(1, 64, 16)});
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--max-tokens"), std::string::npos) << e.what();
+    // no command has a --max-tokens flag (eval-stream sizes dense to its stream): the message names the setting
+    EXPECT_NE(std::string(e.what()).find("DecodeConfig::max_tokens"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("--max-tokens"), std::string::npos) << e.what();
   }
 }
 

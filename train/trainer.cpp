@@ -21,11 +21,13 @@
 #include "common/error.h"
 #include "common/fault_injection.h"
 #include "common/file_util.h"
+#include "common/memory.h"
 #include "data/prepare.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "model/autocast.h"
 #include "model/model_io.h"
+#include "model/model_memory.h"
 #include "model/transformer.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
@@ -79,6 +81,37 @@ std::vector<int64_t> sink_prefix(const ModelConfig& m) {
   std::vector<int64_t> p;
   for (int64_t i = 0; i < m.prefix_tokens(); ++i) p.push_back(m.sink_token_id + i);
   return p;
+}
+
+// Error naming the config file and the figures when training its model does not fit in the host memory this process
+// can get (model/model_memory.h says what is counted): on a CPU the parameters, their gradients and AdamW's two
+// moments; on a GPU the parameters while the model is built on the host; on resume, the larger of the checkpoint's
+// two safetensors files too, read whole (on a GPU after the host's copy of the parameters has moved). Every rank of
+// this node holds as much.
+void check_training_fits(const RunConfig& cfg, c10::Device device, int local_ranks, const std::string& resume_dir) {
+  const ModelMemory m = model_memory(cfg.model);
+  auto items = model_build_items(cfg.model);
+  if (device.is_cpu()) {
+    items.push_back({m.param_bytes, "for their gradients"});
+    items.push_back({2 * m.param_bytes, "for AdamW's two moments"});
+  }
+  if (!resume_dir.empty()) {
+    double file = 0;
+    std::string name;
+    for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
+      std::error_code ec;
+      const auto n = fs::file_size(fs::path(resume_dir) / f, ec);
+      if (!ec && static_cast<double>(n) > file) file = static_cast<double>(n), name = resume_dir + "/" + f;
+    }
+    double built = 0;
+    for (const auto& it : items) built += it.bytes;
+    if (file > 0 && device.is_cpu()) items.push_back({file, "for " + name + ", read whole on resume"});
+    else if (file > built) items = {{file, "for " + name + ", read whole on resume"}};
+  }
+  check_model_fits(cfg.source, "training this model on " + device.str(), items, local_ranks,
+                   ": the model is " + model_size_summary(cfg.model) +
+                       " (activations come on top); lower model.dim, model.n_layers, model.hidden_dim or "
+                       "model.vocab_size, or train on a machine with more memory");
 }
 
 }  // namespace
@@ -210,6 +243,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   const std::string tokenizer = resolve_run_tokenizer(tc);
 
   // ---- model, optimizer, data ----
+  check_training_fits(cfg, device, env.local_world_size, resume_dir);
   at::manual_seed(tc.seed);
   Transformer model(cfg.model);
   model->to(device);
