@@ -41,8 +41,8 @@ Transformer make_model(const ModelConfig& cfg) {
 StreamEvalOptions opts(PolicyKind p, int64_t S, int64_t W, int64_t chunk, int64_t block = 8) {
   StreamEvalOptions o;
   o.decode.policy = p;
-  o.decode.sinks = S;
-  o.decode.window = W;
+  o.decode.sinks = S == -1 ? kAuto : S;  // -1 here: the default
+  o.decode.window = W == -1 ? kAuto : W;
   o.decode.max_chunk = chunk;
   o.block = block;
   return o;
