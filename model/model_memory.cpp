@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "common/memory.h"
+#include "model/transformer.h"
 
 namespace streamsink {
 
@@ -23,16 +24,8 @@ std::string format_count(double n) {
 }  // namespace
 
 ModelMemory model_memory(const ModelConfig& c) {
-  // parameter_count's closed form (model/transformer.cpp), in double: it must not overflow where the config is absurd.
-  const double dim = static_cast<double>(c.dim), L = static_cast<double>(c.n_layers);
-  const double kv = static_cast<double>(c.n_kv_heads) * static_cast<double>(c.head_dim());
-  const double ffn = c.hidden_dim > 0 ? static_cast<double>(c.hidden_dim)
-                                      : static_cast<double>(c.multiple_of) *
-                                            std::ceil(std::floor(8.0 * dim / 3.0) / static_cast<double>(c.multiple_of));
-  const double attn = 2 * dim * dim + 2 * dim * kv + (c.sink == SinkKind::kLogit ? static_cast<double>(c.n_heads) : 0);
-  const double per_layer = attn + 3 * dim * ffn + 2 * dim;
   ModelMemory m;
-  m.parameters = static_cast<double>(c.vocab_size) * dim * (c.tie_embeddings ? 1 : 2) + L * per_layer + dim;
+  m.parameters = parameter_count(c);
   m.param_bytes = 4 * m.parameters;
   m.rope_bytes = 24 * static_cast<double>(c.context_length) * static_cast<double>(c.head_dim());
   return m;

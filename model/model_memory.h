@@ -28,7 +28,7 @@ struct MemoryItem {
 };
 
 struct ModelMemory {
-  double parameters = 0;   // parameter_count(cfg), in double
+  double parameters = 0;   // parameter_count(cfg)
   double param_bytes = 0;  // 4 per parameter (float32)
   double rope_bytes = 0;   // the rotary tables and their construction (see above)
 };

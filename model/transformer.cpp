@@ -111,11 +111,13 @@ int64_t TransformerImpl::num_parameters() const {
   return n;
 }
 
-int64_t parameter_count(const ModelConfig& c) {
-  const int64_t kv = c.n_kv_heads * c.head_dim();
-  const int64_t attn = 2 * c.dim * c.dim + 2 * c.dim * kv + (c.sink == SinkKind::kLogit ? c.n_heads : 0);
-  const int64_t per_layer = attn + 3 * c.dim * c.ffn_dim() + 2 * c.dim;  // + two RMSNorm weights
-  return c.vocab_size * c.dim * (c.tie_embeddings ? 1 : 2) + c.n_layers * per_layer + c.dim;
+double parameter_count(const ModelConfig& c) {
+  // In double: model/model_memory.cpp sizes absurd configs (a mistyped dim) with it, past 2^63; exact below 2^53.
+  const double dim = static_cast<double>(c.dim), kv = static_cast<double>(c.n_kv_heads * c.head_dim());
+  const double attn = 2 * dim * dim + 2 * dim * kv + (c.sink == SinkKind::kLogit ? static_cast<double>(c.n_heads) : 0);
+  const double per_layer = attn + 3 * dim * static_cast<double>(c.ffn_dim()) + 2 * dim;  // + two RMSNorm weights
+  return static_cast<double>(c.vocab_size) * dim * (c.tie_embeddings ? 1 : 2) + static_cast<double>(c.n_layers) * per_layer +
+         dim;
 }
 
 double training_flops_per_token(const ModelConfig& c, int64_t seq_len) {

@@ -64,7 +64,7 @@ class TransformerImpl : public torch::nn::Module {
 TORCH_MODULE(Transformer);
 
 // Parameter count from the config alone (the closed form the tests check against named_parameters()).
-int64_t parameter_count(const ModelConfig& cfg);
+double parameter_count(const ModelConfig& cfg);
 
 // Training FLOPs per token (forward + backward = 3 × forward), as nanoGPT / PaLM count them: 6 per matmul
 // weight (the LM head included, embedding lookups excluded) plus 12·L·dim·T for the attention scores and mix.
