@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "app/commands.h"
 #include "common/device.h"
@@ -103,13 +104,14 @@ int cmd_eval_stream(int argc, char** argv) {
   dc.validate();
   if (tokens != -1 && tokens < 2)
     throw Error("--tokens: at least 2 (the first token is never scored), got " + std::to_string(tokens));
-  if (!out.empty()) check_output_folder(out, "--out");  // before the evaluation, which may take hours
   const std::string dir = resolve_checkpoint_dir(checkpoint);
   check_data_tokenizer(data, dir + "/tokenizer.model");  // shards made with another tokenizer would read as noise
   auto model = load_model(dir, resolve_device(device));
   if (tokenizer.empty()) tokenizer = dir + "/tokenizer.model";
-  const auto stream = load_eval_tokens(data, tokenizer, tokens, model->config().vocab_size);
+  const TokenStream stream = TokenStream::open(data, tokenizer, tokens, model->config().vocab_size);  // mapped
   if (bos) dc.bos_id = bos_id_for_flag(tokenizer);
+  // The inputs are good: --out's folder is made now, before the evaluation, which may take hours.
+  if (!out.empty()) prepare_output_folder(out, "--out");
 
   StreamEvalOptions opt;
   opt.decode = dc;
@@ -117,15 +119,22 @@ int cmd_eval_stream(int argc, char** argv) {
   Progress progress(isatty(fileno(stderr)) != 0);
   opt.progress = [&](int64_t done, int64_t total, double mean_nll) { progress(done, total, mean_nll); };
   const CachePolicy resolved =
-      make_policy(eval_decode_config(dc, model->config(), static_cast<int64_t>(stream.size())), model->config());
+      make_policy(eval_decode_config(dc, model->config(), stream.size()), model->config());
   std::printf("eval-stream: checkpoint %s\n", dir.c_str());
-  std::printf("  data %s: %zu tokens\n", data.c_str(), stream.size());
+  std::printf("  data %s: %lld tokens\n", data.c_str(), static_cast<long long>(stream.size()));
   const std::string window_note = default_window_note(dc, model->config());
   std::printf("  policy %s%s%s chunk %s block %lld threads %d device %s\n", resolved.describe().c_str(),
               window_note.c_str(), bos ? " <s> first (--bos)" : "", chunk_note(dc, resolved).c_str(),
               static_cast<long long>(block),
               at::get_num_threads(), model->parameters().front().device().str().c_str());
   std::fflush(stdout);
+  // The per-token NLLs go to --out as they come, not into memory: the command's memory does not grow with the stream.
+  opt.keep_nll = false;
+  std::optional<NllJsonlWriter> writer;
+  if (!out.empty()) {
+    writer.emplace(out);
+    opt.on_scored = [&](int64_t first, const int64_t* ids, const float* nll, int64_t n) { writer->add(first, ids, nll, n); };
+  }
   const auto r = evaluate_stream(model, stream, opt);
 
   for (size_t j = 0; j < r.block_ppl.size(); ++j)
@@ -138,7 +147,7 @@ int cmd_eval_stream(int argc, char** argv) {
               r.peak_rss_bytes / 1048576.0);
   std::printf("\n%s", summary_table(r).c_str());
   if (!out.empty()) {
-    write_nll_jsonl(out, stream, r);
+    writer->commit();
     write_file_atomic(out + ".summary.json", summary_json(r));
     std::printf("wrote %s and %s.summary.json\n", out.c_str(), out.c_str());
   }

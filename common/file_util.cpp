@@ -80,6 +80,16 @@ void check_output_folder(const std::string& path, const std::string& flag) {
   if (fs::is_directory(path, ec)) fail(path, flag + ": is a folder; give a file name");
 }
 
+void prepare_output_folder(const std::string& path, const std::string& flag) {
+  namespace fs = std::filesystem;
+  if (const fs::path parent = fs::path(path).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    if (!fs::is_directory(parent, ec) && !fs::create_directories(parent, ec) && ec)
+      fail(path, flag + ": cannot create its folder " + parent.string() + ": " + ec.message());
+  }
+  check_output_folder(path, flag);
+}
+
 std::string read_file(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -40,6 +40,9 @@ class StagingDir {
 // Error naming `flag` and PATH unless PATH's folder exists and is writable: for a command that writes PATH only
 // after a long computation.
 void check_output_folder(const std::string& path, const std::string& flag);
+// PATH's folder created where missing (as `mkdir -p`), then check_output_folder: for a command whose inputs are
+// known good, before the long computation, so a refused command leaves nothing behind.
+void prepare_output_folder(const std::string& path, const std::string& flag);
 
 // Whole-file helpers with errors that name the file.
 std::string read_file(const std::string& path);

@@ -145,11 +145,7 @@ void train_tokenizer(const TokenizerTrainConfig& cfg) {
   if (docs.empty()) throw Error("tokenizer train: no files under the inputs");
   // the output's folder before the training, not after it (created as other commands create theirs, once the
   // inputs are known good: a refused command leaves nothing behind)
-  if (const auto parent = fs::path(cfg.out).parent_path(); !parent.empty()) {
-    std::error_code ec;
-    fs::create_directories(parent, ec);
-  }
-  check_output_folder(cfg.out, "--out");
+  prepare_output_folder(cfg.out, "--out");
 
   std::string sinks;
   for (int64_t i = 0; i < cfg.n_sink_symbols; ++i) sinks += (i ? "," : "") + sink_piece(i);

@@ -40,8 +40,8 @@ DecodeConfig eval_decode_config(const DecodeConfig& decode, const ModelConfig& m
   return dc;
 }
 
-StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& tokens, const StreamEvalOptions& opt) {
-  const auto N = static_cast<int64_t>(tokens.size());
+StreamEvalResult evaluate_stream(Transformer model, const TokenStream& tokens, const StreamEvalOptions& opt) {
+  const int64_t N = tokens.size();
   if (N < 2) throw Error("eval-stream: the stream has " + std::to_string(N) + " tokens; at least 2 are needed");
   if (opt.block <= 0) throw Error("--block: must be positive, got " + std::to_string(opt.block));
   Decoder dec(model, eval_decode_config(opt.decode, model->config(), N), 1);
@@ -51,24 +51,32 @@ StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& 
   r.tokens = N;
   r.scored = N - 1;
   r.block = opt.block;
-  r.nll.assign(N, std::numeric_limits<float>::quiet_NaN());
+  if (opt.keep_nll) r.nll.assign(N, std::numeric_limits<float>::quiet_NaN());
   const auto dev = model->parameters().front().device();
   const int64_t chunk = dec.max_chunk();
   const int64_t seg = chunk * std::max<int64_t>(1, opt.segment_tokens / chunk);
   std::vector<std::vector<int64_t>> part(1);
+  std::vector<int64_t> next;  // the segment's targets, tokens s0 + 1 ..
 
-  double running_sum = 0;  // of the NLLs scored so far, for the progress callback
-  int64_t running_n = 0;
+  // Sums in stream order, token by token, as the tokens are scored: the whole stream's and its current block's.
+  double sum = 0, block_sum = 0;
+  int64_t block_n = 0, block_end = opt.block;
+  auto close_block = [&] {
+    r.block_ppl.push_back(block_n > 0 ? std::exp(block_sum / block_n) : std::numeric_limits<double>::quiet_NaN());
+    block_sum = 0, block_n = 0, block_end += opt.block;
+  };
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t s0 = 0; s0 < N; s0 += seg) {
     const int64_t len = std::min(seg, N - s0);
-    part[0].assign(tokens.begin() + s0, tokens.begin() + s0 + len);
+    part[0].resize(len);
+    tokens.copy(s0, len, part[0].data());
     // The targets of this segment's rows: tokens s0 + 1 .. (the stream's last token scores nothing).
     const int64_t nt = std::min(len, N - 1 - s0);
     at::Tensor targets;  // [nt]
     if (nt > 0) {
-      const std::vector<int64_t> next(tokens.begin() + s0 + 1, tokens.begin() + s0 + 1 + nt);
-      targets = at::tensor(next, at::kLong).to(dev);
+      next.resize(nt);
+      tokens.copy(s0 + 1, nt, next.data());
+      targets = at::from_blob(next.data(), {nt}, at::kLong).to(dev, /*non_blocking=*/false, /*copy=*/true);
     }
     dec.feed(part, [&](int64_t off, const std::vector<int64_t>& n_valid, const at::Tensor& logits) {
       // Row c (token g + c of the stream) scores token g + c + 1.
@@ -77,48 +85,47 @@ StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& 
       if (n > 0) {
         auto lp = at::log_softmax(logits.select(0, 0).narrow(0, 0, n), -1);  // [n, V]
         auto tgt = targets.narrow(0, off, n).view({n, 1});                   // [n, 1]
-        auto nll = lp.gather(1, tgt).neg().view({n}).to(at::kCPU).to(at::kFloat).contiguous();
-        std::copy(nll.data_ptr<float>(), nll.data_ptr<float>() + n, r.nll.begin() + g + 1);
-        if (opt.progress) {
-          for (int64_t i = 0; i < n; ++i) running_sum += r.nll[g + 1 + i];
-          running_n += n;
+        auto nll_t = lp.gather(1, tgt).neg().view({n}).to(at::kCPU).to(at::kFloat).contiguous();
+        const float* nll = nll_t.data_ptr<float>();
+        for (int64_t k = 0; k < n; ++k) {
+          const int64_t i = g + 1 + k;  // the token scored
+          while (i >= block_end) close_block();
+          sum += nll[k], block_sum += nll[k], ++block_n;
         }
+        if (opt.keep_nll) std::copy(nll, nll + n, r.nll.begin() + g + 1);
+        if (opt.on_scored) opt.on_scored(g + 1, next.data() + off, nll, n);
       }
-      if (opt.progress)
-        opt.progress(g + n_valid[0], N,
-                     running_n > 0 ? running_sum / running_n : std::numeric_limits<double>::quiet_NaN());
+      if (opt.progress) opt.progress(g + n_valid[0], N, g + n > 0 ? sum / (g + n) : std::nan(""));
     });
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.tokens_per_s = r.seconds > 0 ? N / r.seconds : 0;
-
-  double sum = 0;
-  for (int64_t i = 1; i < N; ++i) sum += r.nll[i];
+  close_block();  // the last block, [.., N)
   r.mean_nll = sum / (N - 1);
   r.ppl = std::exp(r.mean_nll);
-  for (int64_t b0 = 0; b0 < N; b0 += opt.block) {
-    double s = 0;
-    int64_t n = 0;
-    for (int64_t i = std::max<int64_t>(b0, 1); i < std::min(N, b0 + opt.block); ++i) s += r.nll[i], ++n;
-    r.block_ppl.push_back(n > 0 ? std::exp(s / n) : std::numeric_limits<double>::quiet_NaN());
-  }
   r.cache_bytes = dec.cache_bytes();
   r.peak_rss_bytes = peak_rss_bytes();
   return r;
 }
 
-void write_nll_jsonl(const std::string& path, const std::vector<int32_t>& tokens, const StreamEvalResult& r) {
-  AtomicFile f(path);
-  std::string buf;
+StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& tokens, const StreamEvalOptions& opt) {
+  return evaluate_stream(std::move(model), TokenStream::from_tokens(tokens), opt);
+}
+
+void NllJsonlWriter::add(int64_t first, const int64_t* ids, const float* nll, int64_t n) {
   char line[96];
-  for (int64_t i = 1; i < r.tokens; ++i) {
-    std::snprintf(line, sizeof line, "{\"i\": %lld, \"token\": %d, \"nll\": %.6g}\n", static_cast<long long>(i),
-                  tokens[i], static_cast<double>(r.nll[i]));
-    buf += line;
-    if (buf.size() > (1 << 20)) f.write(buf), buf.clear();
+  for (int64_t k = 0; k < n; ++k) {
+    std::snprintf(line, sizeof line, "{\"i\": %lld, \"token\": %lld, \"nll\": %.6g}\n",
+                  static_cast<long long>(first + k), static_cast<long long>(ids[k]), static_cast<double>(nll[k]));
+    buf_ += line;
   }
-  f.write(buf);
-  f.commit();
+  if (buf_.size() > (1 << 20)) file_.write(buf_), buf_.clear();
+}
+
+void NllJsonlWriter::commit() {
+  file_.write(buf_);
+  buf_.clear();
+  file_.commit();
 }
 
 std::string summary_json(const StreamEvalResult& r) {
@@ -150,17 +157,6 @@ std::string summary_table(const StreamEvalResult& r) {
   return buf;
 }
 
-namespace {
-
-bool looks_like_shard(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  int32_t magic = 0;
-  in.read(reinterpret_cast<char*>(&magic), sizeof magic);
-  return in && (magic == kShardMagicU16 || magic == kShardMagicU32);
-}
-
-}  // namespace
-
 void check_data_tokenizer(const std::string& data_path, const std::string& tokenizer_path) {
   namespace fs = std::filesystem;
   if (tokenizer_path.empty() || !fs::is_regular_file(tokenizer_path)) return;
@@ -186,38 +182,8 @@ void check_data_tokenizer(const std::string& data_path, const std::string& token
 
 std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string& tokenizer_path, int64_t max_tokens,
                                       int64_t vocab_size) {
-  namespace fs = std::filesystem;
-  if (!fs::exists(path)) fail(path, "no such file or directory (--data: a shard, a data folder or a text file)");
-  std::vector<int32_t> out;
-  if (fs::is_directory(path)) {
-    out = read_split_tokens(path, "test", max_tokens);
-  } else if (looks_like_shard(path)) {
-    const Shard s = Shard::open(path);
-    const int64_t n = max_tokens >= 0 ? std::min(max_tokens, s.size()) : s.size();
-    out.resize(n);
-    for (int64_t i = 0; i < n; ++i) out[i] = s.at(i);
-  } else {
-    if (fs::path(path).extension() == ".bin")
-      fail(path, "has no token-shard header (llm.c magic 20240520 or 20240801): a damaged shard, or not a shard");
-    std::string text;
-    if (!read_document(path, &text))
-      fail(path, "is neither a token shard nor text (binary content): --data takes a shard, a data folder or text");
-    if (tokenizer_path.empty() || !fs::exists(tokenizer_path))
-      fail(path, "is a text file, and tokenizing it needs the checkpoint's tokenizer.model (or --tokenizer), not found" +
-                     (tokenizer_path.empty() ? std::string() : " at " + tokenizer_path));
-    const Tokenizer tok = Tokenizer::load(tokenizer_path);
-    out = tok.encode(text);
-    if (max_tokens >= 0 && static_cast<int64_t>(out.size()) > max_tokens) out.resize(max_tokens);
-  }
-  if (out.size() < 2)
-    fail(path, "yields " + std::to_string(out.size()) + " token" + (out.size() == 1 ? "" : "s") +
-                   "; at least 2 are needed (the first token is never scored)");
-  for (size_t i = 0; i < out.size(); ++i)
-    if (out[i] < 0 || out[i] >= vocab_size)
-      fail(path, "token " + std::to_string(i) + " has id " + std::to_string(out[i]) +
-                     ", outside the model's vocabulary of " + std::to_string(vocab_size) +
-                     " (was the data made with another tokenizer?)");
-  return out;
+  const TokenStream s = TokenStream::open(path, tokenizer_path, max_tokens, vocab_size);
+  return s.read(0, s.size());
 }
 
 }  // namespace streamsink

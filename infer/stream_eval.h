@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "data/token_stream.h"
+#include "common/file_util.h"
 #include "infer/cache_policy.h"
 #include "model/transformer.h"
 
@@ -25,6 +27,11 @@ struct StreamEvalOptions {
   // The stream goes to the decoder in segments of about this many tokens (a multiple of the chunk, so the chunks
   // and the figures are those of one call): only a segment is held as int64 ids and targets, not the stream.
   int64_t segment_tokens = int64_t{1} << 20;
+  // Called with each chunk's scored tokens, in stream order: token first + k has id ids[k] and NLL nll[k].
+  std::function<void(int64_t first, const int64_t* ids, const float* nll, int64_t n)> on_scored;
+  // Whether StreamEvalResult::nll keeps every token's NLL (4 bytes a token). Off, the evaluation's memory does not
+  // grow with the stream: eval-stream passes the NLLs to on_scored (its --out writer) instead.
+  bool keep_nll = true;
 };
 
 struct StreamEvalResult {
@@ -37,7 +44,7 @@ struct StreamEvalResult {
   double seconds = 0, tokens_per_s = 0;
   int64_t cache_bytes = 0;     // the cache's storage (constant for window/streaming)
   int64_t peak_rss_bytes = 0;  // the process's peak resident memory (getrusage)
-  std::vector<float> nll;      // nll[i] for token i (nll[0] = NaN: not scored)
+  std::vector<float> nll;      // nll[i] for token i (nll[0] = NaN: not scored); empty unless keep_nll
 };
 
 // The <s> id of the tokenizer at `path`, for --bos; Error naming the file when it has none.
@@ -46,20 +53,29 @@ int64_t bos_id_for_flag(const std::string& path);
 // prefix, <s> and sink tokens), so that a command can print the resolved policy before the evaluation starts.
 DecodeConfig eval_decode_config(const DecodeConfig& decode, const ModelConfig& model, int64_t n_tokens);
 
-// Feeds `tokens` through a fresh Decoder over `model` and scores every token.
+// Feeds the stream through a fresh Decoder over `model` and scores every token. The figures are summed in stream
+// order as tokens are scored, so they are the same whether or not the per-token NLLs are kept.
+StreamEvalResult evaluate_stream(Transformer model, const TokenStream& tokens, const StreamEvalOptions& opt);
 StreamEvalResult evaluate_stream(Transformer model, const std::vector<int32_t>& tokens, const StreamEvalOptions& opt);
 
-// One JSON object per token: {"i": 1, "token": 412, "nll": 3.21} (token 0, unscored, is left out). Atomic write.
-void write_nll_jsonl(const std::string& path, const std::vector<int32_t>& tokens, const StreamEvalResult& r);
+// The per-token NLL file, written as the evaluation goes (PATH.tmp.<pid>, renamed over PATH by commit(), so PATH
+// only ever holds a whole evaluation): one JSON object per scored token, {"i": 1, "token": 412, "nll": 3.21}.
+class NllJsonlWriter {
+ public:
+  explicit NllJsonlWriter(const std::string& path) : file_(path) {}
+  void add(int64_t first, const int64_t* ids, const float* nll, int64_t n);  // StreamEvalOptions::on_scored's
+  void commit();
+
+ private:
+  AtomicFile file_;
+  std::string buf_;
+};
 // Every figure of the result (the per-token NLL excepted) as a JSON object.
 std::string summary_json(const StreamEvalResult& r);
 // A small human-readable table of the figures.
 std::string summary_table(const StreamEvalResult& r);
 
-// The evaluation stream from a shard file, a data folder (its `test` split) or a text file (tokenized with the
-// sentencepiece model at `tokenizer_path`; gzip is read too); at most max_tokens (-1 = all). Error naming the path
-// when there is nothing there, the file cannot be read, it is neither a shard nor text (binary content, or a .bin
-// without a shard header), it yields fewer than 2 tokens, or a token id is outside [0, vocab_size).
+// The first max_tokens (-1 = all) of TokenStream::open(...), in memory, with its errors.
 std::vector<int32_t> load_eval_tokens(const std::string& path, const std::string& tokenizer_path, int64_t max_tokens,
                                       int64_t vocab_size);
 

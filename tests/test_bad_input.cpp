@@ -403,8 +403,9 @@ std::vector<Case> cases() {
        "eval-stream --checkpoint {CK} --data {D}/x.bin", {"{D}/x.bin", "no token-shard header"}},
       {"eval_empty_text", [](const fs::path& d, const Paths&) { write(d / "empty.txt", ""); },
        "eval-stream --checkpoint {CK} --data {D}/empty.txt", {"{D}/empty.txt", "yields 0 tokens"}},
-      {"eval_out_folder_missing", none, eval_good + " --out {D}/nowhere/nll.jsonl",
-       {"{D}/nowhere/nll.jsonl", "does not exist"}},
+      // A missing folder is made (as mkdir -p); one that cannot be made, under a file, is refused before the run.
+      {"eval_out_folder_uncreatable", [](const fs::path& d, const Paths&) { write(d / "afile", "x"); },
+       eval_good + " --out {D}/afile/sub/nll.jsonl", {"{D}/afile/sub/nll.jsonl", "cannot create its folder"}},
       {"tok_garbage_data_prepare",
        [](const fs::path& d, const Paths&) {
          write(d / "garbage.model", "garbage");

@@ -82,7 +82,7 @@ TempDir* InferCli::dir_ = nullptr;
 }  // namespace
 
 TEST_F(InferCli, EvalStreamOnAShardWritesPerTokenNllAndASummary) {
-  const std::string out = dir_->str() + "/nll.jsonl";
+  const std::string out = dir_->str() + "/made/by/eval/nll.jsonl";  // its folders are made, as mkdir -p
   auto r = run_streamsink("eval-stream --checkpoint " + ckpt() + " --data " + data() +
                           "/test_000000.bin --policy streaming --sinks 4 --window 32 --tokens 300 --chunk 16 "
                           "--block 100 --threads 1 --device cpu --out " + out);
@@ -92,6 +92,7 @@ TEST_F(InferCli, EvalStreamOnAShardWritesPerTokenNllAndASummary) {
   EXPECT_NE(r.output.find("block    2"), std::string::npos) << r.output;
   const auto lines = slurp(out);
   EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 299);
+  EXPECT_EQ(lines.rfind("{\"i\": 1, \"token\": ", 0), 0u) << lines.substr(0, 80);  // token 0 is never scored
   const auto summary = slurp(out + ".summary.json");
   EXPECT_NE(summary.find("\"ppl\""), std::string::npos) << summary;
   EXPECT_NE(summary.find("\"tokens\": 300"), std::string::npos) << summary;

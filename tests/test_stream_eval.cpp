@@ -6,6 +6,7 @@
 #include <torch/utils.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "common/error.h"
 #include "data/shard.h"
@@ -134,12 +135,24 @@ TEST(StreamEval, SegmentsGiveTheSameFiguresAsOneCall) {
   }
 }
 
+// eval-stream's way: NLLs not kept, written to --out as they are scored. The file holds every token with the NLL
+// the kept run measured, and every figure is the same, bit for bit (the sums run in stream order either way).
 TEST(StreamEval, OutputFilesHoldEveryTokenAndEveryFigure) {
   streamsink::testing::TempDir dir;
   auto m = make_model(tiny_config());
   auto toks = random_tokens(20, 3);
-  auto r = evaluate_stream(m, toks, opts(PolicyKind::kStreaming, 1, 4, 3));
-  write_nll_jsonl(dir.str() + "/nll.jsonl", toks, r);
+  auto o = opts(PolicyKind::kStreaming, 1, 4, 3);
+  const auto kept = evaluate_stream(m, toks, o);
+  o.keep_nll = false;
+  NllJsonlWriter writer(dir.str() + "/nll.jsonl");
+  o.on_scored = [&](int64_t first, const int64_t* ids, const float* nll, int64_t n) { writer.add(first, ids, nll, n); };
+  const auto r = evaluate_stream(m, toks, o);
+  EXPECT_FALSE(std::filesystem::exists(dir.str() + "/nll.jsonl"));  // only a whole evaluation appears there
+  writer.commit();
+  EXPECT_TRUE(r.nll.empty());
+  EXPECT_EQ(r.mean_nll, kept.mean_nll);
+  EXPECT_EQ(r.block_ppl, kept.block_ppl);
+  EXPECT_EQ(r.block_ppl.size(), 3u);  // blocks of 8 over 20 tokens
   FILE* f = std::fopen((dir.str() + "/nll.jsonl").c_str(), "r");
   ASSERT_TRUE(f);
   char line[256];
@@ -151,7 +164,7 @@ TEST(StreamEval, OutputFilesHoldEveryTokenAndEveryFigure) {
     ASSERT_EQ(std::sscanf(line, "{\"i\": %lld, \"token\": %d, \"nll\": %lf}", &i, &tok, &nll), 3) << line;
     EXPECT_EQ(i, n + 1);
     EXPECT_EQ(tok, toks[i]);
-    EXPECT_NEAR(nll, r.nll[i], 1e-4);
+    EXPECT_NEAR(nll, kept.nll[i], 1e-4);
     ++n;
   }
   std::fclose(f);
@@ -159,6 +172,38 @@ TEST(StreamEval, OutputFilesHoldEveryTokenAndEveryFigure) {
   const auto js = summary_json(r);
   for (const char* key : {"\"ppl\"", "\"tokens_per_s\"", "\"cache_bytes\"", "\"peak_rss_bytes\"", "\"block_ppl\""})
     EXPECT_NE(js.find(key), std::string::npos) << key;
+}
+
+// A data folder's test split read through the mapped shards, a range at a time, against the concatenation that
+// read_split_tokens makes: every range, across the shard boundary too; the cap; ids checked only within the cap.
+TEST(StreamEval, TokenStreamReadsMappedShardsAsOneStream) {
+  streamsink::testing::TempDir dir;
+  std::vector<int32_t> a = {9, 10, 11, 12, 13}, b = {20, 21, 22, 63, 99};  // 99: outside a vocabulary of 64
+  write_shard(dir.str() + "/test_000000.bin", a, TokenDtype::kU16);
+  write_shard(dir.str() + "/test_000001.bin", b, TokenDtype::kU32);
+  const auto all = read_split_tokens(dir.str(), "test");
+  const TokenStream s = TokenStream::open(dir.str(), "", -1, 100);
+  ASSERT_EQ(s.size(), 10);
+  for (int64_t begin = 0; begin <= 10; ++begin)
+    for (int64_t n = 0; begin + n <= 10; ++n)
+      EXPECT_EQ(s.read(begin, n), std::vector<int32_t>(all.begin() + begin, all.begin() + begin + n))
+          << "[" << begin << ", " << begin + n << ")";
+  EXPECT_THROW(s.read(8, 3), Error);
+  EXPECT_THROW(s.read(-1, 2), Error);
+  // Capped before the 99 (token 9): no error, and only 9 tokens.
+  EXPECT_EQ(TokenStream::open(dir.str(), "", 9, 64).read(0, 9), std::vector<int32_t>(all.begin(), all.begin() + 9));
+  for (int64_t cap : {int64_t{10}, int64_t{-1}}) {
+    try {
+      TokenStream::open(dir.str(), "", cap, 64);
+      FAIL() << "expected an error";
+    } catch (const Error& e) {  // the index in the stream and in its shard, and the shard's file
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("token 9 has id 99 (token 4 of this shard"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("test_000001.bin"), std::string::npos) << msg;
+    }
+  }
+  // The same stream in memory reads the same.
+  EXPECT_EQ(TokenStream::from_tokens(all).read(3, 5), s.read(3, 5));
 }
 
 TEST(StreamEval, LoadsAShardAFolderAndChecksTheVocabulary) {

@@ -119,26 +119,6 @@ for t in "${tok_names[@]}"; do
         "(point its data root elsewhere)"
 done
 
-# json_get FILE KEY...: the values (0 when missing); json_set FILE KEY=VALUE...: merged into FILE (made if missing).
-json_get() {
-  "$py" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(*(j.get(k, 0) for k in sys.argv[2:]))' "$@"
-}
-json_set() {
-  "$py" - "$@" <<'PY'
-import json, os, sys
-path, j = sys.argv[1], {}
-if os.path.exists(path):
-    j = json.load(open(path))
-for kv in sys.argv[2:]:
-    k, v = kv.split("=", 1)
-    try:
-        j[k] = json.loads(v)  # numbers stay numbers
-    except ValueError:
-        j[k] = v
-json.dump(j, open(path, "w"), indent=1)
-PY
-}
-
 # The --set flags every run and probe shares; the per-run flags come last, so they win.
 base_sets() {  # NAME
   local t=${run_tok[$1]}

@@ -46,6 +46,11 @@ for v in $VARIANTS; do
       tail -5 "$run.log" >&2
       exit 1
     fi
+    # For the training report (emergence_plot.py): the config, the data's tokenizer, the overrides, and the log
+    # (its "# model:" and "# run:" lines: parameters, device, threads) inside the run folder.
+    cp "$run.log" "$run/train.log"
+    json_set "$run/emergence.json" config="${config#"$root/"}" tokenizer="$(basename "$data")/tokenizer.model" \
+      sets="--set model.sink=$v --set train.seed=$seed $EXTRA_SET"
     for s in $SINKS; do
       "$ss" eval-stream --checkpoint "$run" --data "$data" --policy streaming --sinks "$s" --window $((WINDOW - s)) \
         --tokens "$EVAL_TOKENS" --out "$out/eval/${v}__streaming_${s}+$((WINDOW - s))__seed${seed}.nll.jsonl" | tail -1
