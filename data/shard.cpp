@@ -138,6 +138,17 @@ int32_t Shard::at(int64_t i) const {
   return static_cast<int32_t>(v);
 }
 
+void Shard::release(int64_t begin, int64_t n) const {
+  begin = std::max<int64_t>(begin, 0);
+  const int64_t end = std::min(begin + std::max<int64_t>(n, 0), n_tokens_);
+  if (end <= begin) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const int64_t w = dtype_bytes(dtype_);
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(tokens_ + begin * w) + page - 1) / page * page;
+  const uintptr_t hi = reinterpret_cast<uintptr_t>(tokens_ + end * w) / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advice: a failure changes nothing
+}
+
 void Shard::copy(int64_t begin, int64_t n, int64_t* out) const {
   if (begin < 0 || n < 0 || begin + n > n_tokens_)
     fail(path_, "token range [" + std::to_string(begin) + ", " + std::to_string(begin + n) + ") out of range [0, " +

@@ -69,7 +69,9 @@ TokenStream TokenStream::open(const std::string& path, const std::string& tokeni
     Shard shard = Shard::open(f);
     const int64_t take = max_tokens >= 0 ? std::min(shard.size(), max_tokens - s.n_) : shard.size();
     if (take == 0) continue;
-    if (shard.scan(0, vocab_size).in_range != shard.size())
+    const bool bad = shard.scan(0, vocab_size).in_range != shard.size();
+    shard.release(0, shard.size());  // the scan touched every page; the evaluation reads them again in order
+    if (bad)
       for (int64_t i = 0; i < take; ++i)
         if (shard.at(i) < 0 || shard.at(i) >= vocab_size)
           fail_id(f, s.n_ + i, shard.at(i), vocab_size,
@@ -100,6 +102,13 @@ void TokenStream::copy(int64_t begin, int64_t n, int64_t* out) const {
     return;
   }
   std::copy(held_.begin() + begin, held_.begin() + begin + n, out);
+}
+
+void TokenStream::release(int64_t begin, int64_t n) const {
+  for (size_t k = 0; k < shards_.size(); ++k) {  // each shard's part of the range, in its own indices
+    const int64_t lo = std::max(begin, starts_[k]), hi = std::min(begin + n, starts_[k + 1]);
+    if (hi > lo) shards_[k].release(lo - starts_[k], hi - lo);
+  }
 }
 
 std::vector<int32_t> TokenStream::read(int64_t begin, int64_t n) const {

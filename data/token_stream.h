@@ -30,6 +30,9 @@ class TokenStream {
   // Tokens [begin, begin + n) widened to int64; Error when the range is outside the stream.
   void copy(int64_t begin, int64_t n, int64_t* out) const;
   std::vector<int32_t> read(int64_t begin, int64_t n) const;
+  // Tokens [begin, begin + n) are done with: their mapped pages leave the resident set (Shard::release; a later
+  // read still works). A reader that releases what it has read keeps the stream's resident part bounded.
+  void release(int64_t begin, int64_t n) const;
 
  private:
   std::vector<Shard> shards_;   // mapped: shard k holds tokens [starts_[k], starts_[k + 1])

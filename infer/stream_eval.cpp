@@ -97,6 +97,7 @@ StreamEvalResult evaluate_stream(Transformer model, const TokenStream& tokens, c
       }
       if (opt.progress) opt.progress(g + n_valid[0], N, g + n > 0 ? sum / (g + n) : std::nan(""));
     });
+    tokens.release(s0, len);  // read: its mapped pages leave the resident set, which stays bounded
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.tokens_per_s = r.seconds > 0 ? N / r.seconds : 0;

@@ -26,7 +26,7 @@ struct StreamEvalOptions {
   std::function<void(int64_t done, int64_t total, double mean_nll)> progress;
   // The stream goes to the decoder in segments of about this many tokens (a multiple of the chunk, so the chunks
   // and the figures are those of one call): only a segment is held as int64 ids and targets, not the stream.
-  int64_t segment_tokens = int64_t{1} << 20;
+  int64_t segment_tokens = int64_t{1} << 16;
   // Called with each chunk's scored tokens, in stream order: token first + k has id ids[k] and NLL nll[k].
   std::function<void(int64_t first, const int64_t* ids, const float* nll, int64_t n)> on_scored;
   // Whether StreamEvalResult::nll keeps every token's NLL (4 bytes a token). Off, the evaluation's memory does not

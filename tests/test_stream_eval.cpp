@@ -202,6 +202,8 @@ TEST(StreamEval, TokenStreamReadsMappedShardsAsOneStream) {
       EXPECT_NE(msg.find("test_000001.bin"), std::string::npos) << msg;
     }
   }
+  s.release(0, 10);  // done with: still readable
+  EXPECT_EQ(s.read(2, 7), std::vector<int32_t>(all.begin() + 2, all.begin() + 9));
   // The same stream in memory reads the same.
   EXPECT_EQ(TokenStream::from_tokens(all).read(3, 5), s.read(3, 5));
 }
