@@ -26,7 +26,10 @@ int cmd_inspect_attention(int argc, char** argv) {
   int threads = 0;
   app.add_option("--checkpoint", checkpoint, "checkpoint folder, or a run folder (its latest checkpoint)")->required();
   app.add_option("--data", data, "a token shard, a data folder (its test split) or a text file")->required();
-  app.add_option("--out", out, "output folder: attention.json and layer_<l>.png")->required();
+  app.add_option("--out", out,
+                 "output folder: attention.json (the shares, and the mean maps that scripts/plots/plot_attention.py "
+                 "draws) and layer_<l>.png")
+      ->required();
   app.add_option("--tokens", tokens, "T tokens per window (the sink prefix included)")->capture_default_str();
   app.add_option("--samples", samples,
                  "N windows, spread evenly over the data's first 4·N·T tokens (only those are read)")

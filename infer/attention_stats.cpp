@@ -4,6 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
 #include "common/error.h"
 #include "infer/decoder.h"
 #include "model/attention.h"
@@ -65,6 +69,18 @@ AttentionStats collect_attention(Transformer model, const std::vector<int32_t>& 
   return s;
 }
 
+namespace {
+
+// `v` to 6 significant digits: the maps are L·T·T numbers, and float's 9 digits (or double's 17) would bloat the file.
+double round6(float v) {
+  if (v == 0.0f || !std::isfinite(v)) return v;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", static_cast<double>(v));
+  return std::strtod(buf, nullptr);
+}
+
+}  // namespace
+
 std::string attention_stats_json(const AttentionStats& s, const std::string& sink_kind) {
   auto row = [](const at::Tensor& t, int64_t l) {
     auto r = t.select(0, l).contiguous();
@@ -90,7 +106,26 @@ std::string attention_stats_json(const AttentionStats& s, const std::string& sin
     layers.push_back(L);
   }
   j["layers"] = layers;
-  return j.dump(2) + "\n";
+  // Per layer the [T, T] map averaged over windows and heads, rows = query position, columns = key position (zero
+  // above the diagonal), to ~6 significant digits, one query row a line (dump(2) would put each number on its own).
+  std::string maps = "[";
+  if (s.mean_maps.defined()) {
+    const auto mm = s.mean_maps.to(at::kFloat).contiguous();  // [L, T, T]
+    const auto a = mm.accessor<float, 3>();
+    for (int64_t l = 0; l < mm.size(0); ++l) {
+      maps += l ? ",\n    [" : "\n    [";
+      for (int64_t q = 0; q < mm.size(1); ++q) {
+        std::vector<double> r(static_cast<size_t>(mm.size(2)));
+        for (int64_t key = 0; key < mm.size(2); ++key) r[static_cast<size_t>(key)] = round6(a[l][q][key]);
+        maps += (q ? ",\n      " : "\n      ") + nlohmann::json(r).dump();
+      }
+      maps += "\n    ]";
+    }
+    maps += "\n  ";
+  }
+  maps += "]";
+  auto out = j.dump(2);  // "{\n  ...\n}"
+  return out.substr(0, out.size() - 2) + ",\n  \"mean_maps\": " + maps + "\n}\n";
 }
 
 }  // namespace streamsink

@@ -32,7 +32,8 @@ struct AttentionStats {
 AttentionStats collect_attention(Transformer model, const std::vector<int32_t>& stream, int64_t T, int64_t samples,
                                  int64_t first_k);
 
-// Every figure (the maps excepted) as a JSON object, per layer and head.
+// Every figure as a JSON object: per layer and head the shares, and per layer "mean_maps", the [T, T] average map
+// (query rows, key columns) to ~6 significant digits, for scripts/plots/plot_attention.py (Figure 2).
 std::string attention_stats_json(const AttentionStats& s, const std::string& sink_kind);
 
 }  // namespace streamsink

@@ -77,6 +77,9 @@ phase "attention maps (the paper's Figure 2)"
 for v in none token; do
   "$ss" inspect-attention --checkpoint "$out/$v" --data "$data" --out "$out/attention-$v" --tokens 64 \
     --samples 16 | tail -1
+  # the maps with axes and a colour bar, one panel per layer; a failed plot costs the plot, not the demo
+  "$py" "$root/scripts/plots/plot_attention.py" "$out/attention-$v/attention.json" "$out/attention-$v.png" \
+    --title "sink=$v" || echo "demo: no attention plot for sink=$v (plot_attention.py failed)" >&2
 done
 
 phase "results"
@@ -93,5 +96,5 @@ done
   --md "$out/training.md" --png "$out/training.png" --command "scripts/demo.sh" \
   --title "What the trainer measured: vanilla vs sink token (\`scripts/demo.sh\`)" | tail -3
 echo
-echo "demo done in $(( $(date +%s) - start )) s: table $out/table.md, plots $out/*.png, attention maps $out/attention-*/," \
+echo "demo done in $(( $(date +%s) - start )) s: table $out/table.md, plots $out/*.png, attention maps $out/attention-*.png (raw: $out/attention-*/)," \
   "sink metrics over training $out/training.md"

@@ -1,8 +1,10 @@
 // Attention statistics against the probe's own maps: shares recomputed by hand; the extra column's mass is zero
-// for none/token and positive for zero/logit.
+// for none/token and positive for zero/logit; the JSON's mean_maps are collect_attention's, rounded.
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/utils.h>
+
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 
@@ -52,6 +54,50 @@ TEST_P(AttentionStatsPerSink, SharesAreTheProbeMapsAveraged) {
   EXPECT_EQ(s.sink_column_mass.max().item<double>() > 1e-3, extra);
   auto js = attention_stats_json(s, to_string(GetParam()));
   EXPECT_NE(js.find("\"first_token_share\""), std::string::npos);
+}
+
+// The JSON's "mean_maps" (for scripts/plots/plot_attention.py) are collect_attention's [L, T, T] maps to 6
+// significant digits, zero above the diagonal; where there is no extra sink column (none, token) every query row t
+// sums to 1 over keys 0..t, and to at most 1 where there is one (zero, logit).
+TEST_P(AttentionStatsPerSink, TheJsonHoldsTheMeanMaps) {
+  at::set_num_threads(1);
+  torch::NoGradGuard g;
+  at::manual_seed(0);
+  Transformer m(tiny_config(GetParam()));
+  m->eval();
+  std::vector<int32_t> stream;
+  for (int i = 0; i < 200; ++i) stream.push_back(8 + (i * 37) % 56);
+  const int64_t T = 24, N = 4, k = 2;
+  const auto s = collect_attention(m, stream, T, N, k);
+  const auto j = nlohmann::json::parse(attention_stats_json(s, to_string(GetParam())));
+  ASSERT_TRUE(j.contains("mean_maps"));
+  for (const char* key : {"sink", "tokens", "samples", "first_k", "window_starts", "uniform_first_token_share"})
+    EXPECT_TRUE(j.contains(key)) << key;  // the fields from before are all still there
+  ASSERT_EQ(j["layers"].size(), 2u);
+  EXPECT_TRUE(j["layers"][0].contains("mean_first_token_share"));
+  const auto& maps = j["mean_maps"];
+  ASSERT_EQ(maps.size(), 2u);
+  const auto ref = s.mean_maps.to(at::kDouble).contiguous();  // [L, T, T]
+  const auto a = ref.accessor<double, 3>();
+  const bool extra = GetParam() == SinkKind::kZero || GetParam() == SinkKind::kLogit;
+  for (int64_t l = 0; l < 2; ++l) {
+    ASSERT_EQ(maps[l].size(), static_cast<size_t>(T)) << "layer " << l;
+    for (int64_t t = 0; t < T; ++t) {
+      const auto& row = maps[l][t];
+      ASSERT_EQ(row.size(), static_cast<size_t>(T)) << "layer " << l << " query " << t;
+      double sum = 0;
+      for (int64_t key = 0; key < T; ++key) {
+        const double v = row[key].get<double>(), want = a[l][t][key];
+        EXPECT_NEAR(v, want, 5.01e-6 * std::abs(want)) << "layer " << l << " query " << t << " key " << key;
+        if (key > t) EXPECT_EQ(v, 0.0) << "layer " << l << " query " << t << " key " << key;  // causal
+        sum += v;
+      }
+      if (extra)
+        EXPECT_LE(sum, 1.0 + 1e-5) << "layer " << l << " query " << t;
+      else
+        EXPECT_NEAR(sum, 1.0, 1e-5) << "layer " << l << " query " << t;
+    }
+  }
 }
 
 // Against a closed form, per layer and head: with every q_proj weight zero all scores are 0, so a query at t puts

@@ -43,7 +43,8 @@ TEST(Demo, WritesEveryOutputTheReadmeNamesForBothModels) {
   const std::string training = streamsink::read_file(out + "/training.md");
   EXPECT_NE(training.find("## Verdicts"), std::string::npos) << training;
   for (const char* png : {"/stream_ppl_none.png", "/stream_ppl_token.png", "/training.png",
-                          "/attention-none/layer_0.png", "/attention-token/layer_0.png"})
+                          "/attention-none/layer_0.png", "/attention-token/layer_0.png", "/attention-none.png",
+                          "/attention-token.png"})
     EXPECT_GT(fs::exists(out + png) ? fs::file_size(out + png) : 0, 0u) << png;
   for (const char* run : {"/none", "/token"}) {  // both models, same budget
     const std::string config = streamsink::read_file(out + run + "/config.yaml");

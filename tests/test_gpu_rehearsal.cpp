@@ -75,6 +75,7 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
                   static_cast<long long>(j["tokens_seen"].get<int64_t>()), j["tok_s"].get<double>());
     EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
     EXPECT_TRUE(std::filesystem::exists(dir.str() + "/work/results/stream_ppl_" + v + ".png")) << v;
+    EXPECT_TRUE(std::filesystem::exists(dir.str() + "/work/results/attention-" + v + ".png")) << v;
   }
 
   // The report from a partial evaluation (the deadline cut it short): the sink model's dense run and attention maps

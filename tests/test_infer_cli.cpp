@@ -215,6 +215,7 @@ TEST_F(InferCli, InspectAttentionWritesJsonAndHeatmaps) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto js = slurp(out + "/attention.json");
   EXPECT_NE(js.find("\"first_token_share\""), std::string::npos) << js;
+  EXPECT_NE(js.find("\"mean_maps\""), std::string::npos);  // for scripts/plots/plot_attention.py
   for (int l = 0; l < 2; ++l) {
     const auto png = slurp(out + "/layer_" + std::to_string(l) + ".png");
     ASSERT_GT(png.size(), 8u);

@@ -223,6 +223,10 @@ report() {
     fi
     if [ -f "$work/attention-$v/attention.json" ]; then
       cp -r "$work/attention-$v" "$res/attention-$v"
+      "$py" "$root/scripts/plots/plot_attention.py" "$work/attention-$v/attention.json" "$res/attention-$v.png" \
+        --title "sink=$v" >/dev/null 2>&1 ||
+        echo "gpu_run: no attention plot for sink=$v (plot_attention.py failed: matplotlib, or an old attention.json)" |
+        tee -a "$log"
       attention+=("$([ $v = none ] && echo vanilla || echo token)=$work/attention-$v/attention.json")
     fi
   done
