@@ -13,6 +13,7 @@
 #include "common/device.h"
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/interrupt.h"
 #include "infer/stream_eval.h"
 #include "model/model_io.h"
 
@@ -58,6 +59,10 @@ class Progress {
                  100.0 * done / std::max<int64_t>(1, total), rate, ppl, last ? "" : " so far", when.c_str(),
                  tty_ && !last ? "   " : "\n");
     std::fflush(stderr);
+  }
+  // Ends a progress line left open on a terminal (before a message that is not progress).
+  void end_line() const {
+    if (tty_ && shown_ != clock::time_point{}) std::fputc('\n', stderr);
   }
 
  private:
@@ -135,7 +140,20 @@ int cmd_eval_stream(int argc, char** argv) {
     writer.emplace(out);
     opt.on_scored = [&](int64_t first, const int64_t* ids, const float* nll, int64_t n) { writer->add(first, ids, nll, n); };
   }
-  const auto r = evaluate_stream(model, stream, opt);
+  // Ctrl-C or SIGTERM stops the evaluation at the next chunk: no figures for part of a stream, and --out is not
+  // written (its temporary file is removed as the writer goes).
+  install_interrupt_handler();
+  opt.stop = [] { return interrupted(); };
+  StreamEvalResult r;
+  try {
+    r = evaluate_stream(model, stream, opt);
+  } catch (const StreamEvalInterrupted& e) {
+    writer.reset();
+    progress.end_line();
+    std::fprintf(stderr, "eval-stream: interrupted (%s), %s; no figures%s\n", interrupt_signal_name(), e.what(),
+                 out.empty() ? "" : (", and " + out + " not written").c_str());
+    return interrupt_exit_code();
+  }
 
   for (size_t j = 0; j < r.block_ppl.size(); ++j)
     std::printf("  block %4zu  tokens [%lld, %lld)  ppl %.3f\n", j, static_cast<long long>(j * block),

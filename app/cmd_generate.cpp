@@ -5,10 +5,8 @@
 
 #include <chrono>
 #include <poll.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -18,6 +16,7 @@
 #include "common/device.h"
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/interrupt.h"
 #include "data/tokenizer.h"
 #include "infer/generator.h"
 #include "infer/stream_eval.h"
@@ -27,21 +26,6 @@
 namespace streamsink::app {
 
 namespace {
-
-// SIGINT sets this; the generation loop checks it between tokens and stops cleanly.
-volatile std::sig_atomic_t g_interrupted = 0;
-void on_sigint(int) { g_interrupted = 1; }
-// SIGINT sets g_interrupted, unless it was ignored when the program started (nohup, a background job of a
-// script): then it stays ignored, as the shell meant.
-void install_sigint() {
-  struct sigaction old {};
-  sigaction(SIGINT, nullptr, &old);
-  if (old.sa_handler == SIG_IGN) return;
-  struct sigaction sa {};
-  sa.sa_handler = on_sigint;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-}
 
 // One line from stdin (without its newline); false at the end of input or once Ctrl-C was pressed. It polls in
 // 100 ms slices instead of blocking in read(): a Ctrl-C at chat's prompt ends the chat at once, even one that lands
@@ -56,7 +40,7 @@ bool read_line_or_interrupt(std::string& line) {
       pending.erase(0, nl + 1);
       return true;
     }
-    if (g_interrupted) return false;
+    if (interrupted()) return false;
     pollfd p{STDIN_FILENO, POLLIN, 0};
     const int ready = poll(&p, 1, 100);
     if (ready < 0 && errno != EINTR) return false;
@@ -164,7 +148,7 @@ int cmd_generate(int argc, char** argv) {
 
   Session s = open_session(f, "generate");
   const TextStreamer streamer(*s.tok);
-  install_sigint();
+  install_interrupt_handler();
   GenerateOptions opt;
   opt.max_new_tokens = f.max_new_tokens;
   opt.stop_at_eos = !f.ignore_eos && f.max_new_tokens != -1;  // -1: until interrupted, </s> included
@@ -177,11 +161,11 @@ int cmd_generate(int argc, char** argv) {
         std::fwrite(t.data(), 1, t.size(), stdout);
         std::fflush(stdout);
       },
-      [] { return g_interrupted != 0; });
+      [] { return interrupted(); });
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("\n");
   std::fprintf(stderr, "generate: %lld tokens in %.2f s (%.1f tokens/s)%s, cache %.2f MiB, peak RSS %.1f MiB\n",
-               static_cast<long long>(n), sec, sec > 0 ? n / sec : 0.0, g_interrupted ? ", interrupted" : "",
+               static_cast<long long>(n), sec, sec > 0 ? n / sec : 0.0, interrupted() ? ", interrupted" : "",
                s.decoder->cache_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
   return 0;
 }
@@ -195,14 +179,14 @@ int cmd_chat(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   Session s = open_session(f, "chat");
   const TextStreamer streamer(*s.tok);
-  install_sigint();
+  install_interrupt_handler();
   GenerateOptions opt;
   opt.max_new_tokens = f.max_new_tokens < 0 ? -1 : f.max_new_tokens;
   opt.stop_at_eos = !f.ignore_eos;
   opt.eos_id = s.tok->eos_id();
   std::string line;
   int64_t turn = 0;
-  while (!g_interrupted) {
+  while (!interrupted()) {
     std::fprintf(stderr, "> ");
     std::fflush(stderr);
     if (!read_line_or_interrupt(line)) break;  // the end of input, or Ctrl-C
@@ -214,7 +198,7 @@ int cmd_chat(int argc, char** argv) {
           std::fwrite(t.data(), 1, t.size(), stdout);
           std::fflush(stdout);
         },
-        [] { return g_interrupted != 0; });
+        [] { return interrupted(); });
     std::printf("\n");
     std::fflush(stdout);
     ++turn;

@@ -96,6 +96,7 @@ StreamEvalResult evaluate_stream(Transformer model, const TokenStream& tokens, c
         if (opt.on_scored) opt.on_scored(g + 1, next.data() + off, nll, n);
       }
       if (opt.progress) opt.progress(g + n_valid[0], N, g + n > 0 ? sum / (g + n) : std::nan(""));
+      if (opt.stop && opt.stop()) throw StreamEvalInterrupted(g + n_valid[0], N);
     });
     tokens.release(s0, len);  // read: its mapped pages leave the resident set, which stays bounded
   }

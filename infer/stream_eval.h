@@ -11,8 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "data/token_stream.h"
+#include "common/error.h"
 #include "common/file_util.h"
+#include "data/token_stream.h"
 #include "infer/cache_policy.h"
 #include "model/transformer.h"
 
@@ -32,6 +33,17 @@ struct StreamEvalOptions {
   // Whether StreamEvalResult::nll keeps every token's NLL (4 bytes a token). Off, the evaluation's memory does not
   // grow with the stream: eval-stream passes the NLLs to on_scored (its --out writer) instead.
   bool keep_nll = true;
+  // Checked after each chunk is scored: true stops the evaluation with StreamEvalInterrupted (eval-stream passes
+  // interrupted(), so Ctrl-C stops it at the next chunk and --out is left unwritten).
+  std::function<bool()> stop;
+};
+
+// Thrown by evaluate_stream when StreamEvalOptions::stop said so: the figures of part of a stream are not the
+// stream's, so none are returned.
+struct StreamEvalInterrupted : Error {
+  StreamEvalInterrupted(int64_t done, int64_t total)
+      : Error("stopped after " + std::to_string(done) + " of " + std::to_string(total) + " tokens"), done(done) {}
+  int64_t done;  // tokens fed before the stop
 };
 
 struct StreamEvalResult {

@@ -98,6 +98,28 @@ TEST_F(InferCli, EvalStreamOnAShardWritesPerTokenNllAndASummary) {
   EXPECT_NE(summary.find("\"tokens\": 300"), std::string::npos) << summary;
 }
 
+// Ctrl-C (SIGINT) or kill (SIGTERM) during a long evaluation: it stops at the next chunk with 128 + the signal's
+// number, says so, prints no figures, and leaves --out and its temporary file absent.
+TEST_F(InferCli, EvalStreamInterruptedStopsCleanlyAndWritesNothing) {
+  const std::string d = dir_->str() + "/interrupted";
+  std::filesystem::create_directories(d);
+  std::vector<int32_t> toks(2000000);  // minutes of evaluation: the signal comes long before the end
+  for (size_t i = 0; i < toks.size(); ++i) toks[i] = static_cast<int32_t>(8 + (i * 7919) % 990);
+  write_shard(d + "/long.bin", toks, TokenDtype::kU16);
+  for (const auto& [sig, code] : {std::pair<std::string, int>{"INT", 130}, {"TERM", 143}}) {
+    const std::string out = d + "/out-" + sig;
+    auto r = run_shell("timeout --preserve-status -s " + sig + " 4 " + streamsink::testing::streamsink_binary() +
+                       " eval-stream --checkpoint " + ckpt() + " --data " + d + "/long.bin --window 32 --threads 1 "
+                       "--device cpu --out " + out + "/nll.jsonl");
+    EXPECT_EQ(r.exit_code, code) << r.output;
+    EXPECT_NE(r.output.find("interrupted (SIG" + sig + "), stopped after "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("not written"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("perplexity"), std::string::npos) << r.output;
+    EXPECT_TRUE(std::filesystem::is_directory(out)) << "--out's folder is made before the evaluation";
+    EXPECT_TRUE(std::filesystem::is_empty(out)) << "a partial --out or its temporary file was left behind";
+  }
+}
+
 TEST_F(InferCli, EvalStreamEveryPolicyOnAFolderAndATextFile) {
   for (const std::string policy : {"dense", "window", "recompute", "streaming"}) {
     auto r = run_streamsink("eval-stream --checkpoint " + dir_->str() + "/ckpt_token --data " + data() +

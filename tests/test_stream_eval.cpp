@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "common/error.h"
 #include "data/shard.h"
@@ -172,6 +173,32 @@ TEST(StreamEval, OutputFilesHoldEveryTokenAndEveryFigure) {
   const auto js = summary_json(r);
   for (const char* key : {"\"ppl\"", "\"tokens_per_s\"", "\"cache_bytes\"", "\"peak_rss_bytes\"", "\"block_ppl\""})
     EXPECT_NE(js.find(key), std::string::npos) << key;
+}
+
+// stop(): the evaluation ends at the chunk where it first says true, with StreamEvalInterrupted naming how far it
+// got (no figures); the --out writer, dropped uncommitted, leaves neither the file nor its temporary behind.
+TEST(StreamEval, StopEndsTheEvaluationAtAChunkAndTheWriterLeavesNothing) {
+  streamsink::testing::TempDir dir;
+  auto m = make_model(tiny_config());
+  auto toks = random_tokens(20, 3);
+  auto o = opts(PolicyKind::kStreaming, 1, 4, 3);  // chunks of 3 tokens
+  int chunks = 0, scored = 0;
+  o.stop = [&] { return ++chunks == 2; };
+  try {
+    std::optional<NllJsonlWriter> writer(std::in_place, dir.str() + "/nll.jsonl");
+    o.on_scored = [&](int64_t first, const int64_t* ids, const float* nll, int64_t n) {
+      writer->add(first, ids, nll, n);
+      scored += static_cast<int>(n);
+    };
+    evaluate_stream(m, toks, o);
+    FAIL() << "expected StreamEvalInterrupted";
+  } catch (const StreamEvalInterrupted& e) {
+    EXPECT_EQ(e.done, 6) << e.what();  // two chunks of 3
+    EXPECT_NE(std::string(e.what()).find("6 of 20 tokens"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(chunks, 2);
+  EXPECT_EQ(scored, 6);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "the interrupted writer left a file behind";
 }
 
 // A data folder's test split read through the mapped shards, a range at a time, against the concatenation that

@@ -1,0 +1,17 @@
+// Ctrl-C and `kill` as a request to stop cleanly: a command that runs for long installs the handler, checks
+// interrupted() between units of work (a token, a chunk), and stops there, leaving its outputs whole or absent.
+#pragma once
+
+namespace streamsink {
+
+// SIGINT and SIGTERM set the flag from now on, except a signal that was ignored when the program started (nohup, a
+// background job of a script): that one stays ignored, as the shell meant.
+void install_interrupt_handler();
+// Whether SIGINT or SIGTERM arrived since install_interrupt_handler().
+bool interrupted();
+// The signal that arrived ("SIGINT", "SIGTERM"), "" when none.
+const char* interrupt_signal_name();
+// The conventional exit status for it: 128 + its number (130 for SIGINT); 1 when none.
+int interrupt_exit_code();
+
+}  // namespace streamsink
