@@ -16,18 +16,34 @@ using namespace streamsink;
 using streamsink::testing::all_sinks;
 using streamsink::testing::tiny_config;
 
+namespace {
+
+// The tiny model of a variant, seeded, in eval mode, on one thread.
+Transformer seeded_model(SinkKind sink) {
+  at::set_num_threads(1);
+  at::manual_seed(0);
+  Transformer m(tiny_config(sink));
+  m->eval();
+  return m;
+}
+
+// n tokens cycling over ids 8..63 (no reserved ids).
+std::vector<int32_t> test_stream(int n) {
+  std::vector<int32_t> stream;
+  for (int i = 0; i < n; ++i) stream.push_back(8 + (i * 37) % 56);
+  return stream;
+}
+
+}  // namespace
+
 class AttentionStatsPerSink : public ::testing::TestWithParam<SinkKind> {};
 INSTANTIATE_TEST_SUITE_P(Variants, AttentionStatsPerSink, ::testing::ValuesIn(all_sinks()),
                          [](const auto& info) { return to_string(info.param); });
 
 TEST_P(AttentionStatsPerSink, SharesAreTheProbeMapsAveraged) {
-  at::set_num_threads(1);
   torch::NoGradGuard g;
-  at::manual_seed(0);
-  Transformer m(tiny_config(GetParam()));
-  m->eval();
-  std::vector<int32_t> stream;
-  for (int i = 0; i < 100; ++i) stream.push_back(8 + (i * 37) % 56);
+  Transformer m = seeded_model(GetParam());
+  const auto stream = test_stream(100);
   const int64_t T = 12, N = 3, k = 2;
   auto s = collect_attention(m, stream, T, N, k);
   ASSERT_EQ(s.first_token_share.sizes(), (at::IntArrayRef{2, 4}));
@@ -60,13 +76,9 @@ TEST_P(AttentionStatsPerSink, SharesAreTheProbeMapsAveraged) {
 // significant digits, zero above the diagonal; where there is no extra sink column (none, token) every query row t
 // sums to 1 over keys 0..t, and to at most 1 where there is one (zero, logit).
 TEST_P(AttentionStatsPerSink, TheJsonHoldsTheMeanMaps) {
-  at::set_num_threads(1);
   torch::NoGradGuard g;
-  at::manual_seed(0);
-  Transformer m(tiny_config(GetParam()));
-  m->eval();
-  std::vector<int32_t> stream;
-  for (int i = 0; i < 200; ++i) stream.push_back(8 + (i * 37) % 56);
+  Transformer m = seeded_model(GetParam());
+  const auto stream = test_stream(200);
   const int64_t T = 24, N = 4, k = 2;
   const auto s = collect_attention(m, stream, T, N, k);
   const auto j = nlohmann::json::parse(attention_stats_json(s, to_string(GetParam())));
