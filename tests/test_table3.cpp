@@ -68,6 +68,13 @@ TEST(Table3Script, EveryVariantFromOneBaseConfigGetsItsRowAndItsRuns) {
     EXPECT_NE(training.substr(row, training.find('\n', row) - row).find(cell), std::string::npos) << cell << "\n"
                                                                                                   << training;
     EXPECT_NE(training.find("- **" + run + "**: "), std::string::npos) << training;
+    // The runs table names the config, the tokenizer and the parameter count (from the run's emergence.json and
+    // train.log, which table3.sh writes; before session 12 these read "?").
+    const auto runs_row = training.find("| " + run + " | ", training.find("## Runs"));
+    ASSERT_NE(runs_row, std::string::npos) << run << "\n" << training;
+    const std::string cells = training.substr(runs_row, training.find('\n', runs_row) - runs_row);
+    EXPECT_NE(cells.find("| `configs/tiny.yaml` | data/tokenizer.model (512) | "), std::string::npos) << cells;
+    EXPECT_EQ(cells.find("?"), std::string::npos) << cells;
   }
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/results/t3-training.csv"));
 
