@@ -133,6 +133,10 @@ int cmd_eval_stream(int argc, char** argv) {
               static_cast<long long>(block),
               at::get_num_threads(), model->parameters().front().device().str().c_str());
   std::fflush(stdout);
+  // Ctrl-C or SIGTERM stops the evaluation at the next chunk: no figures for part of a stream, and --out is not
+  // written (its temporary file, made next, is removed as the writer goes).
+  install_interrupt_handler();
+  opt.stop = [] { return interrupted(); };
   // The per-token NLLs go to --out as they come, not into memory: the command's memory does not grow with the stream.
   opt.keep_nll = false;
   std::optional<NllJsonlWriter> writer;
@@ -140,10 +144,6 @@ int cmd_eval_stream(int argc, char** argv) {
     writer.emplace(out);
     opt.on_scored = [&](int64_t first, const int64_t* ids, const float* nll, int64_t n) { writer->add(first, ids, nll, n); };
   }
-  // Ctrl-C or SIGTERM stops the evaluation at the next chunk: no figures for part of a stream, and --out is not
-  // written (its temporary file is removed as the writer goes).
-  install_interrupt_handler();
-  opt.stop = [] { return interrupted(); };
   StreamEvalResult r;
   try {
     r = evaluate_stream(model, stream, opt);

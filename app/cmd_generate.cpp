@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -26,6 +27,10 @@
 namespace streamsink::app {
 
 namespace {
+
+// 0, also after Ctrl-C (how an endless generation or a chat is meant to end); 128 + 15 after SIGTERM, so that
+// `generate ... && next` does not go on as if the command had finished its work.
+int exit_status() { return interrupt_signal() == SIGTERM ? interrupt_exit_code() : 0; }
 
 // One line from stdin (without its newline); false at the end of input or once Ctrl-C was pressed. It polls in
 // 100 ms slices instead of blocking in read(): a Ctrl-C at chat's prompt ends the chat at once, even one that lands
@@ -167,7 +172,7 @@ int cmd_generate(int argc, char** argv) {
   std::fprintf(stderr, "generate: %lld tokens in %.2f s (%.1f tokens/s)%s, cache %.2f MiB, peak RSS %.1f MiB\n",
                static_cast<long long>(n), sec, sec > 0 ? n / sec : 0.0, interrupted() ? ", interrupted" : "",
                s.decoder->cache_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
-  return 0;
+  return exit_status();
 }
 
 int cmd_chat(int argc, char** argv) {
@@ -206,7 +211,7 @@ int cmd_chat(int argc, char** argv) {
   std::fprintf(stderr, "\nchat: %lld turns, %lld tokens in the stream, cache %.2f MiB, peak RSS %.1f MiB\n",
                static_cast<long long>(turn), static_cast<long long>(s.decoder->seen()[0]),
                s.decoder->cache_bytes() / 1048576.0, peak_rss_bytes() / 1048576.0);
-  return 0;
+  return exit_status();
 }
 
 }  // namespace streamsink::app

@@ -82,6 +82,9 @@ void check_output_folder(const std::string& path, const std::string& flag) {
 
 void prepare_output_folder(const std::string& path, const std::string& flag) {
   namespace fs = std::filesystem;
+  std::error_code ec0;
+  if (fs::path(path).filename().empty() || fs::is_directory(path, ec0))  // before any folder is made for it
+    fail(path, flag + ": is a folder; give a file name");
   if (const fs::path parent = fs::path(path).parent_path(); !parent.empty()) {
     std::error_code ec;
     if (!fs::is_directory(parent, ec) && !fs::create_directories(parent, ec) && ec)

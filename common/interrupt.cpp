@@ -16,6 +16,9 @@ void install(int sig) {
   if (old.sa_handler == SIG_IGN) return;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
+  // Once: the handler gives way to the default action, so a second Ctrl-C ends a command whose stop is slow to come
+  // (a long chunk). No SA_RESTART: a blocking read (chat's prompt) returns at the signal.
+  sa.sa_flags = SA_RESETHAND;
   sigemptyset(&sa.sa_mask);
   sigaction(sig, &sa, nullptr);
 }
@@ -28,6 +31,8 @@ void install_interrupt_handler() {
 }
 
 bool interrupted() { return g_signal != 0; }
+
+int interrupt_signal() { return g_signal; }
 
 const char* interrupt_signal_name() {
   switch (g_signal) {

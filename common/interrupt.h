@@ -5,11 +5,14 @@
 namespace streamsink {
 
 // SIGINT and SIGTERM set the flag from now on, except a signal that was ignored when the program started (nohup, a
-// background job of a script): that one stays ignored, as the shell meant.
+// background job of a script): that one stays ignored, as the shell meant. The first one only: a second one has the
+// default action (the process ends), for a user whose stop is slow to come.
 void install_interrupt_handler();
 // Whether SIGINT or SIGTERM arrived since install_interrupt_handler().
 bool interrupted();
-// The signal that arrived ("SIGINT", "SIGTERM"), "" when none.
+// The signal that arrived (SIGINT or SIGTERM), 0 when none.
+int interrupt_signal();
+// Its name ("SIGINT", "SIGTERM"), "" when none.
 const char* interrupt_signal_name();
 // The conventional exit status for it: 128 + its number (130 for SIGINT); 1 when none.
 int interrupt_exit_code();

@@ -139,14 +139,18 @@ int32_t Shard::at(int64_t i) const {
 }
 
 void Shard::release(int64_t begin, int64_t n) const {
-  begin = std::max<int64_t>(begin, 0);
   const int64_t end = std::min(begin + std::max<int64_t>(n, 0), n_tokens_);
-  if (end <= begin) return;
+  begin = std::max<int64_t>(begin, 0);
+  if (end <= begin || !map_) return;
+  // Whole pages, rounded outwards: a page the range shares with tokens outside it goes too (a later read of those
+  // faults it back in from the page cache). Rounded inwards, the page across each boundary of consecutive releases
+  // would never leave: one page per call, ~3% of a u16 stream read in 64k-token segments.
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const int64_t w = dtype_bytes(dtype_);
-  const uintptr_t lo = (reinterpret_cast<uintptr_t>(tokens_ + begin * w) + page - 1) / page * page;
-  const uintptr_t hi = reinterpret_cast<uintptr_t>(tokens_ + end * w) / page * page;
-  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advice: a failure changes nothing
+  const auto base = reinterpret_cast<uintptr_t>(map_->addr);  // page-aligned (mmap)
+  const uintptr_t lo = std::max(base, reinterpret_cast<uintptr_t>(tokens_ + begin * w) / page * page);
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(tokens_ + end * w) + page - 1) / page * page;  // in the map's
+  ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // last page at most; advice: failure changes nothing
 }
 
 void Shard::copy(int64_t begin, int64_t n, int64_t* out) const {

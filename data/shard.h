@@ -52,9 +52,10 @@ class Shard {
     int64_t in_range = 0;  // how many of its ids lie in [lo, hi)
   };
   Scan scan(int64_t lo = 0, int64_t hi = 0) const;  // one pass over the map
-  // Drops the pages wholly inside tokens [begin, begin + n) from this process's resident set (madvise DONTNEED on
-  // the read-only shared map: the file and the page cache are untouched, a later read faults them back in), so a
-  // reader going once through a long shard holds a bounded part of it resident. Out-of-range parts are ignored.
+  // Drops the pages holding tokens [begin, begin + n) from this process's resident set, those they share with
+  // neighbouring tokens included (madvise DONTNEED on the read-only shared map: the file and the page cache are
+  // untouched, a later read faults them back in), so a reader going once through a long shard holds a bounded part
+  // of it resident. Out-of-range parts are ignored.
   void release(int64_t begin, int64_t n) const;
   const std::string& path() const { return path_; }
   TokenDtype dtype() const { return dtype_; }

@@ -69,8 +69,14 @@ TokenStream TokenStream::open(const std::string& path, const std::string& tokeni
     Shard shard = Shard::open(f);
     const int64_t take = max_tokens >= 0 ? std::min(shard.size(), max_tokens - s.n_) : shard.size();
     if (take == 0) continue;
-    const bool bad = shard.scan(0, vocab_size).in_range != shard.size();
-    shard.release(0, shard.size());  // the scan touched every page; the evaluation reads them again in order
+    // A whole shard in one pass over the map; a shard cut by the cap only up to the cap (the rest is never read).
+    bool bad = false;
+    if (take == shard.size()) {
+      bad = shard.scan(0, vocab_size).in_range != shard.size();
+    } else {
+      for (int64_t i = 0; i < take && !bad; ++i) bad = shard.at(i) < 0 || shard.at(i) >= vocab_size;
+    }
+    shard.release(0, take);  // the check touched those pages; the evaluation reads them again in order
     if (bad)
       for (int64_t i = 0; i < take; ++i)
         if (shard.at(i) < 0 || shard.at(i) >= vocab_size)

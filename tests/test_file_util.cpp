@@ -93,3 +93,28 @@ TEST(AtomicFile, AShardWriteThatFailsLeavesNoShardAndNoTemporary) {
   }
   EXPECT_TRUE(entries(dir.path()).empty());
 }
+
+// prepare_output_folder (eval-stream's --out, tokenizer train's): a missing folder is made, as mkdir -p; a path that
+// names a folder is refused before any folder is made for it; a folder that cannot be made (under a file) is named.
+TEST(PrepareOutputFolder, MakesTheFolderOrRefusesBeforeMakingAnything) {
+  TempDir dir;
+  prepare_output_folder(dir.str() + "/a/b/nll.jsonl", "--out");
+  EXPECT_TRUE(fs::is_directory(dir.path() / "a" / "b"));
+  EXPECT_FALSE(fs::exists(dir.path() / "a" / "b" / "nll.jsonl"));  // the file is the command's to write
+  for (const std::string p : {dir.str() + "/newdir/", dir.str() + "/a"}) {
+    try {
+      prepare_output_folder(p, "--out");
+      ADD_FAILURE() << "expected an error for " << p;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("is a folder; give a file name"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_FALSE(fs::exists(dir.path() / "newdir")) << "a refused --out made its folder";
+  std::ofstream(dir.path() / "afile") << "x";
+  try {
+    prepare_output_folder(dir.str() + "/afile/sub/nll.jsonl", "--out");
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot create its folder"), std::string::npos) << e.what();
+  }
+}

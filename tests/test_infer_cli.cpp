@@ -199,6 +199,10 @@ TEST_F(InferCli, AnEndlessGenerationRunsPastEosAndStopsCleanlyOnSigint) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("interrupted"), std::string::npos) << r.output;
   EXPECT_GT(count(r.output), at_eos) << r.output;
+  // SIGTERM stops it as cleanly, but with 128 + 15: `generate ... && next` must not go on as if it had finished.
+  r = run_shell("(timeout --preserve-status -s TERM 4 " + gen + " --max-new-tokens -1 >/dev/null)");
+  EXPECT_EQ(r.exit_code, 143) << r.output;
+  EXPECT_NE(r.output.find("interrupted"), std::string::npos) << r.output;
 }
 
 TEST_F(InferCli, ChatKeepsOneCacheAcrossRounds) {
