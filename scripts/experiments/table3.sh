@@ -49,7 +49,7 @@ for v in $VARIANTS; do
     # For the training report (emergence_plot.py): the config, the data's tokenizer, the overrides, and the log
     # (its "# model:" and "# run:" lines: parameters, device, threads) inside the run folder.
     cp "$run.log" "$run/train.log"
-    json_set "$run/emergence.json" config="${config#"$root/"}" tokenizer="$(basename "$data")/tokenizer.model" \
+    json_set "$run/emergence.json" config="${config#"$root/"}" tokenizer="${data#"$root/"}/tokenizer.model" \
       sets="--set model.sink=$v --set train.seed=$seed $EXTRA_SET"
     for s in $SINKS; do
       "$ss" eval-stream --checkpoint "$run" --data "$data" --policy streaming --sinks "$s" --window $((WINDOW - s)) \
