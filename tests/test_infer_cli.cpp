@@ -108,9 +108,15 @@ TEST_F(InferCli, EvalStreamInterruptedStopsCleanlyAndWritesNothing) {
   write_shard(d + "/long.bin", toks, TokenDtype::kU16);
   for (const auto& [sig, code] : {std::pair<std::string, int>{"INT", 130}, {"TERM", 143}}) {
     const std::string out = d + "/out-" + sig;
-    auto r = run_shell("timeout --preserve-status -s " + sig + " 4 " + streamsink::testing::streamsink_binary() +
-                       " eval-stream --checkpoint " + ckpt() + " --data " + d + "/long.bin --window 32 --threads 1 "
-                       "--device cpu --out " + out + "/nll.jsonl");
+    // The signal goes once --out's temporary file exists (the handler is installed just before it is made), not
+    // after a fixed delay, which a slow start (a loaded machine, a sanitizer build) could outlast. `set -m`: a
+    // background job with job control on does not start with SIGINT ignored.
+    const std::string script =
+        "set -m; " + streamsink::testing::streamsink_binary() + " eval-stream --checkpoint " + ckpt() + " --data " + d +
+        "/long.bin --window 32 --threads 1 --device cpu --out " + out + "/nll.jsonl > " + out + ".log 2>&1 & pid=$!; "
+        "for i in $(seq 1200); do ls " + out + "/nll.jsonl.tmp.* >/dev/null 2>&1 && break; sleep 0.05; done; "
+        "kill -" + sig + " $pid; wait $pid; rc=$?; cat " + out + ".log; exit $rc";
+    auto r = run_shell("bash -c '" + script + "'");
     EXPECT_EQ(r.exit_code, code) << r.output;
     EXPECT_NE(r.output.find("interrupted (SIG" + sig + "), stopped after "), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("not written"), std::string::npos) << r.output;
