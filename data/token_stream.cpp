@@ -62,26 +62,20 @@ TokenStream TokenStream::open(const std::string& path, const std::string& tokeni
       if (ids[i] < 0 || ids[i] >= vocab_size) fail_id(path, static_cast<int64_t>(i), ids[i], vocab_size);
     s = from_tokens(std::move(ids));
   }
-  // Shards: mapped, up to max_tokens; every id checked against the vocabulary in one pass over each map
-  // (Shard::scan), and only a shard that fails it searched for the first offending token.
+  // Shards: mapped, up to max_tokens. A whole shard's ids are checked against the vocabulary in one pass over the map
+  // (Shard::scan), and searched for the first offending token only when that pass fails; a shard cut by the cap is
+  // searched up to the cap alone (the rest is never read).
   for (const auto& f : files) {
     if (max_tokens >= 0 && s.n_ >= max_tokens) break;
     Shard shard = Shard::open(f);
     const int64_t take = max_tokens >= 0 ? std::min(shard.size(), max_tokens - s.n_) : shard.size();
     if (take == 0) continue;
-    // A whole shard in one pass over the map; a shard cut by the cap only up to the cap (the rest is never read).
-    bool bad = false;
-    if (take == shard.size()) {
-      bad = shard.scan(0, vocab_size).in_range != shard.size();
-    } else {
-      for (int64_t i = 0; i < take && !bad; ++i) bad = shard.at(i) < 0 || shard.at(i) >= vocab_size;
-    }
-    shard.release(0, take);  // the check touched those pages; the evaluation reads them again in order
-    if (bad)
+    if (take < shard.size() || shard.scan(0, vocab_size).in_range != shard.size())
       for (int64_t i = 0; i < take; ++i)
         if (shard.at(i) < 0 || shard.at(i) >= vocab_size)
           fail_id(f, s.n_ + i, shard.at(i), vocab_size,
                   f == path ? "" : " (token " + std::to_string(i) + " of this shard, in the stream of " + path + ")");
+    shard.release(0, take);  // the check touched those pages; the evaluation reads them again in order
     s.starts_.push_back(s.n_);
     s.n_ += take;
     s.shards_.push_back(std::move(shard));
