@@ -151,9 +151,9 @@ int cmd_generate(int argc, char** argv) {
   if (p->count() == 0 && pf->count() == 0) throw Error("--prompt or --prompt-file is required");
   if (!prompt_file.empty()) prompt = read_file(prompt_file);
 
+  install_interrupt_handler();  // before the model loads: a Ctrl-C then ends the run at its first token, cleanly
   Session s = open_session(f, "generate");
   const TextStreamer streamer(*s.tok);
-  install_interrupt_handler();
   GenerateOptions opt;
   opt.max_new_tokens = f.max_new_tokens;
   opt.stop_at_eos = !f.ignore_eos && f.max_new_tokens != -1;  // -1: until interrupted, </s> included
@@ -182,9 +182,9 @@ int cmd_chat(int argc, char** argv) {
   f.max_new_tokens = 128;
   f.add(app);
   CLI11_PARSE(app, argc, argv);
+  install_interrupt_handler();
   Session s = open_session(f, "chat");
   const TextStreamer streamer(*s.tok);
-  install_interrupt_handler();
   GenerateOptions opt;
   opt.max_new_tokens = f.max_new_tokens < 0 ? -1 : f.max_new_tokens;
   opt.stop_at_eos = !f.ignore_eos;

@@ -1,14 +1,38 @@
 #include "common/interrupt.h"
 
 #include <csignal>
+#include <ctime>
 
 namespace streamsink {
 
 namespace {
 
-volatile std::sig_atomic_t g_signal = 0;  // the last SIGINT/SIGTERM received, 0 = none
+volatile std::sig_atomic_t g_signal = 0;  // the first SIGINT/SIGTERM received, 0 = none
+// When it came (CLOCK_MONOTONIC, seconds), written once by the handler before g_signal.
+volatile double g_first_at = 0;
+// A signal this close after the first is the same request delivered twice: `timeout -s INT` signals the process and
+// then its process group, srun and shells forward to every task. Later, it is a user's second Ctrl-C.
+constexpr double kRepeatSeconds = 1.0;
 
-void on_signal(int sig) { g_signal = sig; }
+double monotonic_seconds() {  // clock_gettime is async-signal-safe (POSIX.1-2008)
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+void on_signal(int sig) {
+  const double now = monotonic_seconds();
+  if (g_signal == 0) {
+    g_first_at = now;
+    g_signal = sig;
+    return;
+  }
+  if (now - g_first_at < kRepeatSeconds) return;
+  // A second request: the default action, which ends the process once this handler returns (the signal is blocked
+  // until then). signal() and raise() are async-signal-safe.
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
 
 void install(int sig) {
   struct sigaction old {};
@@ -16,10 +40,11 @@ void install(int sig) {
   if (old.sa_handler == SIG_IGN) return;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
-  // Once: the handler gives way to the default action, so a second Ctrl-C ends a command whose stop is slow to come
-  // (a long chunk). No SA_RESTART: a blocking read (chat's prompt) returns at the signal.
-  sa.sa_flags = SA_RESETHAND;
-  sigemptyset(&sa.sa_mask);
+  // No SA_RESTART: a blocking read (chat's prompt) returns at the signal.
+  sa.sa_flags = 0;
+  sigemptyset(&sa.sa_mask);  // SIGINT and SIGTERM handled one at a time: g_first_at is written by one handler
+  sigaddset(&sa.sa_mask, SIGINT);
+  sigaddset(&sa.sa_mask, SIGTERM);
   sigaction(sig, &sa, nullptr);
 }
 

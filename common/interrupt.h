@@ -5,8 +5,9 @@
 namespace streamsink {
 
 // SIGINT and SIGTERM set the flag from now on, except a signal that was ignored when the program started (nohup, a
-// background job of a script): that one stays ignored, as the shell meant. The first one only: a second one has the
-// default action (the process ends), for a user whose stop is slow to come.
+// background job of a script): that one stays ignored, as the shell meant. A second one a second or more after the
+// first has the default action (the process ends), for a user whose stop is slow to come; one sooner is the same
+// request delivered twice (`timeout -s INT` signals the process and its group) and changes nothing.
 void install_interrupt_handler();
 // Whether SIGINT or SIGTERM arrived since install_interrupt_handler().
 bool interrupted();
