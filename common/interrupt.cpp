@@ -10,24 +10,15 @@ namespace {
 volatile std::sig_atomic_t g_signal = 0;  // the first SIGINT/SIGTERM received, 0 = none
 // When it came (CLOCK_MONOTONIC, seconds), written once by the handler before g_signal.
 volatile double g_first_at = 0;
-// A signal this close after the first is the same request delivered twice: `timeout -s INT` signals the process and
-// then its process group, srun and shells forward to every task. Later, it is a user's second Ctrl-C.
-constexpr double kRepeatSeconds = 1.0;
-
-double monotonic_seconds() {  // clock_gettime is async-signal-safe (POSIX.1-2008)
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
 
 void on_signal(int sig) {
-  const double now = monotonic_seconds();
+  const double now = monotonic_seconds_signal_safe();
   if (g_signal == 0) {
     g_first_at = now;
     g_signal = sig;
     return;
   }
-  if (now - g_first_at < kRepeatSeconds) return;
+  if (now - g_first_at < kSignalRepeatSeconds) return;  // the same request, delivered twice
   // A second request: the default action, which ends the process once this handler returns (the signal is blocked
   // until then). signal() and raise() are async-signal-safe.
   std::signal(sig, SIG_DFL);
@@ -49,6 +40,12 @@ void install(int sig) {
 }
 
 }  // namespace
+
+double monotonic_seconds_signal_safe() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
 
 void install_interrupt_handler() {
   install(SIGINT);

@@ -18,4 +18,11 @@ const char* interrupt_signal_name();
 // The conventional exit status for it: 128 + its number (130 for SIGINT); 1 when none.
 int interrupt_exit_code();
 
+// For handlers of their own (the launcher's): a signal that comes less than kSignalRepeatSeconds after the first is
+// the same request delivered twice (`timeout` signals the process and then its group; srun and shells forward to
+// every task), not a user's second Ctrl-C.
+inline constexpr double kSignalRepeatSeconds = 1.0;
+// CLOCK_MONOTONIC in seconds; async-signal-safe (clock_gettime is, POSIX.1-2008).
+double monotonic_seconds_signal_safe();
+
 }  // namespace streamsink

@@ -508,6 +508,39 @@ TEST(Launch, ARankThatFailsDuringAForwardedStopStillEndsTheJob) {
   EXPECT_LT(wall, 15.0) << f.output;
 }
 
+// One stop request delivered twice within a second (`timeout` and `scancel` signal the launcher and then its process group)
+// is forwarded once: the ranks stop in their own time (a trainer writes its checkpoint), nothing is SIGKILLed. A
+// user's second signal, a second or more later, kills the ranks that are still stopping.
+TEST(Launch, ASignalRepeatedWithinASecondIsOneStopAndALaterOneKills) {
+  for (const bool later : {false, true}) {
+    SCOPED_TRACE(later ? "second signal 1.5 s later" : "the same signal twice, 0.2 s apart");
+    TempDir dir;
+    // Each rank takes 3 s to stop after SIGTERM (the trap runs once the current `sleep 0.1` ends).
+    Proc launcher = launch_shell_ranks(dir, 30.0,
+                                       "trap 'sleep 3; echo stopped; exit 0' TERM; echo ready; "
+                                       "while :; do sleep 0.1; done");
+    const auto t0 = std::chrono::steady_clock::now();
+    kill(launcher.pid, SIGTERM);
+    // 0.2 s apart, not back to back: two kills in a row usually merge into one pending signal, which would test
+    // nothing; `timeout`'s two are apart whenever the launcher runs in between.
+    std::this_thread::sleep_for(std::chrono::milliseconds(later ? 1500 : 200));
+    kill(launcher.pid, SIGTERM);
+    Finished f = finish(launcher, std::chrono::seconds(30));
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_NE(f.output.find("got SIGTERM, forwarding it to the ranks"), std::string::npos) << f.output;
+    if (later) {
+      EXPECT_NE(f.output.find("got a second signal: sending SIGKILL to the ranks"), std::string::npos) << f.output;
+      EXPECT_EQ(f.output.find("] stopped"), std::string::npos) << f.output;  // killed within their 3 s stop
+    } else {
+      EXPECT_EQ(f.output.find("SIGKILL"), std::string::npos) << f.output;
+      EXPECT_NE(f.output.find("[rank 0] stopped"), std::string::npos) << f.output;
+      EXPECT_NE(f.output.find("[rank 1] stopped"), std::string::npos) << f.output;
+      EXPECT_EQ(f.exit_code, 128 + SIGTERM) << f.output;
+      EXPECT_GT(wall, 3.0) << f.output;  // the ranks' own stop, not a kill
+    }
+  }
+}
+
 // A signal that reaches the launcher after a rank has failed, while the grace timer runs, does not cancel that
 // timer: the rank that ignores SIGTERM is still SIGKILLed when the grace runs out, and the job ends as failed.
 TEST(Launch, ASignalAfterARankFailedDoesNotCancelTheKill) {

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/interrupt.h"
 
 extern char** environ;
 
@@ -29,10 +30,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The process-wide state a signal handler can touch: the last SIGINT/SIGTERM received, and how many.
+// The process-wide state a signal handler can touch: the last SIGINT/SIGTERM received, and how many requests. A
+// signal within kSignalRepeatSeconds of the first is the same request delivered twice (`timeout` and `scancel`
+// signal the launcher and its process group), so it is not counted: only a user's later second signal kills.
 volatile sig_atomic_t g_received_signal = 0;
 volatile sig_atomic_t g_signal_count = 0;
+volatile double g_first_signal_at = 0;
 void on_signal(int sig) {
+  const double now = monotonic_seconds_signal_safe();
+  if (g_signal_count > 0 && now - g_first_signal_at < kSignalRepeatSeconds) return;
+  if (g_signal_count == 0) g_first_signal_at = now;
   g_received_signal = sig;
   g_signal_count = g_signal_count + 1;
 }
@@ -184,7 +191,9 @@ int launch(const LaunchConfig& cfg) {
   // Signals: remember SIGINT/SIGTERM and forward them from the loop.
   struct sigaction sa {}, old_int {}, old_term {};
   sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
+  sigemptyset(&sa.sa_mask);  // one handler at a time: g_first_signal_at is written by one
+  sigaddset(&sa.sa_mask, SIGINT);
+  sigaddset(&sa.sa_mask, SIGTERM);
   g_received_signal = 0;
   g_signal_count = 0;
   ::sigaction(SIGINT, &sa, &old_int);
@@ -295,7 +304,8 @@ int launch(const LaunchConfig& cfg) {
     // failed rank has already started keeps running (the others may be waiting for it in a collective).
     if (g_received_signal != 0 && interrupted == 0) {
       interrupted = g_received_signal;
-      say(std::string("got ") + signal_name(interrupted) + ", forwarding it to the ranks (a second one kills them)");
+      say(std::string("got ") + signal_name(interrupted) +
+          ", forwarding it to the ranks (a second one, a second or more later, kills them)");
       signal_all(children, interrupted);
       if (!stopping) kill_at = Clock::time_point::max();
       stopping = true;
