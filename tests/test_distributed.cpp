@@ -508,9 +508,9 @@ TEST(Launch, ARankThatFailsDuringAForwardedStopStillEndsTheJob) {
   EXPECT_LT(wall, 15.0) << f.output;
 }
 
-// One stop request delivered twice within a second (`timeout` and `scancel` signal the launcher and then its process group)
-// is forwarded once: the ranks stop in their own time (a trainer writes its checkpoint), nothing is SIGKILLed. A
-// user's second signal, a second or more later, kills the ranks that are still stopping.
+// One stop request delivered twice within a second (`timeout` and `scancel` signal the launcher and then its process
+// group) is forwarded once: the ranks stop in their own time (a trainer writes its checkpoint), nothing is SIGKILLed.
+// A user's second signal, a second or more later, kills the ranks that are still stopping.
 TEST(Launch, ASignalRepeatedWithinASecondIsOneStopAndALaterOneKills) {
   for (const bool later : {false, true}) {
     SCOPED_TRACE(later ? "second signal 1.5 s later" : "the same signal twice, 0.2 s apart");
