@@ -63,13 +63,42 @@ at::Tensor gqa_mix(const at::Tensor& p, const at::Tensor& v) {
 
 // Under bf16 autocast on a CPU, PyTorch's flash attention kernel is slower than the explicit path below (forward and
 // backward, 2 threads: 2.0 vs 0.72 ms a layer at tiny's shapes, 10.9 vs 6.2 ms at small's; in fp32 it is the faster
-// one: docs/benchmarks.md), so there the explicit path serves none and token too.
+// one: docs/benchmarks.md), so there the explicit path serves every variant.
 bool cpu_bf16_autocast(const at::Tensor& x) {
   return x.device().is_cpu() && at::autocast::is_autocast_enabled(at::kCPU) &&
          at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16;
 }
 
 }  // namespace
+
+at::Tensor AttentionImpl::fused_sink_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                               const at::Tensor& visible, double scale, int64_t logit_dims) const {
+  const int64_t B = q.size(0), T = q.size(2), D = head_dim_;
+  // The extra dimensions for logit: the first carries b_h, the others are zero. One on a CPU; on a GPU eight, so the
+  // head size stays a multiple of 8, as the fused CUDA kernels want.
+  if (logit_dims <= 0) logit_dims = q.is_cuda() ? 8 : 1;
+  const int64_t E = sink_ == SinkKind::kLogit ? logit_dims : 0;
+  // q: a dummy query in front (row 0), and for logit b_h in the first extra dimension   [B, H, T+1, D+E]
+  at::Tensor qx = q;
+  if (E) qx = at::cat({q, sinks.to(q.scalar_type()).view({1, n_heads_, 1, 1}).expand({B, n_heads_, T, 1})}, -1);
+  qx = at::constant_pad_nd(qx, {0, E > 1 ? E - 1 : 0, 1, 0});
+  // k: the sink key in front (zero; for logit 1/scale in the extra dimension), the keys after it   [B, Hkv, T+1, D+E]
+  auto sink_key = at::zeros({B, n_kv_heads_, 1, D + E}, k.options());
+  if (E) sink_key.narrow(-1, D, 1).fill_(1.0 / scale);
+  auto kx = at::cat({sink_key, E ? at::constant_pad_nd(k, {0, E}) : k}, 2);
+  // v: the sink's value is zero; the extra dimension too (one head size for q, k and v keeps SDPA on its fused
+  // kernels: with v narrower it takes the math path)                                 [B, Hkv, T+1, D+E]
+  auto vx = at::constant_pad_nd(v, {0, E, 1, 0});
+  c10::optional<at::Tensor> mask;
+  if (visible.defined()) {  // [T+1, T+1]: the sink column visible to every query, the dummy query sees only it
+    auto m = at::constant_pad_nd(visible, {1, 0, 1, 0}, 0);
+    m.select(1, 0).fill_(true);
+    mask = m;
+  }
+  auto out = at::scaled_dot_product_attention(qx, kx, vx, mask, /*dropout_p=*/0.0, /*is_causal=*/!mask.has_value(),
+                                              scale, /*enable_gqa=*/n_kv_heads_ != n_heads_);  // [B, H, T+1, D+E]
+  return out.narrow(2, 1, T).narrow(-1, 0, D);                                                  // [B, H, T, D]
+}
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                   AttentionProbe* probe, const AttentionWindow* window) {
@@ -85,11 +114,17 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
   auto extra = sink_logit();
   // visible [T, T]: undefined means plain causal
   const at::Tensor visible = window ? window_mask(T, *window, x.device()) : at::Tensor();
-  if (!extra.defined() && probe == nullptr && !cpu_bf16_autocast(x)) {
-    // none / token: the fused kernel (flash or memory-efficient on GPUs, the flash CPU kernel in fp32).
-    out = at::scaled_dot_product_attention(q, k, v, visible.defined() ? c10::optional<at::Tensor>(visible) : c10::nullopt,
-                                           /*dropout_p=*/0.0, /*is_causal=*/!visible.defined(), scale,
-                                           /*enable_gqa=*/n_kv_heads_ != n_heads_);
+  if (probe == nullptr && !cpu_bf16_autocast(x)) {
+    // The fused kernel (flash or memory-efficient on GPUs, the flash CPU kernel in fp32): none and token as they
+    // are, zero and logit with their sink as one more key (fused_sink_attention).
+    if (extra.defined()) {
+      out = fused_sink_attention(q, k, v, visible, scale);
+    } else {
+      out = at::scaled_dot_product_attention(q, k, v,
+                                             visible.defined() ? c10::optional<at::Tensor>(visible) : c10::nullopt,
+                                             /*dropout_p=*/0.0, /*is_causal=*/!visible.defined(), scale,
+                                             /*enable_gqa=*/n_kv_heads_ != n_heads_);
+    }
   } else {
     auto scores = gqa_scores(q, k, scale);  // [B, H, T, T]
     auto mask = visible.defined() ? visible : at::ones({T, T}, x.options().dtype(at::kBool)).tril();  // [T, T]

@@ -50,8 +50,8 @@ class AttentionImpl : public torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& cfg);
 
   // Training / full-sequence forward. x [B, T, dim]; cos/sin [T, D] for positions 0..T-1. Returns [B, T, dim].
-  // Takes the fused at::scaled_dot_product_attention for `none` and `token` unless a probe is given or bf16 autocast
-  // is on for a CPU (where the explicit path is the faster one: model/attention.cpp).
+  // Takes the fused at::scaled_dot_product_attention (for `zero` and `logit` through fused_sink_attention) unless a
+  // probe is given or bf16 autocast is on for a CPU (where the explicit path is the faster one: model/attention.cpp).
   // `window` (optional) restricts the causal pattern (see AttentionWindow).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, AttentionProbe* probe,
                      const AttentionWindow* window = nullptr);
@@ -64,6 +64,18 @@ class AttentionImpl : public torch::nn::Module {
 
   // The variant's extra logit as [1, H, 1, 1], or undefined for none/token.
   at::Tensor sink_logit() const;
+
+  // `zero` and `logit` through the fused kernel: the sink as one more key, in front of the others, whose value is
+  // zero and whose score is 0 (zero) or b_h (logit), so each row's softmax is the variant's. A dummy query in front
+  // of the queries keeps the pattern causal (SDPA aligns is_causal top-left: query i, now row i+1, sees keys 0..i+1,
+  // i.e. the sink and tokens 0..i); its row is dropped. For `logit` one more dimension carries b_h: q holds b_h
+  // there, the sink key 1/scale, every other key 0, so the sink's score is scale·b_h/scale = b_h and the others are
+  // unchanged; gradients reach b_h through q. q [B, H, T, D], k/v [B, Hkv, T, D]; visible [T, T] or undefined
+  // (causal). Returns [B, H, T, D]. `logit_dims`: how many extra dimensions `logit` adds (the first carries b_h, the
+  // rest are zero); 0 = by device: 1 on a CPU, 8 on a GPU (head sizes a multiple of 8 for the fused CUDA kernels).
+  // The oracle: tests/test_fused_sink_attention.cpp.
+  at::Tensor fused_sink_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const at::Tensor& visible, double scale, int64_t logit_dims = 0) const;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   at::Tensor sinks;  // [H] learned sink logits (sink == logit only): checkpoint name self_attn.sinks

@@ -98,16 +98,16 @@ TEST_P(CudaPerSink, GradientsMatchTheCpuInFp32AndBf16) {
 
 // Issue 3, on the GPU: the model's own training-style forward (train mode, grad on, under the trainer's bf16 autocast
 // guard) at configs/gpu-sink.yaml's attention shapes (dim 512, 8 heads of 64, T 512; batch 4, two layers) runs a
-// fused SDPA kernel in every layer for none and token: flash, memory-efficient or cuDNN (which torch may prefer on
-// Hopper), never the math fallback; zero and logit take the explicit path (no SDPA; softmax_with_sink's logaddexp).
-// Read from the ops dispatched (tests/op_recorder.h), as test_transformer's
-// PerSink.AttentionTakesTheFusedSdpaForNoneAndTokenAndTheExplicitSoftmaxOtherwise does on the CPU; with gpu-sink's
-// 8 kv heads and with 2 (GQA through SDPA's enable_gqa). Autocast calls SDPA afresh after its casts, so the top-level
-// op may count twice a layer; its kernel op counts once. The kernels seen are printed for the lease's log.
+// fused SDPA kernel in every layer, for every variant (zero and logit through AttentionImpl::fused_sink_attention,
+// logit with head size 64 + 8): flash, memory-efficient or cuDNN (which torch may prefer on Hopper), never the math
+// fallback. Read from the ops dispatched (tests/op_recorder.h), as test_transformer's
+// PerSink.AttentionTakesTheFusedSdpaInTrainingAndTheExplicitSoftmaxForProbesCpuBf16AndDecoding does on the CPU; with
+// gpu-sink's 8 kv heads and with 2 (GQA through SDPA's enable_gqa). Autocast calls SDPA afresh after its casts, so
+// the top-level op may count twice a layer; its kernel op counts once. The kernels seen are printed for the lease's
+// log.
 TEST_P(CudaPerSink, Bf16ForwardAtGpuSinkShapesRunsAFusedAttentionKernel) {
   REQUIRE_CUDA();
   const SinkKind sink = GetParam();
-  const bool fused = sink == SinkKind::kNone || sink == SinkKind::kToken;
   const char* kernels[] = {"aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_efficient_attention",
                            "aten::_scaled_dot_product_cudnn_attention"};
   for (int64_t kv : {8, 2}) {
@@ -141,13 +141,9 @@ TEST_P(CudaPerSink, Bf16ForwardAtGpuSinkShapesRunsAFusedAttentionKernel) {
     std::printf("sdpa ops of the bf16 forward, sink %s, kv heads %lld: %s\n", to_string(sink).c_str(),
                 static_cast<long long>(kv), sdpa_ops.c_str());
     EXPECT_EQ(rec.count("aten::_scaled_dot_product_attention_math"), 0) << "SDPA fell back to math: " << sdpa_ops;
-    if (fused) {
-      EXPECT_GE(rec.count("aten::scaled_dot_product_attention"), cfg.n_layers) << sdpa_ops;
-      EXPECT_EQ(kernel_calls, cfg.n_layers) << "a fused kernel once per layer: " << sdpa_ops;
-    } else {
-      EXPECT_EQ(rec.count("aten::scaled_dot_product_attention"), 0) << sdpa_ops;
-      EXPECT_GE(rec.count("aten::logaddexp"), cfg.n_layers) << rec.summary();
-    }
+    EXPECT_GE(rec.count("aten::scaled_dot_product_attention"), cfg.n_layers) << sdpa_ops;
+    EXPECT_EQ(kernel_calls, cfg.n_layers) << "a fused kernel once per layer: " << sdpa_ops;
+    EXPECT_EQ(rec.count("aten::logaddexp"), 0) << "the explicit path ran: " << rec.summary();
   }
 }
 

@@ -108,24 +108,24 @@ TEST_P(PerSink, ProbePathEqualsFusedPath) {
   }
 }
 
-// Issue 3: none and token take the fused at::scaled_dot_product_attention, once per layer, in the training forward
-// (fp32, grad on) and the windowed one; zero and logit, the probe's forward, the CPU under bf16 autocast and every
-// decode step take the explicit path instead (the zero/logit sink is an extra softmax column SDPA has no place for;
-// a step scores its sink columns with a second query rotation inside one softmax). Read from the ATen ops dispatched
-// (tests/op_recorder.h): the outputs cannot tell, as the paths agree to rounding (ProbePathEqualsFusedPath). The
-// explicit path is seen by its softmax, at::softmax for none/token, softmax_with_sink's at::logaddexp (the extra
-// column's logit) for zero/logit, so no case passes on a recorder that saw nothing. Of the fused call only the
-// top-level op is asserted: its CPU kernel is torch's choice (in fp32, torch 2.11 runs
-// aten::_scaled_dot_product_flash_attention_for_cpu).
-TEST_P(PerSink, AttentionTakesTheFusedSdpaForNoneAndTokenAndTheExplicitSoftmaxOtherwise) {
+// Issue 3: every variant takes the fused at::scaled_dot_product_attention, once per layer, in the training forward
+// (fp32, grad on) and the windowed one (none and token as they are, zero and logit with their sink as one more key:
+// AttentionImpl::fused_sink_attention, since session 13); the probe's forward, the CPU under bf16 autocast and every
+// decode step take the explicit path instead (a step scores its sink columns with a second query rotation inside one
+// softmax). Read from the ATen ops dispatched (tests/op_recorder.h): the outputs cannot tell, as the paths agree to
+// rounding (ProbePathEqualsFusedPath). The explicit path is seen by its softmax, at::softmax for none/token,
+// softmax_with_sink's at::logaddexp (the extra column's logit) for zero/logit, so no case passes on a recorder that
+// saw nothing. Of the fused call only the top-level op is asserted, and that it is not SDPA's math fallback: its CPU
+// kernel is torch's choice (in fp32, torch 2.11 runs aten::_scaled_dot_product_flash_attention_for_cpu).
+TEST_P(PerSink, AttentionTakesTheFusedSdpaInTrainingAndTheExplicitSoftmaxForProbesCpuBf16AndDecoding) {
   auto cfg = tiny_config(GetParam());
   cfg.n_layers = 3;
   const int64_t L = cfg.n_layers;
   auto m = make_model(cfg);
   m->train();  // as the trainer runs it: train mode, grad on
-  const bool fused = GetParam() == SinkKind::kNone || GetParam() == SinkKind::kToken;
+  const bool extra_column = GetParam() == SinkKind::kZero || GetParam() == SinkKind::kLogit;
   const std::string sdpa = "aten::scaled_dot_product_attention";
-  const std::string softmax = fused ? "aten::softmax" : "aten::logaddexp";  // the explicit path's softmax
+  const std::string softmax = extra_column ? "aten::logaddexp" : "aten::softmax";  // the explicit path's softmax
   auto x = random_tokens(2, 16, 64, 71);
   // A case's ops: `calls` SDPA calls on the fused path, else no SDPA and `calls` of the explicit path's softmax.
   auto expect_path = [&](const std::string& what, const OpRecorder& rec, bool fused_path, int64_t calls) {
@@ -140,13 +140,13 @@ TEST_P(PerSink, AttentionTakesTheFusedSdpaForNoneAndTokenAndTheExplicitSoftmaxOt
   {
     OpRecorder rec;
     m->forward(x);
-    expect_path("training forward", rec, fused, L);
+    expect_path("training forward", rec, /*fused_path=*/true, L);
   }
   {
     const AttentionWindow w{2, 5};
     OpRecorder rec;
     m->forward(x, nullptr, &w);
-    expect_path("windowed forward", rec, fused, L);
+    expect_path("windowed forward", rec, /*fused_path=*/true, L);
   }
   {
     AttentionProbe probe;

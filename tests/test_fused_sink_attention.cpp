@@ -1,0 +1,90 @@
+// AttentionImpl::fused_sink_attention (the `zero` and `logit` sinks through at::scaled_dot_product_attention, as one
+// more key in front with a dummy query) against the oracle written out by hand: scores q·kᵀ·scale with the causal
+// (or windowed) mask, the extra column (0 or b_h) concatenated, a plain softmax, the extra column dropped, times v.
+// In double, with GQA (4 query heads on 2 key/value heads), b_h all different, outputs and gradients (b_h's
+// included).
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "model/attention.h"
+#include "model/config.h"
+
+using namespace streamsink;
+
+namespace {
+
+constexpr int64_t B = 2, H = 4, Hkv = 2, T = 9, D = 8;
+
+ModelConfig config(SinkKind sink) {
+  ModelConfig c;
+  c.vocab_size = 64;
+  c.dim = H * D;
+  c.n_layers = 1;
+  c.n_heads = H;
+  c.n_kv_heads = Hkv;
+  c.hidden_dim = 48;
+  c.context_length = T;
+  c.sink = sink;
+  c.validate();
+  return c;
+}
+
+// The oracle. q [B, H, T, D], k/v [B, Hkv, T, D], b [H] (the extra logit per head), visible [T, T] bool.
+at::Tensor reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& b,
+                     const at::Tensor& visible, double scale) {
+  auto kr = k.repeat_interleave(H / Hkv, 1), vr = v.repeat_interleave(H / Hkv, 1);  // [B, H, T, D]
+  auto s = at::matmul(q, kr.transpose(-1, -2)) * scale;                              // [B, H, T, T]
+  s = s.masked_fill(visible.logical_not(), -std::numeric_limits<double>::infinity());
+  auto extra = b.view({1, H, 1, 1}).expand({B, H, T, 1});                            // [B, H, T, 1]
+  auto p = at::softmax(at::cat({s, extra}, -1), -1).narrow(-1, 0, T);                // [B, H, T, T]
+  return at::matmul(p, vr);                                                          // [B, H, T, D]
+}
+
+}  // namespace
+
+TEST(FusedSinkAttention, EqualsTheExplicitSoftmaxWithItsExtraColumnInValueAndGradient) {
+  // logit with one extra dimension (as on a CPU) and with eight (as on a GPU)
+  for (auto [sink, logit_dims] : {std::pair{SinkKind::kZero, 0}, {SinkKind::kLogit, 1}, {SinkKind::kLogit, 8}}) {
+    for (const bool windowed : {false, true}) {
+      SCOPED_TRACE(to_string(sink) + " logit_dims " + std::to_string(logit_dims) +
+                   (windowed ? ", window 2 sinks + 3" : ", causal"));
+      at::manual_seed(7);
+      Attention attn(config(sink));
+      attn->to(at::kDouble);
+      if (sink == SinkKind::kLogit) {
+        torch::NoGradGuard g;
+        attn->sinks.copy_(at::tensor({-1.5, 0.0, 0.7, 2.5}, at::kDouble));
+      }
+      auto opts = at::TensorOptions().dtype(at::kDouble);
+      auto q = at::randn({B, H, T, D}, opts).requires_grad_(), k = at::randn({B, Hkv, T, D}, opts).requires_grad_(),
+           v = at::randn({B, Hkv, T, D}, opts).requires_grad_();
+      const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+      const at::Tensor window = windowed ? window_mask(T, AttentionWindow{2, 3}, at::kCPU) : at::Tensor();
+      const at::Tensor visible = windowed ? window : at::ones({T, T}, opts.dtype(at::kBool)).tril();
+      const at::Tensor b = sink == SinkKind::kLogit ? attn->sinks : at::zeros({H}, opts);
+
+      auto got = attn->fused_sink_attention(q, k, v, window, scale, logit_dims);
+      auto want = reference(q, k, v, b, visible, scale);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      EXPECT_LT((got - want).abs().max().item<double>(), 1e-12);
+
+      // Gradients of a loss that weighs every output differently, through both.
+      auto w = at::randn({B, H, T, D}, opts);
+      std::vector<at::Tensor> inputs = {q, k, v};
+      if (sink == SinkKind::kLogit) inputs.push_back(attn->sinks);
+      auto g_got = torch::autograd::grad({(got * w).sum()}, inputs);
+      auto g_want = torch::autograd::grad({(want * w).sum()}, inputs);
+      const char* names[] = {"q", "k", "v", "sinks"};
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        EXPECT_LT((g_got[i] - g_want[i]).abs().max().item<double>(), 1e-12) << names[i];
+        EXPECT_GT(g_got[i].abs().sum().item<double>(), 0) << names[i] << ": no gradient";
+      }
+    }
+  }
+}
