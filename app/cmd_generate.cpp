@@ -151,7 +151,7 @@ int cmd_generate(int argc, char** argv) {
   if (p->count() == 0 && pf->count() == 0) throw Error("--prompt or --prompt-file is required");
   if (!prompt_file.empty()) prompt = read_file(prompt_file);
 
-  install_interrupt_handler();  // before the model loads: a Ctrl-C then ends the run at its first token, cleanly
+  install_interrupt_handler();  // before the model loads: a Ctrl-C then ends the run cleanly once the prompt is in
   Session s = open_session(f, "generate");
   const TextStreamer streamer(*s.tok);
   GenerateOptions opt;

@@ -1,26 +1,33 @@
 #include "common/interrupt.h"
 
+#include <atomic>
 #include <csignal>
+#include <cstdint>
 #include <ctime>
 
 namespace streamsink {
 
 namespace {
 
-volatile std::sig_atomic_t g_signal = 0;  // the first SIGINT/SIGTERM received, 0 = none
-// When it came (CLOCK_MONOTONIC, seconds), written once by the handler before g_signal.
-volatile double g_first_at = 0;
+// Lock-free atomics, not volatile: the handler may run on any of the process's threads (OpenMP's, CUDA's), two at
+// once when two signals come together, and a lock-free atomic is what a handler may share across threads.
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free);
+std::atomic<int> g_signal{0};         // the first SIGINT/SIGTERM received, 0 = none
+std::atomic<int64_t> g_first_ns{0};   // when it came (CLOCK_MONOTONIC ns), 0 until its handler has stored it
 
 void on_signal(int sig) {
-  const double now = monotonic_seconds_signal_safe();
-  if (g_signal == 0) {
-    g_first_at = now;
-    g_signal = sig;
+  const int64_t now = monotonic_ns_signal_safe();
+  int none = 0;
+  if (g_signal.compare_exchange_strong(none, sig)) {  // the first
+    g_first_ns.store(now);
     return;
   }
-  if (now - g_first_at < kSignalRepeatSeconds) return;  // the same request, delivered twice
+  const int64_t first = g_first_ns.load();
+  // The first's time not stored yet (its handler runs on another thread right now), or this one comes within
+  // kSignalRepeatNs of it: the same request, delivered twice.
+  if (first == 0 || now - first < kSignalRepeatNs) return;
   // A second request: the default action, which ends the process once this handler returns (the signal is blocked
-  // until then). signal() and raise() are async-signal-safe.
+  // in this thread until then; raise() signals the calling thread). signal() and raise() are async-signal-safe.
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
@@ -33,18 +40,16 @@ void install(int sig) {
   sa.sa_handler = on_signal;
   // No SA_RESTART: a blocking read (chat's prompt) returns at the signal.
   sa.sa_flags = 0;
-  sigemptyset(&sa.sa_mask);  // SIGINT and SIGTERM handled one at a time: g_first_at is written by one handler
-  sigaddset(&sa.sa_mask, SIGINT);
-  sigaddset(&sa.sa_mask, SIGTERM);
+  sigemptyset(&sa.sa_mask);
   sigaction(sig, &sa, nullptr);
 }
 
 }  // namespace
 
-double monotonic_seconds_signal_safe() {
+int64_t monotonic_ns_signal_safe() {
   timespec t{};
   clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+  return static_cast<int64_t>(t.tv_sec) * 1000000000 + static_cast<int64_t>(t.tv_nsec);
 }
 
 void install_interrupt_handler() {
@@ -52,9 +57,9 @@ void install_interrupt_handler() {
   install(SIGTERM);
 }
 
-bool interrupted() { return g_signal != 0; }
+bool interrupted() { return g_signal.load() != 0; }
 
-int interrupt_signal() { return g_signal; }
+int interrupt_signal() { return g_signal.load(); }
 
 const char* interrupt_signal_name() {
   switch (g_signal) {

@@ -2,6 +2,8 @@
 // interrupted() between units of work (a token, a chunk), and stops there, leaving its outputs whole or absent.
 #pragma once
 
+#include <cstdint>
+
 namespace streamsink {
 
 // SIGINT and SIGTERM set the flag from now on, except a signal that was ignored when the program started (nohup, a
@@ -18,11 +20,11 @@ const char* interrupt_signal_name();
 // The conventional exit status for it: 128 + its number (130 for SIGINT); 1 when none.
 int interrupt_exit_code();
 
-// For handlers of their own (the launcher's): a signal that comes less than kSignalRepeatSeconds after the first is
-// the same request delivered twice (`timeout` signals the process and then its group; srun and shells forward to
-// every task), not a user's second Ctrl-C.
-inline constexpr double kSignalRepeatSeconds = 1.0;
-// CLOCK_MONOTONIC in seconds; async-signal-safe (clock_gettime is, POSIX.1-2008).
-double monotonic_seconds_signal_safe();
+// For handlers of their own (the launcher's): a signal that comes less than kSignalRepeatNs (a second) after the
+// first is the same request delivered twice (`timeout` signals the process and then its group; srun and shells
+// forward to every task), not a user's second Ctrl-C.
+inline constexpr int64_t kSignalRepeatNs = 1000000000;
+// CLOCK_MONOTONIC in nanoseconds (> 0); async-signal-safe (clock_gettime is, POSIX.1-2008).
+int64_t monotonic_ns_signal_safe();
 
 }  // namespace streamsink

@@ -2,6 +2,7 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -74,17 +75,26 @@ bool cpu_bf16_autocast(const at::Tensor& x) {
 at::Tensor AttentionImpl::fused_sink_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                const at::Tensor& visible, double scale, int64_t logit_dims) const {
   const int64_t B = q.size(0), T = q.size(2), D = head_dim_;
-  // The extra dimensions for logit: the first carries b_h, the others are zero. One on a CPU; on a GPU eight, so the
-  // head size stays a multiple of 8, as the fused CUDA kernels want.
+  // The extra dimensions for logit: one on a CPU; on a GPU eight, so the head size stays a multiple of 8, as the fused
+  // CUDA kernels want. q carries b_h/scale in them, the sink key 1 (exact in any precision), every other key 0, so
+  // the sink's score is scale·(b_h/scale)·1 = b_h. With two or more, b_h/scale is split into a part in q's precision
+  // and the rest (hi + lo, the rest zero): in bf16 one part alone would round b_h by up to 0.4%.
   if (logit_dims <= 0) logit_dims = q.is_cuda() ? 8 : 1;
   const int64_t E = sink_ == SinkKind::kLogit ? logit_dims : 0;
-  // q: a dummy query in front (row 0), and for logit b_h in the first extra dimension   [B, H, T+1, D+E]
+  // q: a dummy query in front (row 0), and for logit b_h/scale in the extra dimensions   [B, H, T+1, D+E]
   at::Tensor qx = q;
-  if (E) qx = at::cat({q, sinks.to(q.scalar_type()).view({1, n_heads_, 1, 1}).expand({B, n_heads_, T, 1})}, -1);
-  qx = at::constant_pad_nd(qx, {0, E > 1 ? E - 1 : 0, 1, 0});
-  // k: the sink key in front (zero; for logit 1/scale in the extra dimension), the keys after it   [B, Hkv, T+1, D+E]
+  if (E) {
+    const auto b = (sinks / scale).view({1, n_heads_, 1, 1}).expand({B, n_heads_, T, 1});  // [B, H, T, 1], float
+    const auto hi = b.to(q.scalar_type());
+    std::vector<at::Tensor> parts = {q, hi};
+    if (E > 1) parts.push_back((b - hi.to(b.scalar_type())).to(q.scalar_type()));  // lo: what hi rounded off
+    qx = at::cat(parts, -1);                                                        // [B, H, T, D+min(E,2)]
+  }
+  qx = at::constant_pad_nd(qx, {0, E - std::min<int64_t>(E, 2), 1, 0});
+  // k: the sink key in front (zero; for logit 1 in the extra dimensions that carry b_h), the keys after it
+  //                                                                                     [B, Hkv, T+1, D+E]
   auto sink_key = at::zeros({B, n_kv_heads_, 1, D + E}, k.options());
-  if (E) sink_key.narrow(-1, D, 1).fill_(1.0 / scale);
+  if (E) sink_key.narrow(-1, D, std::min<int64_t>(E, 2)).fill_(1.0);
   auto kx = at::cat({sink_key, E ? at::constant_pad_nd(k, {0, E}) : k}, 2);
   // v: the sink's value is zero; the extra dimension too (one head size for q, k and v keeps SDPA on its fused
   // kernels: with v narrower it takes the math path)                                 [B, Hkv, T+1, D+E]
@@ -111,13 +121,12 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
 
   at::Tensor out;  // [B, H, T, D]
-  auto extra = sink_logit();
   // visible [T, T]: undefined means plain causal
   const at::Tensor visible = window ? window_mask(T, *window, x.device()) : at::Tensor();
   if (probe == nullptr && !cpu_bf16_autocast(x)) {
     // The fused kernel (flash or memory-efficient on GPUs, the flash CPU kernel in fp32): none and token as they
     // are, zero and logit with their sink as one more key (fused_sink_attention).
-    if (extra.defined()) {
+    if (sink_ == SinkKind::kZero || sink_ == SinkKind::kLogit) {
       out = fused_sink_attention(q, k, v, visible, scale);
     } else {
       out = at::scaled_dot_product_attention(q, k, v,
@@ -126,6 +135,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
                                              /*enable_gqa=*/n_kv_heads_ != n_heads_);
     }
   } else {
+    const auto extra = sink_logit();        // [1, H, 1, 1] or undefined
     auto scores = gqa_scores(q, k, scale);  // [B, H, T, T]
     auto mask = visible.defined() ? visible : at::ones({T, T}, x.options().dtype(at::kBool)).tril();  // [T, T]
     scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());

@@ -1,7 +1,10 @@
 // Tiny models and a naive dense KV cache for the model and decoder tests.
 #pragma once
 #include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/utils.h>
 
+#include <string>
 #include <vector>
 
 #include "model/config.h"
@@ -23,6 +26,14 @@ inline ModelConfig tiny_config(SinkKind sink = SinkKind::kNone, int64_t n_kv_hea
   c.sink_token_id = 4;
   c.init_std = 0.2;  // large enough that attention is far from uniform
   return c;
+}
+
+// A `logit` model's sink logits set to distinct non-zero values (linspace(-1, 2) over every layer's heads), so a test
+// sees them act: at their initial zeros a logit model computes what a zero-sink model does. Other variants: no-op.
+inline void set_distinct_sink_logits(torch::nn::Module& m) {
+  torch::NoGradGuard g;
+  for (auto& p : m.named_parameters())
+    if (p.key().find("sinks") != std::string::npos) p.value().copy_(at::linspace(-1.0, 2.0, p.value().numel()));
 }
 
 inline const std::vector<SinkKind>& all_sinks() {

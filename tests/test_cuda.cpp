@@ -61,6 +61,7 @@ TEST_P(CudaPerSink, LogitsMatchTheCpuInFp32AndBf16) {
   at::manual_seed(0);
   auto cfg = tiny_config(GetParam());
   Transformer cpu(cfg);
+  set_distinct_sink_logits(*cpu);
   cpu->eval();
   Transformer gpu = copy_to_cuda(cpu);
   auto x = at::randint(8, cfg.vocab_size, {2, 24}, at::kLong);
@@ -84,6 +85,7 @@ TEST_P(CudaPerSink, GradientsMatchTheCpuInFp32AndBf16) {
   const auto c = grad_case(GetParam());
   at::manual_seed(3);
   Transformer cpu(c.cfg);
+  set_distinct_sink_logits(*cpu);
   Transformer gpu(c.cfg);
   {
     torch::NoGradGuard g;
@@ -153,6 +155,7 @@ TEST_P(CudaPerSink, StreamingDecoderMatchesTheCpu) {
   at::manual_seed(1);
   auto cfg = tiny_config(GetParam());
   Transformer cpu(cfg);
+  set_distinct_sink_logits(*cpu);
   cpu->eval();
   Transformer gpu = copy_to_cuda(cpu);
   DecodeConfig dc;

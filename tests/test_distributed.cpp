@@ -513,30 +513,30 @@ TEST(Launch, ARankThatFailsDuringAForwardedStopStillEndsTheJob) {
 // A user's second signal, a second or more later, kills the ranks that are still stopping.
 TEST(Launch, ASignalRepeatedWithinASecondIsOneStopAndALaterOneKills) {
   for (const bool later : {false, true}) {
-    SCOPED_TRACE(later ? "second signal 1.5 s later" : "the same signal twice, 0.2 s apart");
+    SCOPED_TRACE(later ? "second signal 2 s later" : "the same signal twice, 0.2 s apart");
     TempDir dir;
-    // Each rank takes 3 s to stop after SIGTERM (the trap runs once the current `sleep 0.1` ends).
+    // Each rank takes 4 s to stop after SIGTERM (the trap runs once the current `sleep 0.1` ends).
     Proc launcher = launch_shell_ranks(dir, 30.0,
-                                       "trap 'sleep 3; echo stopped; exit 0' TERM; echo ready; "
+                                       "trap 'sleep 4; echo stopped; exit 0' TERM; echo ready; "
                                        "while :; do sleep 0.1; done");
     const auto t0 = std::chrono::steady_clock::now();
     kill(launcher.pid, SIGTERM);
     // 0.2 s apart, not back to back: two kills in a row usually merge into one pending signal, which would test
     // nothing; `timeout`'s two are apart whenever the launcher runs in between.
-    std::this_thread::sleep_for(std::chrono::milliseconds(later ? 1500 : 200));
+    std::this_thread::sleep_for(std::chrono::milliseconds(later ? 2000 : 200));
     kill(launcher.pid, SIGTERM);
     Finished f = finish(launcher, std::chrono::seconds(30));
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_NE(f.output.find("got SIGTERM, forwarding it to the ranks"), std::string::npos) << f.output;
     if (later) {
       EXPECT_NE(f.output.find("got a second signal: sending SIGKILL to the ranks"), std::string::npos) << f.output;
-      EXPECT_EQ(f.output.find("] stopped"), std::string::npos) << f.output;  // killed within their 3 s stop
+      EXPECT_EQ(f.output.find("] stopped"), std::string::npos) << f.output;  // killed within their 4 s stop
     } else {
       EXPECT_EQ(f.output.find("SIGKILL"), std::string::npos) << f.output;
       EXPECT_NE(f.output.find("[rank 0] stopped"), std::string::npos) << f.output;
       EXPECT_NE(f.output.find("[rank 1] stopped"), std::string::npos) << f.output;
       EXPECT_EQ(f.exit_code, 128 + SIGTERM) << f.output;
-      EXPECT_GT(wall, 3.0) << f.output;  // the ranks' own stop, not a kill
+      EXPECT_GT(wall, 4.0) << f.output;  // the ranks' own stop, not a kill
     }
   }
 }

@@ -204,16 +204,16 @@ TEST_F(InferCli, AnEndlessGenerationRunsPastEosAndStopsCleanlyOnSigint) {
   const auto in_at = bounded.output.rfind(" tokens in ");
   ASSERT_NE(in_at, std::string::npos) << bounded.output;
   const double eos_seconds = std::atof(bounded.output.c_str() + in_at + 11);
-  // The signal goes once the settings line is out (the model is loaded) and twice the time the bounded run took to
-  // reach </s> has passed, not after a fixed delay that a slow start could outlast. SIGINT is sent twice at once, as
-  // `timeout -s INT` does (to the process, then to its group): a repeat that close is the same request, not a
-  // second Ctrl-C that ends the process. `set -m`: a background job with job control on keeps SIGINT.
+  // The signal goes once the settings line is out (the model is loaded) and three times the time the bounded run took
+  // to reach </s> (plus a second) has passed, not after a fixed delay that a slow start could outlast. SIGINT is sent
+  // twice at once, as `timeout -s INT` does (to the process, then to its group): a repeat that close is the same
+  // request, not a second Ctrl-C that ends the process. `set -m`: a background job with job control on keeps SIGINT.
   const std::string log = dir_->str() + "/endless.log";
   auto interrupt = [&](const std::string& kills) {
     const std::string script =
         "set -m; " + gen + " --max-new-tokens -1 >/dev/null 2>" + log + " & pid=$!; "
         "for i in $(seq 1200); do grep -q \"seed 1\" " + log + " && break; sleep 0.05; done; sleep " +
-        std::to_string(2 * eos_seconds + 0.2) + "; " + kills + "; wait $pid; rc=$?; cat " + log + "; exit $rc";
+        std::to_string(3 * eos_seconds + 1.0) + "; " + kills + "; wait $pid; rc=$?; cat " + log + "; exit $rc";
     return run_shell("bash -c '" + script + "'");
   };
   auto r = interrupt("kill -INT $pid; kill -INT $pid");

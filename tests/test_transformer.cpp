@@ -36,11 +36,7 @@ at::Tensor random_tokens(int64_t B, int64_t T, int64_t vocab, uint64_t seed) {
 Transformer make_model(const ModelConfig& cfg, uint64_t seed = 0) {
   at::manual_seed(seed);
   Transformer m(cfg);
-  if (cfg.sink == SinkKind::kLogit) {  // non-zero sink logits, so the test sees them act
-    torch::NoGradGuard g;
-    for (auto& p : m->named_parameters())
-      if (p.key().find("sinks") != std::string::npos) p.value().copy_(at::linspace(-1.0, 2.0, p.value().numel()));
-  }
+  streamsink::testing::set_distinct_sink_logits(*m);  // non-zero sink logits, so the test sees them act
   m->eval();
   return m;
 }

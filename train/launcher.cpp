@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -31,15 +32,17 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // The process-wide state a signal handler can touch: the last SIGINT/SIGTERM received, and how many requests. A
-// signal within kSignalRepeatSeconds of the first is the same request delivered twice (`timeout` and `scancel`
-// signal the launcher and its process group), so it is not counted: only a user's later second signal kills.
+// signal within kSignalRepeatNs (a second) of the first is the same request delivered twice (`timeout` and `scancel`
+// signal the launcher and its process group), so it is not counted: only a user's later second signal kills. The
+// launcher is one thread, and SIGINT/SIGTERM are masked while its handler runs (sa_mask), so handlers never overlap.
 volatile sig_atomic_t g_received_signal = 0;
 volatile sig_atomic_t g_signal_count = 0;
-volatile double g_first_signal_at = 0;
+std::atomic<int64_t> g_first_signal_ns{0};
+static_assert(std::atomic<int64_t>::is_always_lock_free);
 void on_signal(int sig) {
-  const double now = monotonic_seconds_signal_safe();
-  if (g_signal_count > 0 && now - g_first_signal_at < kSignalRepeatSeconds) return;
-  if (g_signal_count == 0) g_first_signal_at = now;
+  const int64_t now = monotonic_ns_signal_safe();
+  if (g_signal_count > 0 && now - g_first_signal_ns.load() < kSignalRepeatNs) return;
+  if (g_signal_count == 0) g_first_signal_ns.store(now);
   g_received_signal = sig;
   g_signal_count = g_signal_count + 1;
 }
@@ -191,11 +194,12 @@ int launch(const LaunchConfig& cfg) {
   // Signals: remember SIGINT/SIGTERM and forward them from the loop.
   struct sigaction sa {}, old_int {}, old_term {};
   sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);  // one handler at a time: g_first_signal_at is written by one
+  sigemptyset(&sa.sa_mask);  // one handler at a time
   sigaddset(&sa.sa_mask, SIGINT);
   sigaddset(&sa.sa_mask, SIGTERM);
   g_received_signal = 0;
   g_signal_count = 0;
+  g_first_signal_ns.store(0);
   ::sigaction(SIGINT, &sa, &old_int);
   ::sigaction(SIGTERM, &sa, &old_term);
   struct SignalRestore {
