@@ -68,8 +68,8 @@ class AttentionImpl : public torch::nn::Module {
   // `zero` and `logit` through the fused kernel: the sink as one more key, in front of the others, whose value is
   // zero and whose score is 0 (zero) or b_h (logit), so each row's softmax is the variant's. A dummy query in front
   // of the queries keeps the pattern causal (SDPA aligns is_causal top-left: query i, now row i+1, sees keys 0..i+1,
-  // i.e. the sink and tokens 0..i); its row is dropped. For `logit` one more dimension carries b_h: q holds b_h
-  // there, the sink key 1/scale, every other key 0, so the sink's score is scale·b_h/scale = b_h and the others are
+  // i.e. the sink and tokens 0..i); its row is dropped. For `logit` one more dimension carries b_h: q holds b_h/scale
+  // there, the sink key 1, every other key 0, so the sink's score is scale·(b_h/scale)·1 = b_h and the others are
   // unchanged; gradients reach b_h through q. q [B, H, T, D], k/v [B, Hkv, T, D]; visible [T, T] or undefined
   // (causal). Returns [B, H, T, D]. `logit_dims`: how many extra dimensions `logit` adds (the first carries b_h, the
   // rest are zero); 0 = by device: 1 on a CPU, 8 on a GPU (head sizes a multiple of 8 for the fused CUDA kernels).
