@@ -71,9 +71,10 @@ class AttentionImpl : public torch::nn::Module {
   // i.e. the sink and tokens 0..i); its row is dropped. For `logit` one more dimension carries b_h: q holds b_h/scale
   // there, the sink key 1, every other key 0, so the sink's score is scale·(b_h/scale)·1 = b_h and the others are
   // unchanged; gradients reach b_h through q. q [B, H, T, D], k/v [B, Hkv, T, D]; visible [T, T] or undefined
-  // (causal). Returns [B, H, T, D]. `logit_dims`: how many extra dimensions `logit` adds (the first carries b_h, the
-  // rest are zero); 0 = by device: 1 on a CPU, 8 on a GPU (head sizes a multiple of 8 for the fused CUDA kernels).
-  // The oracle: tests/test_fused_sink_attention.cpp.
+  // (causal). Returns [B, H, T, D]. `logit_dims`: how many extra dimensions `logit` adds (one carries b_h/scale; with
+  // two or more, two carry its part in q's precision and the remainder; the rest are zero); 0 = by device: 1 on a
+  // CPU, 8 on a GPU (head sizes a multiple of 8 for the fused CUDA kernels). The oracle:
+  // tests/test_fused_sink_attention.cpp.
   at::Tensor fused_sink_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   const at::Tensor& visible, double scale, int64_t logit_dims = 0) const;
 
