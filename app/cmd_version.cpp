@@ -21,6 +21,8 @@ int cmd_version(int argc, char** argv) {
   const bool cuda = cuda_usable();
   std::printf("cuda       %s\n", cuda ? "usable" : "not usable");
   for (const auto& d : cuda_device_names()) std::printf("  device   %s\n", d.c_str());
+  std::printf("sdpa       cuDNN attention %s\n",
+              at::globalContext().userEnabledCuDNNSDP() ? "allowed" : "off (STREAMSINK_SDPA_CUDNN=0)");
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "app/commands.h"
+#include "common/device.h"
 #include "common/error.h"
 
 namespace {
@@ -45,6 +46,7 @@ void print_usage(FILE* out) {
 int main(int argc, char** argv) {
   // Line-buffered stdout even into a pipe (under `streamsink launch`, tee, CI): progress shows as it happens.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  streamsink::apply_sdpa_env();
   if (argc < 2) {
     print_usage(stderr);
     return 2;

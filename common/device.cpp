@@ -7,12 +7,20 @@
 #endif
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "common/error.h"
 
 namespace streamsink {
 
 bool cuda_usable() { return torch::cuda::is_available(); }
+
+bool apply_sdpa_env() {
+  const char* v = std::getenv("STREAMSINK_SDPA_CUDNN");
+  if (v && std::string(v) == "0") at::globalContext().setSDPUseCuDNN(false);
+  return at::globalContext().userEnabledCuDNNSDP();
+}
 
 void synchronize(c10::Device device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);

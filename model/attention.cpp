@@ -72,23 +72,32 @@ bool cpu_bf16_autocast(const at::Tensor& x) {
 
 }  // namespace
 
+at::Tensor logit_sink_query_columns(const at::Tensor& b_over_scale, const at::Tensor& q, int64_t n) {
+  const auto qt = q.scalar_type();
+  if (n == 1) return b_over_scale.to(qt);
+  TORCH_CHECK(n == 2, "logit_sink_query_columns: n must be 1 or 2, got ", n);
+  auto run = qt;
+  if (run == at::kFloat && at::autocast::is_autocast_enabled(q.device().type()))
+    run = at::autocast::get_autocast_dtype(q.device().type());
+  const auto hi = b_over_scale.to(run);
+  const auto lo = (b_over_scale - hi.to(b_over_scale.scalar_type())).to(run);  // what hi rounded off
+  return at::cat({hi.to(qt), lo.to(qt)}, -1);  // bf16 -> fp32 is exact: autocast's cast gives hi and lo back
+}
+
 at::Tensor AttentionImpl::fused_sink_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                const at::Tensor& visible, double scale, int64_t logit_dims) const {
   const int64_t B = q.size(0), T = q.size(2), D = head_dim_;
   // The extra dimensions for logit: one on a CPU; on a GPU eight, so the head size stays a multiple of 8, as the fused
   // CUDA kernels want. q carries b_h/scale in them, the sink key 1 (exact in any precision), every other key 0, so
-  // the sink's score is scale·(b_h/scale)·1 = b_h. With two or more, b_h/scale is split into a part in q's precision
-  // and the rest (hi + lo, the rest zero): in bf16 one part alone would round b_h by up to 0.4%.
+  // the sink's score is scale·(b_h/scale)·1 = b_h. With two or more, b_h/scale is split into hi + lo (the rest zero):
+  // in bf16 one part alone would round b_h by up to 0.4% (logit_sink_query_columns).
   if (logit_dims <= 0) logit_dims = q.is_cuda() ? 8 : 1;
   const int64_t E = sink_ == SinkKind::kLogit ? logit_dims : 0;
   // q: a dummy query in front (row 0), and for logit b_h/scale in the extra dimensions   [B, H, T+1, D+E]
   at::Tensor qx = q;
   if (E) {
     const auto b = (sinks / scale).view({1, n_heads_, 1, 1}).expand({B, n_heads_, T, 1});  // [B, H, T, 1], float
-    const auto hi = b.to(q.scalar_type());
-    std::vector<at::Tensor> parts = {q, hi};
-    if (E > 1) parts.push_back((b - hi.to(b.scalar_type())).to(q.scalar_type()));  // lo: what hi rounded off
-    qx = at::cat(parts, -1);                                                        // [B, H, T, D+min(E,2)]
+    qx = at::cat({q, logit_sink_query_columns(b, q, std::min<int64_t>(E, 2))}, -1);        // [B, H, T, D+min(E,2)]
   }
   qx = at::constant_pad_nd(qx, {0, E - std::min<int64_t>(E, 2), 1, 0});
   // k: the sink key in front (zero; for logit 1 in the extra dimensions that carry b_h), the keys after it

@@ -40,6 +40,13 @@ at::Tensor window_mask(int64_t T, const AttentionWindow& w, const at::Device& de
 // where masked; sink_logit broadcastable to scores[..., :1]. Gradients reach the scores and the sink logit.
 at::Tensor softmax_with_sink(const at::Tensor& scores, const at::Tensor& sink_logit);
 
+// The logit sink's extra query columns for fused_sink_attention: b_over_scale [B, H, T, 1] (float) as `n` columns
+// [B, H, T, n] in q's dtype. n = 1: b/scale itself. n = 2: hi, b/scale rounded to the dtype SDPA will run in (q's, or
+// autocast's when autocast will cast q, which it does to fp32 tensors only), and lo, the rest, also rounded to it; the
+// scores add them in at least fp32, so b_h keeps ~16 bits in bf16 where one part alone keeps 8 (rounded by up to
+// 2^-9 relative: 0.4%). q is read for its dtype and device only.
+at::Tensor logit_sink_query_columns(const at::Tensor& b_over_scale, const at::Tensor& q, int64_t n);
+
 // float32 for half/bfloat16 tensors (softmax and logits are accumulated in at least float32), else unchanged.
 inline at::Tensor at_least_float(const at::Tensor& t) {
   return at::isReducedFloatingType(t.scalar_type()) ? t.to(at::kFloat) : t;

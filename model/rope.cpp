@@ -19,7 +19,7 @@ at::Tensor rotate_half(const at::Tensor& x) {
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  return x * cos + rotate_half(x) * sin;
+  return (x * cos + rotate_half(x) * sin).to(x.scalar_type());
 }
 
 }  // namespace streamsink

@@ -16,7 +16,10 @@ std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& positions, int64
 // rotate_half(x) = [-x2, x1] over the last dim (x1, x2 its halves).
 at::Tensor rotate_half(const at::Tensor& x);
 
-// x·cos + rotate_half(x)·sin. x [B, H, T, D]; cos/sin broadcastable to it ([T, D] or [B, 1, T, D]).
+// x·cos + rotate_half(x)·sin, in x's dtype. x [B, H, T, D]; cos/sin broadcastable to it ([T, D] or [B, 1, T, D]).
+// Computed in the wider of the two dtypes and rounded once: under bf16 autocast q and k leave their projections in
+// bf16 while the tables stay fp32, and the rotated q and k stay bf16, the dtype attention runs in (not fp32 copies
+// for SDPA to cast again; the logit sink's hi + lo split of b_h/scale is made in that dtype).
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
 }  // namespace streamsink

@@ -41,6 +41,11 @@ gpu_usable() {
 
 # 1. the cuda-labelled tests (they skip themselves without a GPU). test_cuda finds the executable and the source
 #    tree through STREAMSINK_BIN / STREAMSINK_SOURCE_DIR, so a bundle built on another machine runs here.
+#    The per-variant tests (logits, gradients, fused kernel, decoder: seconds each) run first, the executable-driven
+#    ones (corpus, training, NCCL, resume) after, so a phase limit cuts the slow ones, not those. A test that fails is
+#    run once more with STREAMSINK_SDPA_CUDNN=0 (common/device.h): torch 2.11 tries cuDNN attention first on this
+#    GPU, and the tests' head sizes (8, 16) are far from the experiment's (64); the report says whether it passes
+#    without it. NCCL_DEBUG=WARN leaves an NCCL failure's cause in the log.
 run_tests() {
   local dir s=$(date +%s)
   dir=$(mktemp -d "$work/test-cuda-XXXXXX")
@@ -48,20 +53,36 @@ run_tests() {
   # [ RUN ] line is the last). On a machine with a GPU (nvidia-smi lists one; not a rehearsal) a test that finds no
   # CUDA device fails instead of skipping: a lease whose tests all skipped must not read as passed. Elsewhere they
   # skip, and the check fails soft.
-  local require=0 gpus
+  local require=0 gpus rc=0 r filter
   gpus=$(nvidia-smi -L 2>/dev/null)
   [ "${REHEARSE:-0}" != 1 ] && grep -q '^GPU ' <<< "$gpus" && require=1
-  (cd "$dir" && STREAMSINK_BIN="$ss" STREAMSINK_SOURCE_DIR="$root" STREAMSINK_REQUIRE_CUDA=$require "$test_cuda" \
-    --gtest_color=no 2>&1) | tee "$dir/log.txt" >> "$log"
-  local rc=$?
+  for filter in '*/CudaPerSink.*' '-*/CudaPerSink.*'; do
+    (cd "$dir" && NCCL_DEBUG=${NCCL_DEBUG:-WARN} STREAMSINK_BIN="$ss" STREAMSINK_SOURCE_DIR="$root" \
+      STREAMSINK_REQUIRE_CUDA=$require "$test_cuda" --gtest_color=no --gtest_filter="$filter" 2>&1) |
+      tee -a "$dir/log.txt" >> "$log"
+    r=${PIPESTATUS[0]}
+    [ "$r" = 0 ] || rc=$r
+  done
   local passed skipped failed
-  passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$dir/log.txt")
-  skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$dir/log.txt")
-  grep '^\[  FAILED  \] [A-Za-z]' "$dir/log.txt" | sed 's/ (.*//' | sort -u > "$dir/failed.txt"
+  passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$dir/log.txt" | awk '{n += $1} END {print n + 0}')
+  skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$dir/log.txt" | awk '{n += $1} END {print n + 0}')
+  grep '^\[  FAILED  \] [A-Za-z]' "$dir/log.txt" | sed 's/ (.*//; s/,.*//' | sort -u > "$dir/failed.txt"
   failed=$(wc -l < "$dir/failed.txt")
-  say "cuda_tests rc=$rc passed=${passed:-0} skipped=${skipped:-0} failed=$failed seconds=$(( $(date +%s) - s ))"
+  say "cuda_tests rc=$rc passed=$passed skipped=$skipped failed=$failed seconds=$(( $(date +%s) - s ))"
   sed 's/^\[  FAILED  \] /cuda_test_failed: /' "$dir/failed.txt" | tee -a "$report"
   [ "$rc" = 0 ] && [ "$failed" = 0 ] || status=1
+  if [ "$failed" -gt 0 ] && [ "$failed" -le 8 ]; then  # once more without cuDNN attention: whose problem is it?
+    local t verdict
+    while read -r t; do
+      t=${t#\[  FAILED  \] }
+      echo "=== rerun with STREAMSINK_SDPA_CUDNN=0: $t" >> "$log"
+      verdict=fails
+      (cd "$dir" && STREAMSINK_SDPA_CUDNN=0 NCCL_DEBUG=${NCCL_DEBUG:-WARN} STREAMSINK_BIN="$ss" \
+        STREAMSINK_SOURCE_DIR="$root" STREAMSINK_REQUIRE_CUDA=$require timeout 60 "$test_cuda" --gtest_color=no \
+        --gtest_filter="$t" >> "$log" 2>&1) && verdict=passes
+      say "cuda_test_without_cudnn_attention: $t $verdict"
+    done < "$dir/failed.txt"
+  fi
   rm -rf "$dir"
 }
 

@@ -25,6 +25,9 @@ pkgs=(libyaml-cpp-dev libyaml-cpp0.7 libsentencepiece-dev libsentencepiece0 libg
 mkdir -p "$dest"
 for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$dest"; done
 rm -rf "$dest/usr/share/doc" "$dest/usr/share/man" "$dest/usr/src/googletest/googletest/docs"
+# Links to absolute paths point into this machine's /lib (libz.so -> /lib/x86_64-linux-gnu/libz.so.1.2.13): on the
+# GPU machine they dangle, or name another system's file. Without them CMake takes that machine's own library.
+find "$dest" -type l -lname '/*' -delete
 
 build=${BUILD_DIR:-$root/build}
 "$root/scripts/build.sh" "$build" >/dev/null

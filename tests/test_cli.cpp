@@ -4,7 +4,9 @@
 
 #include "tests/helpers.h"
 
+using streamsink::testing::run_shell;
 using streamsink::testing::run_streamsink;
+using streamsink::testing::streamsink_binary;
 
 TEST(Cli, HelpListsCommandsAndExitsZero) {
   auto r = run_streamsink("--help");
@@ -17,6 +19,15 @@ TEST(Cli, VersionNamesLibTorchAndCuda) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("libtorch   2."), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("cuda"), std::string::npos) << r.output;
+}
+
+// STREAMSINK_SDPA_CUDNN=0 (common/device.h) reaches torch's switch, and the version says so; unset, torch decides.
+TEST(Cli, SdpaCudnnEnvironmentSwitchTurnsCudnnAttentionOff) {
+  auto off = run_shell("STREAMSINK_SDPA_CUDNN=0 " + streamsink_binary() + " --version");
+  EXPECT_EQ(off.exit_code, 0);
+  EXPECT_NE(off.output.find("cuDNN attention off"), std::string::npos) << off.output;
+  auto on = run_shell("env -u STREAMSINK_SDPA_CUDNN " + streamsink_binary() + " --version");
+  EXPECT_NE(on.output.find("cuDNN attention allowed"), std::string::npos) << on.output;
 }
 
 TEST(Cli, UnknownCommandExitsNonZeroWithTheList) {

@@ -6,11 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "model/attention.h"
 #include "model/config.h"
@@ -87,4 +89,30 @@ TEST(FusedSinkAttention, EqualsTheExplicitSoftmaxWithItsExtraColumnInValueAndGra
       }
     }
   }
+}
+
+// The columns that carry b_h/scale: under bf16 autocast with an fp32 q (autocast casts q to bf16 inside SDPA), and
+// with a bf16 q (as apply_rope leaves it under autocast), the two columns as SDPA receives them (in bf16) add up to
+// b_h/scale to ~2^-16 relative, where one bf16 part is off by up to 2^-9 (a mutation that splits in q's dtype, not
+// the dtype SDPA runs in, fails the fp32 case: lo comes out 0). Outside autocast an fp32 q gets b_h/scale whole.
+TEST(FusedSinkAttention, TheLogitSinksColumnsKeepBhUnderBf16Autocast) {
+  auto b = (at::rand({2, H, 3, 1}, at::kDouble) * 40 - 20).to(at::kFloat);  // b_h/scale in [-20, 20]
+  const auto b64 = b.to(at::kDouble);
+  auto rel = [&](const at::Tensor& got) { return ((got - b64).abs() / b64.abs()).max().item<double>(); };
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    SCOPED_TRACE(dtype == at::kFloat ? "q fp32 (autocast casts it)" : "q bf16");
+    auto q = at::zeros({2, H, 3, D}, dtype);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    auto cols = logit_sink_query_columns(b, q, 2);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    ASSERT_EQ(cols.sizes(), (std::vector<int64_t>{2, H, 3, 2}));
+    ASSERT_EQ(cols.scalar_type(), dtype);
+    const auto seen = cols.to(at::kBFloat16).to(at::kDouble);  // what SDPA reads
+    EXPECT_LT(rel(seen.sum(-1, /*keepdim=*/true)), std::ldexp(1.0, -15));
+    EXPECT_GT(rel(seen.narrow(-1, 0, 1)), std::ldexp(1.0, -12)) << "hi alone should be bf16-rounded";
+  }
+  auto whole = logit_sink_query_columns(b, at::zeros({1}, at::kFloat), 2);  // no autocast: fp32 hi, lo 0
+  EXPECT_TRUE(at::equal(whole.narrow(-1, 0, 1), b));
+  EXPECT_TRUE(at::equal(logit_sink_query_columns(b, at::zeros({1}, at::kFloat), 1), b));
 }

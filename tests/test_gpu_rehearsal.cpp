@@ -206,20 +206,35 @@ exit 3
   EXPECT_EQ(r.exit_code, 1) << r.output;
 }
 
-// scripts/gpu_check.sh's count of the cuda tests, from a gtest log whose counts are known: 3 passed, 1 skipped, and
-// 2 failed, each failure printed twice as gtest does (when it ends, and in the list at the end) yet counted once.
-TEST(GpuCheck, CountsPassedSkippedAndFailedTestsFromTheGtestLog) {
+// scripts/gpu_check.sh's count of the cuda tests, from gtest logs whose counts are known, in its two runs (the
+// per-variant tests first, then the rest): 3 passed, 1 skipped, and 2 failed, each failure printed twice as gtest
+// does (when it ends, and in the list at the end; a parameterised one with its "where GetParam()") yet counted once.
+// Each failed test is then run once more with STREAMSINK_SDPA_CUDNN=0: here one passes that way, one still fails.
+TEST(GpuCheck, CountsPassedSkippedAndFailedTestsFromTheGtestLogAndRerunsFailuresWithoutCudnn) {
   TempDir dir;
   streamsink::write_file_atomic(dir.str() + "/test_cuda", R"(#!/bin/sh
-cat <<'LOG'
-[==========] Running 6 tests from 1 test suite.
-[ RUN      ] Cuda.A
-[       OK ] Cuda.A (1 ms)
-[ RUN      ] Cuda.B
+case "$2" in
+--gtest_filter='*/CudaPerSink.*') cat <<'LOG'
+[==========] Running 3 tests from 1 test suite.
+[ RUN      ] Variants/CudaPerSink.A/none
+[       OK ] Variants/CudaPerSink.A/none (1 ms)
+[ RUN      ] Variants/CudaPerSink.B/zero
 x.cpp:10: Failure
-[  FAILED  ] Cuda.B (2 ms)
-[ RUN      ] Cuda.C
-[  SKIPPED ] Cuda.C (0 ms)
+[  FAILED  ] Variants/CudaPerSink.B/zero, where GetParam() = 4-byte object <02-00 00-00> (2 ms)
+[ RUN      ] Variants/CudaPerSink.C/token
+[  SKIPPED ] Variants/CudaPerSink.C/token (0 ms)
+[==========] 3 tests from 1 test suite ran. (3 ms total)
+[  PASSED  ] 1 test.
+[  SKIPPED ] 1 test, listed below:
+[  SKIPPED ] Variants/CudaPerSink.C/token
+[  FAILED  ] 1 test, listed below:
+[  FAILED  ] Variants/CudaPerSink.B/zero, where GetParam() = 4-byte object <02-00 00-00>
+
+ 1 FAILED TEST
+LOG
+  exit 1 ;;
+--gtest_filter='-*/CudaPerSink.*') cat <<'LOG'
+[==========] Running 3 tests from 1 test suite.
 [ RUN      ] Cuda.D
 [       OK ] Cuda.D (1 ms)
 [ RUN      ] Cuda.E
@@ -227,17 +242,17 @@ x.cpp:20: Failure
 [  FAILED  ] Cuda.E (3 ms)
 [ RUN      ] Cuda.F
 [       OK ] Cuda.F (1 ms)
-[==========] 6 tests from 1 test suite ran. (8 ms total)
-[  PASSED  ] 3 tests.
-[  SKIPPED ] 1 test, listed below:
-[  SKIPPED ] Cuda.C
-[  FAILED  ] 2 tests, listed below:
-[  FAILED  ] Cuda.B
+[==========] 3 tests from 1 test suite ran. (5 ms total)
+[  PASSED  ] 2 tests.
+[  FAILED  ] 1 test, listed below:
 [  FAILED  ] Cuda.E
 
- 2 FAILED TESTS
+ 1 FAILED TEST
 LOG
-exit 1
+  exit 1 ;;
+--gtest_filter=Variants/CudaPerSink.B/zero) echo "rerun B cudnn=$STREAMSINK_SDPA_CUDNN"; [ "$STREAMSINK_SDPA_CUDNN" = 0 ] ;;
+*) echo "rerun $2 cudnn=$STREAMSINK_SDPA_CUDNN"; exit 1 ;;
+esac
 )");
   std::filesystem::permissions(dir.str() + "/test_cuda", std::filesystem::perms::owner_all);
   const auto r = run_shell("STREAMSINK_BIN=/bin/true TEST_CUDA=" + dir.str() + "/test_cuda DECODE_LATENCY=/bin/true WORK=" +
@@ -245,9 +260,15 @@ exit 1
   EXPECT_EQ(r.exit_code, 1) << r.output;
   const std::string report = streamsink::read_file(dir.str() + "/out/gpu_check.txt");
   EXPECT_NE(report.find("cuda_tests rc=1 passed=3 skipped=1 failed=2 seconds="), std::string::npos) << report;
-  EXPECT_NE(report.find("\ncuda_test_failed: Cuda.B\ncuda_test_failed: Cuda.E\ngpu_check_tests_s="), std::string::npos)
+  EXPECT_NE(report.find("\ncuda_test_failed: Cuda.E\ncuda_test_failed: Variants/CudaPerSink.B/zero\n"
+                        "cuda_test_without_cudnn_attention: Cuda.E fails\n"
+                        "cuda_test_without_cudnn_attention: Variants/CudaPerSink.B/zero passes\ngpu_check_tests_s="),
+            std::string::npos)
       << report;
   EXPECT_NE(report.find(" status=1"), std::string::npos) << report;
+  const std::string log = streamsink::read_file(dir.str() + "/out/gpu_check.log");
+  EXPECT_LT(log.find("Variants/CudaPerSink.A/none"), log.find("Cuda.D")) << "the per-variant tests run first";
+  EXPECT_NE(log.find("rerun B cudnn=0"), std::string::npos) << log;
 }
 
 // The lease's fallback build (scripts/gpu_build.sh, when the carried programs do not match the tree) asks for

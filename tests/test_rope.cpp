@@ -35,3 +35,16 @@ TEST(Rope, ScoresDependOnlyOnTheDistanceEvenAtMillionsOfTokens) {
   EXPECT_NEAR(score(4'000'010, 4'000'003), near, 1e-3);
   EXPECT_NEAR(score(1007, 1000), near, 1e-4);
 }
+
+// Under bf16 autocast q and k leave their projections in bf16 and the tables are fp32: the rotation is computed in
+// fp32 and rounded once, back to x's dtype (the dtype attention runs in).
+TEST(Rope, KeepsTheInputsDtypeRoundingOnce) {
+  const int64_t D = 8;
+  auto x = at::randn({1, 2, 5, D}).to(at::kBFloat16);
+  auto [cos, sin] = rope_tables(at::arange(5, at::kLong), D, 10000.0, at::kFloat);
+  auto y = apply_rope(x, cos, sin);
+  ASSERT_EQ(y.scalar_type(), at::kBFloat16);
+  auto xf = x.to(at::kFloat);
+  EXPECT_TRUE(at::equal(y, (xf * cos + rotate_half(xf) * sin).to(at::kBFloat16)));
+  EXPECT_EQ(apply_rope(xf, cos, sin).scalar_type(), at::kFloat);
+}
