@@ -77,7 +77,7 @@ at::Tensor logit_sink_query_columns(const at::Tensor& b_over_scale, const at::Te
   if (n == 1) return b_over_scale.to(qt);
   TORCH_CHECK(n == 2, "logit_sink_query_columns: n must be 1 or 2, got ", n);
   auto run = qt;
-  if (run == at::kFloat && at::autocast::is_autocast_enabled(q.device().type()))
+  if (run != at::kDouble && at::autocast::is_autocast_enabled(q.device().type()))  // autocast leaves fp64 alone
     run = at::autocast::get_autocast_dtype(q.device().type());
   const auto hi = b_over_scale.to(run);
   const auto lo = (b_over_scale - hi.to(b_over_scale.scalar_type())).to(run);  // what hi rounded off

@@ -42,7 +42,7 @@ at::Tensor softmax_with_sink(const at::Tensor& scores, const at::Tensor& sink_lo
 
 // The logit sink's extra query columns for fused_sink_attention: b_over_scale [B, H, T, 1] (float) as `n` columns
 // [B, H, T, n] in q's dtype. n = 1: b/scale itself. n = 2: hi, b/scale rounded to the dtype SDPA will run in (q's, or
-// autocast's when autocast will cast q, which it does to fp32 tensors only), and lo, the rest, also rounded to it; the
+// autocast's when autocast is on for q's device: it casts every floating dtype but fp64), and lo, the rest, also rounded to it; the
 // scores add them in at least fp32, so b_h keeps ~16 bits in bf16 where one part alone keeps 8 (rounded by up to
 // 2^-9 relative: 0.4%). q is read for its dtype and device only.
 at::Tensor logit_sink_query_columns(const at::Tensor& b_over_scale, const at::Tensor& q, int64_t n);

@@ -26,7 +26,8 @@ mkdir -p "$dest"
 for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$dest"; done
 rm -rf "$dest/usr/share/doc" "$dest/usr/share/man" "$dest/usr/src/googletest/googletest/docs"
 # Links to absolute paths point into this machine's /lib (libz.so -> /lib/x86_64-linux-gnu/libz.so.1.2.13): on the
-# GPU machine they dangle, or name another system's file. Without them CMake takes that machine's own library.
+# GPU machine they dangle, or name another system's file. Without them a fallback build there links the packed
+# static libz.a (found first through CMAKE_PREFIX_PATH), or that machine's own libz.
 find "$dest" -type l -lname '/*' -delete
 
 build=${BUILD_DIR:-$root/build}

@@ -116,3 +116,44 @@ TEST(FusedSinkAttention, TheLogitSinksColumnsKeepBhUnderBf16Autocast) {
   EXPECT_TRUE(at::equal(whole.narrow(-1, 0, 1), b));
   EXPECT_TRUE(at::equal(logit_sink_query_columns(b, at::zeros({1}, at::kFloat), 1), b));
 }
+
+// The same through fused_sink_attention itself (eight extra dimensions, as on a GPU), under CPU bf16 autocast with an
+// fp32 q, where SDPA runs in bf16: the sink's weight read back from the output matches b_h. v = 1 makes each row's
+// output 1 - p_sink = Σ e^s / (e^b_h + Σ e^s), so b_h = log(Σ e^s (1 - out) / out), with Σ e^s from the bf16 q and k
+// in double. q and k are random, so the row's probabilities (rounded to bf16 inside the kernel) differ and their
+// rounding averages out over the 4 x 256 rows of a head (measured: |bias| <= 0.001). With one bf16 part for b_h/scale
+// (a mutation: hi alone, lo 0) heads 0-2 read -0.0108, +0.0106, -0.0059 and the test fails.
+TEST(FusedSinkAttention, TheLogitSinksWeightThroughSdpaUnderBf16AutocastMatchesBh) {
+  constexpr int64_t Bl = 4, Tl = 256;
+  ModelConfig c = config(SinkKind::kLogit);
+  c.context_length = Tl;
+  Attention attn(c);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  // b_h/scale near the middle of a bf16 step (0.0625 in [8, 16)): one part would round b_h by -0.0106, +0.0106,
+  // -0.0053; 12.0 is exact in bf16 (a control)
+  const std::vector<double> b_over_scale = {15.03, 14.97, 9.015, 12.0};
+  {
+    torch::NoGradGuard g;
+    for (int64_t h = 0; h < H; ++h) attn->sinks[h].fill_(b_over_scale[h] * scale);
+  }
+  at::manual_seed(11);
+  // bf16 values held in fp32: autocast's cast changes nothing, and the double reference sees what SDPA sees
+  auto q = at::randn({Bl, H, Tl, D}).to(at::kBFloat16).to(at::kFloat);
+  auto k = at::randn({Bl, Hkv, Tl, D}).to(at::kBFloat16).to(at::kFloat);
+  auto v = at::ones({Bl, Hkv, Tl, D});
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  auto out = attn->fused_sink_attention(q, k, v, at::Tensor(), scale, /*logit_dims=*/8);
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::clear_cache();
+  ASSERT_EQ(out.scalar_type(), at::kBFloat16);  // SDPA ran in bf16
+  auto s = at::matmul(q.to(at::kDouble), k.to(at::kDouble).repeat_interleave(H / Hkv, 1).transpose(-1, -2)) * scale;
+  s = s.masked_fill(at::ones({Tl, Tl}, at::kBool).tril().logical_not(), -std::numeric_limits<double>::infinity());
+  auto z = at::exp(s).sum(-1);                           // [B, H, T]: Σ e^s over the visible keys
+  auto o = out.to(at::kDouble).mean(-1);                 // [B, H, T]: every dimension is 1 - p_sink
+  auto b_est = at::log(z * (1 - o) / o);                 // [B, H, T]
+  for (int64_t h = 0; h < H; ++h) {
+    const double bias = b_est.select(1, h).mean().item<double>() - b_over_scale[h] * scale;
+    EXPECT_LT(std::abs(bias), 0.003) << "head " << h << ": b_h = " << b_over_scale[h] * scale;
+  }
+}

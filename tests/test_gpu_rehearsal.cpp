@@ -259,7 +259,7 @@ esac
                            dir.str() + "/work OUT=" + dir.str() + "/out bash " + source_dir() + "/scripts/gpu_check.sh tests");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   const std::string report = streamsink::read_file(dir.str() + "/out/gpu_check.txt");
-  EXPECT_NE(report.find("cuda_tests rc=1 passed=3 skipped=1 failed=2 seconds="), std::string::npos) << report;
+  EXPECT_NE(report.find("cuda_tests rc=1 passed=3 skipped=1 failed=2 crashed=0 seconds="), std::string::npos) << report;
   EXPECT_NE(report.find("\ncuda_test_failed: Cuda.E\ncuda_test_failed: Variants/CudaPerSink.B/zero\n"
                         "cuda_test_without_cudnn_attention: Cuda.E fails\n"
                         "cuda_test_without_cudnn_attention: Variants/CudaPerSink.B/zero passes\ngpu_check_tests_s="),
@@ -269,6 +269,41 @@ esac
   const std::string log = streamsink::read_file(dir.str() + "/out/gpu_check.log");
   EXPECT_LT(log.find("Variants/CudaPerSink.A/none"), log.find("Cuda.D")) << "the per-variant tests run first";
   EXPECT_NE(log.find("rerun B cudnn=0"), std::string::npos) << log;
+}
+
+// A test_cuda that dies inside a test (a CUDA fault aborts it: no [  FAILED  ] line, no summary) is named, counted,
+// and fails the check; the other run's results still count.
+TEST(GpuCheck, ATestThatKillsTestCudaIsNamedAsCrashed) {
+  TempDir dir;
+  streamsink::write_file_atomic(dir.str() + "/test_cuda", R"(#!/bin/sh
+case "$2" in
+--gtest_filter='*/CudaPerSink.*') cat <<'LOG'
+[==========] Running 2 tests from 1 test suite.
+[ RUN      ] Variants/CudaPerSink.A/none
+[       OK ] Variants/CudaPerSink.A/none (1 ms)
+[ RUN      ] Variants/CudaPerSink.B/zero
+terminate called after throwing an instance of 'c10::Error'
+LOG
+  exit 134 ;;
+*) cat <<'LOG'
+[==========] Running 1 test from 1 test suite.
+[ RUN      ] Cuda.D
+[       OK ] Cuda.D (1 ms)
+[==========] 1 test from 1 test suite ran. (1 ms total)
+[  PASSED  ] 1 test.
+LOG
+  exit 0 ;;
+esac
+)");
+  std::filesystem::permissions(dir.str() + "/test_cuda", std::filesystem::perms::owner_all);
+  const auto r = run_shell("STREAMSINK_BIN=/bin/true TEST_CUDA=" + dir.str() + "/test_cuda DECODE_LATENCY=/bin/true WORK=" +
+                           dir.str() + "/work OUT=" + dir.str() + "/out bash " + source_dir() + "/scripts/gpu_check.sh tests");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  const std::string report = streamsink::read_file(dir.str() + "/out/gpu_check.txt");
+  EXPECT_NE(report.find("cuda_test_crashed: Variants/CudaPerSink.B/zero (test_cuda exit 134"), std::string::npos)
+      << report;
+  EXPECT_NE(report.find("cuda_tests rc=134 passed=1 skipped=0 failed=0 crashed=1 "), std::string::npos) << report;
+  EXPECT_NE(report.find(" status=1"), std::string::npos) << report;
 }
 
 // The lease's fallback build (scripts/gpu_build.sh, when the carried programs do not match the tree) asks for

@@ -115,24 +115,34 @@ TEST_P(StreamEvalPerSink, ChunkedEvaluationEqualsTheTokenByTokenDecode) {
 // one segment, under every policy and with a sink prefix.
 TEST(StreamEval, SegmentsGiveTheSameFiguresAsOneCall) {
   auto m = make_model(tiny_config(SinkKind::kToken));
-  auto toks = random_tokens(41, 9);
-  for (auto o : {opts(PolicyKind::kDense, -1, 1, 3), opts(PolicyKind::kStreaming, -1, 6, 3),
-                 opts(PolicyKind::kRecompute, -1, 6, 3)}) {
-    const auto whole = evaluate_stream(m, toks, o);
-    o.segment_tokens = 6;
-    int64_t last_done = 0;
-    double last_mean = 0;
-    o.progress = [&](int64_t done, int64_t total, double mean_nll) {
-      EXPECT_GT(done, last_done);
-      EXPECT_EQ(total, 41);
-      last_done = done;
-      last_mean = mean_nll;
-    };
-    const auto parts = evaluate_stream(m, toks, o);
-    EXPECT_EQ(last_done, 41);
-    EXPECT_NEAR(last_mean, whole.mean_nll, 1e-9) << whole.policy;  // the running mean ends at the result's
-    for (size_t i = 1; i < toks.size(); ++i) EXPECT_EQ(whole.nll[i], parts.nll[i]) << whole.policy << " token " << i;
-    EXPECT_EQ(whole.ppl, parts.ppl);
+  // segments of 6: a last one of 5 (41), none short (36), a last one of a single token (37)
+  for (const int64_t N : {41, 36, 37}) {
+    auto toks = random_tokens(N, 9);
+    for (auto o : {opts(PolicyKind::kDense, -1, 1, 3), opts(PolicyKind::kStreaming, -1, 6, 3),
+                   opts(PolicyKind::kRecompute, -1, 6, 3)}) {
+      SCOPED_TRACE("N " + std::to_string(N));
+      const auto whole = evaluate_stream(m, toks, o);
+      o.segment_tokens = 6;
+      int64_t last_done = 0, next_scored = 1;
+      double last_mean = 0;
+      o.progress = [&](int64_t done, int64_t total, double mean_nll) {
+        EXPECT_GT(done, last_done);
+        EXPECT_EQ(total, N);
+        last_done = done;
+        last_mean = mean_nll;
+      };
+      o.on_scored = [&](int64_t first, const int64_t* ids, const float*, int64_t n) {  // each token once, in order
+        EXPECT_EQ(first, next_scored);
+        for (int64_t k = 0; k < n; ++k) EXPECT_EQ(ids[k], toks[first + k]) << "token " << first + k;
+        next_scored = first + n;
+      };
+      const auto parts = evaluate_stream(m, toks, o);
+      EXPECT_EQ(last_done, N);
+      EXPECT_EQ(next_scored, N);
+      EXPECT_NEAR(last_mean, whole.mean_nll, 1e-9) << whole.policy;  // the running mean ends at the result's
+      for (size_t i = 1; i < toks.size(); ++i) EXPECT_EQ(whole.nll[i], parts.nll[i]) << whole.policy << " token " << i;
+      EXPECT_EQ(whole.ppl, parts.ppl);
+    }
   }
 }
 
