@@ -206,13 +206,22 @@ exit 3
   EXPECT_EQ(r.exit_code, 1) << r.output;
 }
 
+// Runs `gpu_check.sh tests` in `dir` with a stand-in test_cuda (a shell script printing a gtest log); the report is
+// then in dir/out/gpu_check.txt and the log in dir/out/gpu_check.log.
+static RunResult gpu_check_tests_with(const TempDir& dir, const std::string& fake_test_cuda) {
+  streamsink::write_file_atomic(dir.str() + "/test_cuda", fake_test_cuda);
+  std::filesystem::permissions(dir.str() + "/test_cuda", std::filesystem::perms::owner_all);
+  return run_shell("STREAMSINK_BIN=/bin/true TEST_CUDA=" + dir.str() + "/test_cuda DECODE_LATENCY=/bin/true WORK=" +
+                   dir.str() + "/work OUT=" + dir.str() + "/out bash " + source_dir() + "/scripts/gpu_check.sh tests");
+}
+
 // scripts/gpu_check.sh's count of the cuda tests, from gtest logs whose counts are known, in its two runs (the
 // per-variant tests first, then the rest): 3 passed, 1 skipped, and 2 failed, each failure printed twice as gtest
 // does (when it ends, and in the list at the end; a parameterised one with its "where GetParam()") yet counted once.
 // Each failed test is then run once more with STREAMSINK_SDPA_CUDNN=0: here one passes that way, one still fails.
 TEST(GpuCheck, CountsPassedSkippedAndFailedTestsFromTheGtestLogAndRerunsFailuresWithoutCudnn) {
   TempDir dir;
-  streamsink::write_file_atomic(dir.str() + "/test_cuda", R"(#!/bin/sh
+  const auto r = gpu_check_tests_with(dir, R"(#!/bin/sh
 case "$2" in
 --gtest_filter='*/CudaPerSink.*') cat <<'LOG'
 [==========] Running 3 tests from 1 test suite.
@@ -254,9 +263,6 @@ LOG
 *) echo "rerun $2 cudnn=$STREAMSINK_SDPA_CUDNN"; exit 1 ;;
 esac
 )");
-  std::filesystem::permissions(dir.str() + "/test_cuda", std::filesystem::perms::owner_all);
-  const auto r = run_shell("STREAMSINK_BIN=/bin/true TEST_CUDA=" + dir.str() + "/test_cuda DECODE_LATENCY=/bin/true WORK=" +
-                           dir.str() + "/work OUT=" + dir.str() + "/out bash " + source_dir() + "/scripts/gpu_check.sh tests");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   const std::string report = streamsink::read_file(dir.str() + "/out/gpu_check.txt");
   EXPECT_NE(report.find("cuda_tests rc=1 passed=3 skipped=1 failed=2 crashed=0 seconds="), std::string::npos) << report;
@@ -275,7 +281,7 @@ esac
 // and fails the check; the other run's results still count.
 TEST(GpuCheck, ATestThatKillsTestCudaIsNamedAsCrashed) {
   TempDir dir;
-  streamsink::write_file_atomic(dir.str() + "/test_cuda", R"(#!/bin/sh
+  const auto r = gpu_check_tests_with(dir, R"(#!/bin/sh
 case "$2" in
 --gtest_filter='*/CudaPerSink.*') cat <<'LOG'
 [==========] Running 2 tests from 1 test suite.
@@ -295,9 +301,6 @@ LOG
   exit 0 ;;
 esac
 )");
-  std::filesystem::permissions(dir.str() + "/test_cuda", std::filesystem::perms::owner_all);
-  const auto r = run_shell("STREAMSINK_BIN=/bin/true TEST_CUDA=" + dir.str() + "/test_cuda DECODE_LATENCY=/bin/true WORK=" +
-                           dir.str() + "/work OUT=" + dir.str() + "/out bash " + source_dir() + "/scripts/gpu_check.sh tests");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   const std::string report = streamsink::read_file(dir.str() + "/out/gpu_check.txt");
   EXPECT_NE(report.find("cuda_test_crashed: Variants/CudaPerSink.B/zero (test_cuda exit 134"), std::string::npos)
