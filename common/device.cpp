@@ -16,10 +16,9 @@ namespace streamsink {
 
 bool cuda_usable() { return torch::cuda::is_available(); }
 
-bool apply_sdpa_env() {
+void apply_sdpa_env() {
   const char* v = std::getenv("STREAMSINK_SDPA_CUDNN");
   if (v && std::string(v) == "0") at::globalContext().setSDPUseCuDNN(false);
-  return at::globalContext().userEnabledCuDNNSDP();
 }
 
 void synchronize(c10::Device device) {

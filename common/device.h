@@ -13,8 +13,8 @@ std::vector<std::string> cuda_device_names();  // "0: NVIDIA H100 80GB HBM3 (79.
 c10::Device resolve_device(const std::string& spec, int local_rank = 0);
 // STREAMSINK_SDPA_CUDNN=0 turns off SDPA's cuDNN backend (torch 2.11 tries it first on Hopper with CUDA 13; flash,
 // memory-efficient and math remain), so a GPU run can tell a cuDNN attention problem from ours. main() and the tests'
-// main call it; anything but "0" leaves torch's choice alone. Returns whether cuDNN attention is enabled.
-bool apply_sdpa_env();
+// main call it; anything but "0" leaves torch's choice alone.
+void apply_sdpa_env();
 // Waits until every kernel queued on `device` has finished (nothing to wait for on the CPU): for timing.
 void synchronize(c10::Device device);
 

@@ -74,7 +74,10 @@ StreamEvalResult evaluate_stream(Transformer model, const TokenStream& tokens, c
     at::Tensor targets;  // [nt]
     if (nt > 0) {  // the segment shifted by one, and the next segment's first token when there is one
       next.assign(part[0].begin() + 1, part[0].end());
-      if (nt == len) next.push_back(0), tokens.copy(s0 + len, 1, &next.back());
+      if (nt == len) {
+        next.emplace_back();
+        tokens.copy(s0 + len, 1, &next.back());
+      }
       targets = at::from_blob(next.data(), {nt}, at::kLong).to(dev, /*non_blocking=*/false, /*copy=*/true);
     }
     dec.feed(part, [&](int64_t off, const std::vector<int64_t>& n_valid, const at::Tensor& logits) {

@@ -41,10 +41,10 @@ at::Tensor window_mask(int64_t T, const AttentionWindow& w, const at::Device& de
 at::Tensor softmax_with_sink(const at::Tensor& scores, const at::Tensor& sink_logit);
 
 // The logit sink's extra query columns for fused_sink_attention: b_over_scale [B, H, T, 1] (float) as `n` columns
-// [B, H, T, n] in q's dtype. n = 1: b/scale itself. n = 2: hi, b/scale rounded to the dtype SDPA will run in (q's, or
-// autocast's when autocast is on for q's device: it casts every floating dtype but fp64), and lo, the rest, also rounded to it; the
-// scores add them in at least fp32, so b_h keeps ~16 bits in bf16 where one part alone keeps 8 (rounded by up to
-// 2^-9 relative: 0.4%). q is read for its dtype and device only.
+// [B, H, T, n] in q's dtype. n = 1: b/scale itself. n = 2: hi, b/scale rounded to the dtype SDPA will run in (q's,
+// or autocast's when autocast is on for q's device: it casts every floating dtype but fp64), and lo, the rest, also
+// rounded to it; the scores add them in at least fp32, so b_h keeps ~16 bits in bf16 where one part alone keeps 8
+// (rounded by up to 2^-9 relative: 0.4%). q is read for its dtype and device only.
 at::Tensor logit_sink_query_columns(const at::Tensor& b_over_scale, const at::Tensor& q, int64_t n);
 
 // float32 for half/bfloat16 tensors (softmax and logits are accumulated in at least float32), else unchanged.
@@ -79,7 +79,7 @@ class AttentionImpl : public torch::nn::Module {
   // there, the sink key 1, every other key 0, so the sink's score is scale·(b_h/scale)·1 = b_h and the others are
   // unchanged; gradients reach b_h through q. q [B, H, T, D], k/v [B, Hkv, T, D]; visible [T, T] or undefined
   // (causal). Returns [B, H, T, D]. `logit_dims`: how many extra dimensions `logit` adds (one carries b_h/scale; with
-  // two or more, two carry its part in q's precision and the remainder; the rest are zero); 0 = by device: 1 on a
+  // two or more, two carry it as hi + lo, logit_sink_query_columns; the rest are zero); 0 = by device: 1 on a
   // CPU, 8 on a GPU (head sizes a multiple of 8 for the fused CUDA kernels). The oracle:
   // tests/test_fused_sink_attention.cpp.
   at::Tensor fused_sink_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -65,9 +65,9 @@ run_tests() {
     r=${PIPESTATUS[0]}
     cat "$dir/run.txt" >> "$dir/log.txt"
     [ "$r" = 0 ] || rc=$r
-    # the last test started and never ended: test_cuda died in it (the tests after it in this run never ran)
-    last=$(sed -n 's/^\[ RUN      \] //p' "$dir/run.txt" | tail -1)
-    if [ "$r" != 0 ] && [ -n "$last" ] && ! grep -qE "^\[ *(OK|FAILED|SKIPPED) *\] $(sed 's/[]\/$*.^[]/\\&/g' <<< "$last")( |,|$)" "$dir/run.txt"; then
+    # a test started and no result line after it: test_cuda died in it (the tests after it in this run never ran)
+    last=$(awk '/^\[ RUN      \] /{t = substr($0, 14)} /^\[ *(OK|FAILED|SKIPPED) *\] /{t = ""} END {print t}' "$dir/run.txt")
+    if [ "$r" != 0 ] && [ -n "$last" ]; then
       say "cuda_test_crashed: $last (test_cuda exit $r; the run's later tests did not run)"
       crashed=$((crashed + 1))
     fi

@@ -36,15 +36,19 @@ TEST(Rope, ScoresDependOnlyOnTheDistanceEvenAtMillionsOfTokens) {
   EXPECT_NEAR(score(1007, 1000), near, 1e-4);
 }
 
-// Under bf16 autocast q and k leave their projections in bf16 and the tables are fp32: the rotation is computed in
-// fp32 and rounded once, back to x's dtype (the dtype attention runs in).
+// Under bf16 autocast q and k leave their projections in bf16 and the tables are fp32: the rotation comes back in
+// x's dtype (the dtype attention runs in), computed wider and rounded once, so within half a bf16 step (2^-8
+// relative) of the exact rotation of the same bf16 inputs: the double-precision one the closed-form test checks.
 TEST(Rope, KeepsTheInputsDtypeRoundingOnce) {
   const int64_t D = 8;
+  at::manual_seed(5);
   auto x = at::randn({1, 2, 5, D}).to(at::kBFloat16);
-  auto [cos, sin] = rope_tables(at::arange(5, at::kLong), D, 10000.0, at::kFloat);
+  auto pos = at::arange(5, at::kLong);
+  auto [cos, sin] = rope_tables(pos, D, 10000.0, at::kFloat);
   auto y = apply_rope(x, cos, sin);
   ASSERT_EQ(y.scalar_type(), at::kBFloat16);
-  auto xf = x.to(at::kFloat);
-  EXPECT_TRUE(at::equal(y, (xf * cos + rotate_half(xf) * sin).to(at::kBFloat16)));
-  EXPECT_EQ(apply_rope(xf, cos, sin).scalar_type(), at::kFloat);
+  auto [cd, sd] = rope_tables(pos, D, 10000.0, at::kDouble);
+  auto exact = apply_rope(x.to(at::kDouble), cd, sd);
+  EXPECT_TRUE((y.to(at::kDouble) - exact).abs().le(exact.abs() * std::ldexp(1.0, -8) + 1e-6).all().item<bool>());
+  EXPECT_EQ(apply_rope(x.to(at::kFloat), cos, sin).scalar_type(), at::kFloat);
 }
