@@ -104,8 +104,9 @@ run_bench() {
   # The benchmarks' settings; REHEARSE=1 runs the same command lines on the CPU at toy size (the rehearsal test).
   local config=$root/configs/gpt2-124m.yaml steps=${BENCH_STEPS:-50} profile=21:5 dev=cuda
   local -a sets=() decode=(--caches 256,512,1024,2048,4096 --tokens 64 --repeats 3 --recompute-tokens 4)
+  local -a peak=(--device cuda --precision bf16)
   if [ "${REHEARSE:-0}" = 1 ]; then
-    config=$root/configs/tiny.yaml steps=12 profile=3:2 dev=cpu
+    config=$root/configs/tiny.yaml steps=12 profile=3:2 dev=cpu peak=(--device cpu --precision fp32 --threads 1 --cached)
     sets=(--set train.device=cpu --set train.precision=fp32 --set model.vocab_size=512 --set train.warmup_steps=2
           --set train.log_interval=4)
     decode=(--caches 64,128 --tokens 16 --repeats 1 --recompute-tokens 2 --dim 64 --layers 2 --vocab 512)
@@ -120,6 +121,11 @@ run_bench() {
     CORPUS_MB=${CORPUS_MB:-100} WORK="$work" OUT="$out" STREAMSINK_BIN="$ss" \
       bash "$root/scripts/experiments/gpu_run.sh" corpus >> "$log" 2>&1 || say "corpus=failed (see $log)"
   fi
+  # The achieved bf16 matmul rate (8192-cube products, about 2 s): GPU MFU is against the data sheet's peak, and this
+  # says how much of that a plain matmul reaches on this card (on a CPU, MFU's denominator is itself measured).
+  local peak_line
+  peak_line=$("$ss" bench-peak "${peak[@]}" 2>&1 | grep -m1 'matmul_')
+  say "${peak_line:-matmul_peak=failed}"
   rm -rf "$work/bench-train"
   # Steps 21-25 are profiled (LibTorch's profiler: where a step's time goes, $OUT/profile_train.txt); the figure is
   # the last logged window (steps 41-50), which the profiler does not touch.
@@ -127,9 +133,11 @@ run_bench() {
     --set train.log_interval=10 --set train.eval_interval=0 --set train.checkpoint_interval=0 "${sets[@]}" \
     --profile "$profile" --out "$work/bench-train" >> "$log" 2>&1 || { say "train_bench=failed (see $log)"; status=1; }
   cp "$work/bench-train/profile.txt" "$out/profile_train.txt" 2>/dev/null && head -2 "$out/profile_train.txt" | tee -a "$report"
+  # mfu is the trainer's (a GPU's against its data-sheet peak); mfu_of_matmul is the same work against the matmul
+  # rate measured above: how close the step comes to what this card's matmuls reach.
   grep '"tok_s"' "$work/bench-train/metrics.jsonl" 2>/dev/null | tail -1 |
-    python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print("config=%s precision=%s tok_s=%.0f mfu=%.3f" % (sys.argv[1], sys.argv[2], j["tok_s"], j["mfu"]))' \
-      "$name" "$(sed -n 's/^  precision: *//p' "$work/bench-train/config.yaml")" | tee -a "$report"
+    python3 "$root/scripts/bench/mfu_line.py" "$name" "$(sed -n 's/^  precision: *//p' "$work/bench-train/config.yaml")" \
+      "$peak_line" | tee -a "$report"
   say "train_bench_s=$(( $(date +%s) - s ))"
   s=$(date +%s)
   "$decode_latency" --device "$dev" "${decode[@]}" 2>&1 | tee -a "$report" || { say "decode_bench=failed"; status=1; }

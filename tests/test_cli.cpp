@@ -30,6 +30,16 @@ TEST(Cli, SdpaCudnnEnvironmentSwitchTurnsCudnnAttentionOff) {
   EXPECT_NE(on.output.find("cuDNN attention allowed"), std::string::npos) << on.output;
 }
 
+// `bench-peak --device cuda` where no GPU is usable: an error that says so, not a CPU figure passed off as the GPU's.
+TEST(Cli, BenchPeakOnCudaWithoutAGpuSaysSo) {
+  auto v = run_streamsink("--version");
+  if (v.output.find("cuda       usable") != std::string::npos) GTEST_SKIP() << "a GPU is usable here";
+  auto r = run_streamsink("bench-peak --device cuda");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("bench-peak --device cuda: CUDA is not usable in this process"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("matmul_"), std::string::npos) << r.output;
+}
+
 TEST(Cli, UnknownCommandExitsNonZeroWithTheList) {
   auto r = run_streamsink("no-such-command");
   EXPECT_NE(r.exit_code, 0);

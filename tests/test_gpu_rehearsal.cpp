@@ -49,8 +49,13 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
   // on the CPU: the profiled training benchmark and the decode benchmark each leave their lines.
   const std::string check = streamsink::read_file(dir.str() + "/out/gpu_check.txt");
   for (const char* want : {"cuda_tests rc=0 passed=0 skipped=", " failed=0 ", "profile: 2 step(s)",
-                           "config=tiny precision=fp32 tok_s=", "cache=128 streaming_ms=", "status=0"})
+                           "config=tiny precision=fp32 tok_s=", "cache=128 streaming_ms=", "status=0",
+                           "threads=1 fp32_matmul_gflops="})
     EXPECT_NE(check.find(want), std::string::npos) << want << "\n" << check;
+  // On the CPU MFU's denominator is the measured peak itself, so the two figures agree.
+  const auto mfu_at = check.find(" mfu="), of_at = check.find(" mfu_of_matmul=");
+  ASSERT_NE(of_at, std::string::npos) << check;
+  EXPECT_EQ(check.substr(mfu_at + 5, 5), check.substr(of_at + 15, 5)) << check;
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/profile_train.txt"));
 
   const std::string summary = streamsink::read_file(dir.str() + "/out/summary.txt");
@@ -347,4 +352,25 @@ TEST(GpuRun, TheReportSurvivesAMetricsLineCutShort) {
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz")) << r.output;
   const std::string summary = streamsink::read_file(dir.str() + "/out/summary.txt");
   EXPECT_NE(summary.find("sink=none steps=10 tokens=5120 tok_s=1000 mfu=0.100"), std::string::npos) << summary;
+}
+
+// gpu_check.sh's training line: the trainer's MFU (on a GPU against the data sheet) and the same work against the
+// matmul rate `bench-peak --device cuda` measured on the card (its output line, as cmd_bench_peak.cpp prints it;
+// test_cuda's Cuda.BenchPeaksLineFeedsTheLeasesMfuOfMatmul runs the real one): 0.4 x 989 / 791.2 = 0.500.
+TEST(GpuCheck, TheTrainingLineReadsMfuAgainstTheMeasuredMatmulRateToo) {
+  const auto line = [](const std::string& peak) {
+    return run_shell("echo '{\"step\": 50, \"tok_s\": 123456.4, \"mfu\": 0.4}' | python3 " + source_dir() +
+                     "/scripts/bench/mfu_line.py gpt2-124m bf16 '" + peak + "'")
+        .output;
+  };
+  EXPECT_EQ(line("gpu=\"0: NVIDIA H200 (139.8 GiB)\" precision=bf16 matmul_tflops=791.2 data_sheet_tflops=989.0 "
+                 "of_data_sheet=0.800 n=8192 source=measured"),
+            "config=gpt2-124m precision=bf16 tok_s=123456 mfu=0.400 mfu_of_matmul=0.500\n");
+  EXPECT_EQ(line("cpu=\"AMD EPYC\" threads=2 bf16_matmul_gflops=960.5 source=cache"),
+            "config=gpt2-124m precision=bf16 tok_s=123456 mfu=0.400 mfu_of_matmul=0.400\n");
+  // a GPU not in the data-sheet table, and a failed measurement: no figure rather than a wrong one
+  EXPECT_NE(line("gpu=\"0: Future GPU\" precision=bf16 matmul_tflops=500.0 data_sheet_tflops=0.0 of_data_sheet=? n=8192 "
+                 "source=measured").find("mfu_of_matmul=?\n"),
+            std::string::npos);
+  EXPECT_NE(line("matmul_peak=failed").find("mfu_of_matmul=?\n"), std::string::npos);
 }

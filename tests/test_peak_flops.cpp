@@ -3,6 +3,7 @@
 // still read).
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -102,4 +103,10 @@ TEST(PeakFlops, MeasuresEachPrecisionsMatmul) {
   EXPECT_EQ(f.precision, "fp32");
   EXPECT_EQ(b.precision, "bf16");
   EXPECT_THROW(measure_cpu_peak(1, "int8", 128, 0.05), Error);
+}
+
+TEST(PeakFlops, ARefusedMeasurementLeavesTheThreadCountAsItWas) {
+  const int before = at::get_num_threads();
+  EXPECT_THROW(measure_cpu_peak(before + 1, "int8", 128, 0.05), Error);
+  EXPECT_EQ(at::get_num_threads(), before);
 }

@@ -18,6 +18,7 @@
 #include "model/transformer.h"
 #include "tests/corpus_fixture.h"
 #include "train/checkpoint.h"
+#include "train/peak_flops.h"
 #include "train/schedule.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
@@ -213,6 +214,25 @@ TEST(Trainer, Bf16AutocastOnTheCpuTrainsLikeFp32) {
   EXPECT_LT(vb, rb.begin()->second["loss"].get<double>() - 2.0) << "bf16: the validation loss did not fall enough";
   EXPECT_NEAR(vb, vf, 0.02 * vf) << "bf16 and fp32 runs of the same seed part ways";
   EXPECT_NE(vb, vf) << "bit-identical to fp32: bf16 never engaged";
+}
+
+// bf16 on a CPU whose bf16 matmuls are slower than its fp32 ones (no AVX512_BF16 or AMX: PyTorch has no fast kernel
+// there) says so and names the fix; where bf16 is the faster one, nothing is said. The peaks are planted in the cache
+// the trainer reads (train/peak_flops.h), one run for each order.
+TEST(Trainer, Bf16OnACpuWithSlowerBf16MatmulsSaysFp32WouldTrainFaster) {
+  const std::string note = "bf16 matmuls run at 1.0 GFLOP/s on this CPU against 100.0 in fp32";
+  for (const bool slow : {true, false}) {
+    TempDir dir;
+    const std::string key = cpu_model_name() + " | threads=1";
+    std::ofstream(dir.str() + "/cpu_peak.json")
+        << nlohmann::json{{key, 1e11}, {key + " | bf16", slow ? 1e9 : 5e11}};
+    auto r = run_shell("STREAMSINK_CACHE=" + dir.str() + " " + streamsink_binary() + " " +
+                       tiny_train_args(dir.str() + "/run", "--set train.precision=bf16 --set train.steps=2 "
+                                                           "--set train.eval_interval=0 --set train.threads=1"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(r.output.find(note) != std::string::npos, slow) << r.output;
+    if (slow) EXPECT_NE(r.output.find("--set train.precision=fp32 would train faster"), std::string::npos) << r.output;
+  }
 }
 
 // Trains configs/tiny.yaml on the fixture corpus into RUN with extra flags; the run's resolved config.

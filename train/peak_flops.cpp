@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "common/file_util.h"
 
@@ -45,22 +46,37 @@ std::string cpu_model_name() {
   return "unknown cpu";
 }
 
-CpuPeak measure_cpu_peak(int threads, const std::string& precision, int64_t n, double seconds) {
-  if (precision != "fp32" && precision != "bf16") throw Error("cpu peak: precision '" + precision + "': expected fp32 or bf16");
-  const int old = at::get_num_threads();
-  at::set_num_threads(threads);
+double measure_matmul_flops(c10::Device device, const std::string& precision, int64_t n, double seconds) {
+  if (precision != "fp32" && precision != "bf16") throw Error("matmul peak: precision '" + precision + "': expected fp32 or bf16");
   const auto opts = at::TensorOptions().dtype(precision == "bf16" ? at::kBFloat16 : at::kFloat);
   // A generator of its own: the trainer measures after restoring a checkpoint's random state, which must not move.
+  // The operands are drawn on the CPU and copied, so no device generator moves either.
   at::Generator gen = at::detail::createCPUGenerator(0);
-  auto a = at::randn({n, n}, gen, opts), b = at::randn({n, n}, gen, opts), c = at::empty({n, n}, opts);
-  at::mm_out(c, a, b);  // warm-up
+  auto a = at::randn({n, n}, gen, opts).to(device), b = at::randn({n, n}, gen, opts).to(device);
+  auto c = at::empty({n, n}, opts.device(device));
+  at::mm_out(c, a, b);  // warm-up (and cuBLAS's handle and workspace)
+  synchronize(device);
   double best = 0;
   const auto start = std::chrono::steady_clock::now();
   while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < 4; ++i) at::mm_out(c, a, b);
+    synchronize(device);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, 4 * 2.0 * n * n * n / dt);
+  }
+  return best;
+}
+
+CpuPeak measure_cpu_peak(int threads, const std::string& precision, int64_t n, double seconds) {
+  const int old = at::get_num_threads();
+  at::set_num_threads(threads);
+  double best = 0;
+  try {
+    best = measure_matmul_flops(c10::Device(c10::kCPU), precision, n, seconds);
+  } catch (...) {
+    at::set_num_threads(old);
+    throw;
   }
   at::set_num_threads(old);
   return {best, threads, cpu_model_name(), false, precision};

@@ -2,6 +2,9 @@
 // measured matmul peak in the training precision (`streamsink bench-peak`), cached per CPU model, thread count and
 // precision: fp32, or bf16 (autocast's matmuls; CPUs with AVX512_BF16 or AMX run them several times faster).
 #pragma once
+#include <c10/core/Device.h>
+
+#include <cstdint>
 #include <string>
 
 namespace streamsink {
@@ -16,8 +19,12 @@ struct CpuPeak {
   bool cached = false;  // read from the cache rather than measured now
   std::string precision = "fp32";
 };
-// Best of a few n×n matmuls in `precision` ("fp32" or "bf16"; at::mm, the same BLAS / oneDNN kernels the trainer's
-// linear layers use) over `seconds`.
+// Best FLOP/s of n×n matmuls in `precision` ("fp32" or "bf16"; at::mm, the same BLAS / oneDNN / cuBLAS kernels the
+// trainer's linear layers use) on `device`, in blocks of four timed over `seconds`, random operands (never zeros:
+// some GPUs multiply zeros faster). On a GPU each block is bracketed by a device synchronize, so the time is the
+// kernels', not their launches'; fp32 there is true fp32 unless the process allowed TF32.
+double measure_matmul_flops(c10::Device device, const std::string& precision, int64_t n, double seconds);
+// measure_matmul_flops on the CPU with `threads` intra-op threads.
 CpuPeak measure_cpu_peak(int threads, const std::string& precision = "fp32", int64_t n = 1024, double seconds = 2.0);
 // The cached figure for this CPU, thread count and precision, measuring (and caching) it when absent or `force`.
 CpuPeak cpu_peak(int threads, const std::string& precision = "fp32", bool force = false);
