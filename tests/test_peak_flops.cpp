@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -21,16 +22,16 @@ using streamsink::testing::TempDir;
 
 namespace {
 
-// STREAMSINK_CACHE pointed at a fresh folder for one test, restored after.
+// STREAMSINK_PEAK_CACHE pointed at a file in a fresh folder for one test, restored after.
 class ScopedCache {
  public:
   ScopedCache() {
-    if (const char* c = std::getenv("STREAMSINK_CACHE")) old_ = c;
-    setenv("STREAMSINK_CACHE", dir_.str().c_str(), 1);
+    if (const char* c = std::getenv("STREAMSINK_PEAK_CACHE")) old_ = c;
+    setenv("STREAMSINK_PEAK_CACHE", file().c_str(), 1);
   }
   ~ScopedCache() {
-    if (old_) setenv("STREAMSINK_CACHE", old_->c_str(), 1);
-    else unsetenv("STREAMSINK_CACHE");
+    if (old_) setenv("STREAMSINK_PEAK_CACHE", old_->c_str(), 1);
+    else unsetenv("STREAMSINK_PEAK_CACHE");
   }
   std::string file() const { return dir_.str() + "/cpu_peak.json"; }
 
@@ -39,7 +40,41 @@ class ScopedCache {
   std::optional<std::string> old_;
 };
 
+// Sets (or, with nullptr, unsets) one environment variable for a scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* v = std::getenv(name)) old_ = v;
+    value ? setenv(name, value, 1) : unsetenv(name);
+  }
+  ~ScopedEnv() { old_ ? setenv(name_, old_->c_str(), 1) : unsetenv(name_); }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
 }  // namespace
+
+TEST(PeakFlops, TheCacheFileIsPeakCacheElseUnderCacheElseUnderHome) {
+  {
+    ScopedEnv p("STREAMSINK_PEAK_CACHE", "/x/peaks.json"), c("STREAMSINK_CACHE", "/y");
+    EXPECT_EQ(peak_cache_path(), "/x/peaks.json");
+  }
+  {
+    ScopedEnv p("STREAMSINK_PEAK_CACHE", nullptr), c("STREAMSINK_CACHE", "/y");
+    EXPECT_EQ(peak_cache_path(), "/y/cpu_peak.json");
+  }
+  ScopedEnv p("STREAMSINK_PEAK_CACHE", nullptr), c("STREAMSINK_CACHE", nullptr), h("HOME", "/h");
+  EXPECT_EQ(peak_cache_path(), "/h/.cache/streamsink/cpu_peak.json");
+}
+
+// The tests' main points the cache beside the programs under test: the figures measured while CTest loads every core
+// (tests, and the trainers they start, which inherit it) never reach the user's cache.
+TEST(PeakFlops, TestsMeasureIntoTheBuildsCacheNotTheUsers) {
+  const std::filesystem::path bin_dir = std::filesystem::path(streamsink::testing::streamsink_binary()).parent_path();
+  EXPECT_EQ(peak_cache_path(), (bin_dir / "test-cache" / "cpu_peak.json").string());
+}
 
 TEST(PeakFlops, KnownGpusComeFromTheDataSheetTable) {
   EXPECT_DOUBLE_EQ(gpu_peak_flops("NVIDIA H100 80GB HBM3", "bf16"), 989e12);

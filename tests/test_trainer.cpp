@@ -226,7 +226,7 @@ TEST(Trainer, Bf16OnACpuWithSlowerBf16MatmulsSaysFp32WouldTrainFaster) {
     const std::string key = cpu_model_name() + " | threads=1";
     std::ofstream(dir.str() + "/cpu_peak.json")
         << nlohmann::json{{key, 1e11}, {key + " | bf16", slow ? 1e9 : 5e11}};
-    auto r = run_shell("STREAMSINK_CACHE=" + dir.str() + " " + streamsink_binary() + " " +
+    auto r = run_shell("STREAMSINK_PEAK_CACHE=" + dir.str() + "/cpu_peak.json " + streamsink_binary() + " " +
                        tiny_train_args(dir.str() + "/run", "--set train.precision=bf16 --set train.steps=2 "
                                                            "--set train.eval_interval=0 --set train.threads=1"));
     ASSERT_EQ(r.exit_code, 0) << r.output;

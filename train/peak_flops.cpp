@@ -82,11 +82,15 @@ CpuPeak measure_cpu_peak(int threads, const std::string& precision, int64_t n, d
   return {best, threads, cpu_model_name(), false, precision};
 }
 
-CpuPeak cpu_peak(int threads, const std::string& precision, bool force) {
+std::string peak_cache_path() {
+  if (const char* p = std::getenv("STREAMSINK_PEAK_CACHE"); p && *p) return p;
+  if (const char* c = std::getenv("STREAMSINK_CACHE"); c && *c) return std::string(c) + "/cpu_peak.json";
   const char* home = std::getenv("HOME");
-  const std::string dir = std::getenv("STREAMSINK_CACHE") ? std::getenv("STREAMSINK_CACHE")
-                                                          : std::string(home ? home : "/tmp") + "/.cache/streamsink";
-  const std::string path = dir + "/cpu_peak.json";
+  return std::string(home ? home : "/tmp") + "/.cache/streamsink/cpu_peak.json";
+}
+
+CpuPeak cpu_peak(int threads, const std::string& precision, bool force) {
+  const std::string path = peak_cache_path();
   // fp32's key is the one earlier versions wrote, so their caches stay good
   const std::string key =
       cpu_model_name() + " | threads=" + std::to_string(threads) + (precision == "fp32" ? "" : " | " + precision);
@@ -101,7 +105,7 @@ CpuPeak cpu_peak(int threads, const std::string& precision, bool force) {
   auto p = measure_cpu_peak(threads, precision);
   cache[key] = p.flops;
   try {
-    std::filesystem::create_directories(dir);
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
     write_file_atomic(path, cache.dump(2) + "\n");
   } catch (...) {
     // read-only home: the figure is still good for this run

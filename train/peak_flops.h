@@ -26,6 +26,10 @@ struct CpuPeak {
 double measure_matmul_flops(c10::Device device, const std::string& precision, int64_t n, double seconds);
 // measure_matmul_flops on the CPU with `threads` intra-op threads.
 CpuPeak measure_cpu_peak(int threads, const std::string& precision = "fp32", int64_t n = 1024, double seconds = 2.0);
+// The cache's file: $STREAMSINK_PEAK_CACHE, else $STREAMSINK_CACHE/cpu_peak.json, else
+// ~/.cache/streamsink/cpu_peak.json. The tests point STREAMSINK_PEAK_CACHE into the build (tests/gtest_main.cpp): a
+// figure measured while CTest loads every core must not become the user's MFU denominator.
+std::string peak_cache_path();
 // The cached figure for this CPU, thread count and precision, measuring (and caching) it when absent or `force`.
 CpuPeak cpu_peak(int threads, const std::string& precision = "fp32", bool force = false);
 std::string cpu_model_name();
