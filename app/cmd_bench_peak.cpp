@@ -33,14 +33,14 @@ int cmd_bench_peak(int argc, char** argv) {
   std::vector<std::string> precisions;
   for (const std::string prec : {"fp32", "bf16"})
     if (precision == "all" || precision == prec) precisions.push_back(prec);
+  const auto gpus = cuda_device_names();
+  if (device != "cpu" && gpus.empty()) throw Error("bench-peak --device " + device + ": CUDA is not usable in this process");
   if (device != "cuda")
     for (const auto& prec : precisions) {
       const auto p = cpu_peak(threads, prec, force);
       std::printf("cpu=\"%s\" threads=%d %s_matmul_gflops=%.1f source=%s\n", p.cpu.c_str(), p.threads, prec.c_str(),
                   p.flops / 1e9, p.cached ? "cache" : "measured");
     }
-  const auto gpus = cuda_device_names();
-  if (device != "cpu" && gpus.empty()) throw Error("bench-peak --device " + device + ": CUDA is not usable in this process");
   for (size_t i = 0; i < gpus.size(); ++i) {
     if (device == "cpu") {
       std::printf("gpu=\"%s\" bf16_peak_tflops=%.0f fp32_peak_tflops=%.1f (data sheet)\n", gpus[i].c_str(),

@@ -121,10 +121,11 @@ run_bench() {
     CORPUS_MB=${CORPUS_MB:-100} WORK="$work" OUT="$out" STREAMSINK_BIN="$ss" \
       bash "$root/scripts/experiments/gpu_run.sh" corpus >> "$log" 2>&1 || say "corpus=failed (see $log)"
   fi
-  # The achieved bf16 matmul rate (8192-cube products, about 2 s): GPU MFU is against the data sheet's peak, and this
-  # says how much of that a plain matmul reaches on this card (on a CPU, MFU's denominator is itself measured).
+  # The achieved bf16 matmul rate (8192-cube products for 1 s, after the CUDA start-up): GPU MFU is against the data
+  # sheet's peak, and this says how much of that a plain matmul reaches on this card (on a CPU, MFU's denominator is
+  # itself measured). At most 30 s, so that it cannot take the training benchmark's time.
   local peak_line
-  peak_line=$("$ss" bench-peak "${peak[@]}" 2>&1 | grep -m1 'matmul_')
+  peak_line=$(timeout --kill-after=5 30 "$ss" bench-peak "${peak[@]}" 2>&1 | grep -m1 'matmul_tflops=\|_matmul_gflops=')
   say "${peak_line:-matmul_peak=failed}"
   rm -rf "$work/bench-train"
   # Steps 21-25 are profiled (LibTorch's profiler: where a step's time goes, $OUT/profile_train.txt); the figure is

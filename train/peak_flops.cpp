@@ -48,12 +48,18 @@ std::string cpu_model_name() {
 
 double measure_matmul_flops(c10::Device device, const std::string& precision, int64_t n, double seconds) {
   if (precision != "fp32" && precision != "bf16") throw Error("matmul peak: precision '" + precision + "': expected fp32 or bf16");
-  const auto opts = at::TensorOptions().dtype(precision == "bf16" ? at::kBFloat16 : at::kFloat);
+  const auto dtype = precision == "bf16" ? at::kBFloat16 : at::kFloat;
   // A generator of its own: the trainer measures after restoring a checkpoint's random state, which must not move.
-  // The operands are drawn on the CPU and copied, so no device generator moves either.
+  // The operands are drawn on the CPU and copied, so no device generator moves either: random tiles of at most
+  // 1024 x 1024, repeated (drawing all of an 8192-square operand on the CPU took 3.2-5.2 s here, one thread).
   at::Generator gen = at::detail::createCPUGenerator(0);
-  auto a = at::randn({n, n}, gen, opts).to(device), b = at::randn({n, n}, gen, opts).to(device);
-  auto c = at::empty({n, n}, opts.device(device));
+  const int64_t k = std::min<int64_t>(n, 1024), reps = (n + k - 1) / k;
+  const auto draw = [&] {
+    auto tile = at::randn({k, k}, gen, at::TensorOptions().dtype(at::kFloat)).to(device, dtype);
+    return tile.repeat({reps, reps}).narrow(0, 0, n).narrow(1, 0, n).contiguous();
+  };
+  auto a = draw(), b = draw();
+  auto c = at::empty({n, n}, at::TensorOptions().dtype(dtype).device(device));
   at::mm_out(c, a, b);  // warm-up (and cuBLAS's handle and workspace)
   synchronize(device);
   double best = 0;
@@ -89,21 +95,38 @@ std::string peak_cache_path() {
   return std::string(home ? home : "/tmp") + "/.cache/streamsink/cpu_peak.json";
 }
 
-CpuPeak cpu_peak(int threads, const std::string& precision, bool force) {
-  const std::string path = peak_cache_path();
-  // fp32's key is the one earlier versions wrote, so their caches stay good
-  const std::string key =
-      cpu_model_name() + " | threads=" + std::to_string(threads) + (precision == "fp32" ? "" : " | " + precision);
-  nlohmann::json cache = nlohmann::json::object();
+namespace {
+
+// fp32's key is the one earlier versions wrote, so their caches stay good
+std::string peak_key(int threads, const std::string& precision) {
+  return cpu_model_name() + " | threads=" + std::to_string(threads) + (precision == "fp32" ? "" : " | " + precision);
+}
+
+nlohmann::json read_peak_cache(const std::string& path) {
   try {
-    if (std::filesystem::exists(path)) cache = nlohmann::json::parse(read_file(path));
+    if (std::filesystem::exists(path)) return nlohmann::json::parse(read_file(path));
   } catch (...) {
-    cache = nlohmann::json::object();  // a damaged cache is re-measured, not fatal
+    // a damaged cache is re-measured, not fatal
   }
-  if (!force && cache.contains(key) && cache[key].is_number())
-    return {cache[key].get<double>(), threads, cpu_model_name(), true, precision};
+  return nlohmann::json::object();
+}
+
+}  // namespace
+
+std::optional<CpuPeak> cached_cpu_peak(int threads, const std::string& precision) {
+  const auto cache = read_peak_cache(peak_cache_path());
+  const auto it = cache.find(peak_key(threads, precision));
+  if (it == cache.end() || !it->is_number()) return std::nullopt;
+  return CpuPeak{it->get<double>(), threads, cpu_model_name(), true, precision};
+}
+
+CpuPeak cpu_peak(int threads, const std::string& precision, bool force) {
+  if (!force)
+    if (auto c = cached_cpu_peak(threads, precision)) return *c;
   auto p = measure_cpu_peak(threads, precision);
-  cache[key] = p.flops;
+  const std::string path = peak_cache_path();
+  auto cache = read_peak_cache(path);  // read again: another process may have added its figures meanwhile
+  cache[peak_key(threads, precision)] = p.flops;
   try {
     std::filesystem::create_directories(std::filesystem::path(path).parent_path());
     write_file_atomic(path, cache.dump(2) + "\n");

@@ -5,6 +5,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace streamsink {
@@ -20,8 +21,8 @@ struct CpuPeak {
   std::string precision = "fp32";
 };
 // Best FLOP/s of n×n matmuls in `precision` ("fp32" or "bf16"; at::mm, the same BLAS / oneDNN / cuBLAS kernels the
-// trainer's linear layers use) on `device`, in blocks of four timed over `seconds`, random operands (never zeros:
-// some GPUs multiply zeros faster). On a GPU each block is bracketed by a device synchronize, so the time is the
+// trainer's linear layers use) on `device`, in blocks of four timed over `seconds`, random operands (random tiles
+// of at most 1024 x 1024, repeated; never zeros: some GPUs multiply zeros faster). On a GPU each block is bracketed by a device synchronize, so the time is the
 // kernels', not their launches'; fp32 there is true fp32 unless the process allowed TF32.
 double measure_matmul_flops(c10::Device device, const std::string& precision, int64_t n, double seconds);
 // measure_matmul_flops on the CPU with `threads` intra-op threads.
@@ -30,6 +31,8 @@ CpuPeak measure_cpu_peak(int threads, const std::string& precision = "fp32", int
 // ~/.cache/streamsink/cpu_peak.json. The tests point STREAMSINK_PEAK_CACHE into the build (tests/gtest_main.cpp): a
 // figure measured while CTest loads every core must not become the user's MFU denominator.
 std::string peak_cache_path();
+// The cached figure for this CPU, thread count and precision, if there is one (nothing is measured).
+std::optional<CpuPeak> cached_cpu_peak(int threads, const std::string& precision);
 // The cached figure for this CPU, thread count and precision, measuring (and caching) it when absent or `force`.
 CpuPeak cpu_peak(int threads, const std::string& precision = "fp32", bool force = false);
 std::string cpu_model_name();

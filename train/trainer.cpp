@@ -303,16 +303,15 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     const auto p = cpu_peak(at::get_num_threads(), tc.precision);
     peak = p.flops;
     peak_source = std::string(p.cached ? "cached" : "measured") + " " + tc.precision + " matmul peak, " + p.cpu;
-    // ...and a CPU without AVX512_BF16 or AMX has no fast bf16 matmul at all (an AVX2 EPYC here: 0.8 against 79
-    // GFLOP/s in fp32), so bf16 there trains many times slower: say so rather than leave the user to wonder.
-    if (bf16 && main) {
-      const auto f = cpu_peak(at::get_num_threads(), "fp32");
-      if (f.flops > p.flops)
+    // ...and a CPU without AVX512_BF16 or AMX has no fast bf16 matmul at all (an AVX2 EPYC here: 0.8 against 117
+    // GFLOP/s in fp32), so bf16 there trains many times slower: say so rather than leave the user to wonder. Only
+    // from a cached fp32 figure: the note is not worth a measurement that the other ranks would wait for.
+    if (bf16 && main)
+      if (const auto f = cached_cpu_peak(at::get_num_threads(), "fp32"); f && f->flops > p.flops)
         std::fprintf(stderr,
                      "[train] note: bf16 matmuls run at %.1f GFLOP/s on this CPU against %.1f in fp32 (`streamsink "
-                     "bench-peak`; it has no AVX512_BF16 or AMX): --set train.precision=fp32 would train faster\n",
-                     p.flops / 1e9, f.flops / 1e9);
-    }
+                     "bench-peak`; probably no AVX512_BF16 or AMX): --set train.precision=fp32 would train faster\n",
+                     p.flops / 1e9, f->flops / 1e9);
   }
 
   std::unique_ptr<MetricsLog> metrics;

@@ -5,14 +5,16 @@
 mfu is the trainer's figure: on a GPU against the data-sheet peak, on a CPU against the measured matmul peak.
 mfu_of_matmul is the same work against the matmul rate `streamsink bench-peak` measured (PEAK_LINE, its output
 line): on a GPU mfu * data_sheet_tflops / matmul_tflops; on a CPU the denominator already is the measured one, so
-it equals mfu. "?" when PEAK_LINE has no usable figure.
+it equals mfu. "?" when PEAK_LINE has no usable figure, or is for another precision than the run's.
 """
 import json
 import re
 import sys
 
 
-def mfu_of_matmul(mfu, peak_line):
+def mfu_of_matmul(mfu, precision, peak_line):
+    if not re.search(r"(precision=%s |%s_matmul_gflops=)" % (precision, precision), peak_line):
+        return "?"  # no figure, or another precision's
     sheet = re.search(r"data_sheet_tflops=([0-9.]+)", peak_line)
     measured = re.search(r"matmul_tflops=([0-9.]+)", peak_line)
     if sheet and measured:
@@ -25,7 +27,7 @@ def main():
     config, precision, peak_line = sys.argv[1:4]
     j = json.loads(sys.stdin.read())
     print("config=%s precision=%s tok_s=%.0f mfu=%.3f mfu_of_matmul=%s"
-          % (config, precision, j["tok_s"], j["mfu"], mfu_of_matmul(j["mfu"], peak_line)))
+          % (config, precision, j["tok_s"], j["mfu"], mfu_of_matmul(j["mfu"], precision, peak_line)))
 
 
 if __name__ == "__main__":
