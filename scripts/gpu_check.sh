@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (issue 8), for whenever a GPU machine is at hand: the `cuda`-labelled tests (tests/test_cuda.cpp),
-# the bf16 training benchmark of the GPT-2-124M-sized config, and the decode-latency benchmark on the GPU, every
+# the card's achieved bf16 matmul rate, the bf16 training benchmark of the GPT-2-124M-sized config, and the
+# decode-latency benchmark on the GPU, every
 # figure into $OUT/gpu_check.txt (OUT defaults to runs/gpu/out) as key=value lines. Without a GPU it says so and
 # exits 0 after the (skipping) tests: it fails soft. scripts/gpu_lease.sh runs it inside the one lease call.
 #

@@ -13,7 +13,9 @@
 #   2. the cuda-labelled tests (tests/test_cuda.cpp: CPU-vs-GPU logits, fused SDPA, decoder, bf16, NCCL), and beside
 #      them (they use the GPU, it the CPUs)
 #   3. corpus: text this machine holds, deduplicated, tokenizer trained here, shards (gpu_run.sh corpus);
-#   4. benchmarks: bf16 GPT-2-124M training tokens/s and MFU, decode latency on the GPU (gpu_check.sh bench);
+#   4. benchmarks: the card's achieved bf16 matmul rate (bench-peak --device cuda), bf16 GPT-2-124M training
+#      tokens/s and MFU (against the data sheet, and mfu_of_matmul against that rate), decode latency on the GPU
+#      (gpu_check.sh bench);
 #   5. the sink experiment (gpu_run.sh): throughput probe, vanilla and sink-token training each given half of the
 #      time that is left once evaluation and the report are set aside (EVAL_RESERVE_S, default 90; TRAIN_S
 #      overrides), streaming evaluation (both models at once, the 0+W vs 4+(W-4) comparison first), attention,
