@@ -22,24 +22,6 @@ using streamsink::testing::TempDir;
 
 namespace {
 
-// STREAMSINK_PEAK_CACHE pointed at a file in a fresh folder for one test, restored after.
-class ScopedCache {
- public:
-  ScopedCache() {
-    if (const char* c = std::getenv("STREAMSINK_PEAK_CACHE")) old_ = c;
-    setenv("STREAMSINK_PEAK_CACHE", file().c_str(), 1);
-  }
-  ~ScopedCache() {
-    if (old_) setenv("STREAMSINK_PEAK_CACHE", old_->c_str(), 1);
-    else unsetenv("STREAMSINK_PEAK_CACHE");
-  }
-  std::string file() const { return dir_.str() + "/cpu_peak.json"; }
-
- private:
-  TempDir dir_;
-  std::optional<std::string> old_;
-};
-
 // Sets (or, with nullptr, unsets) one environment variable for a scope.
 class ScopedEnv {
  public:
@@ -52,6 +34,16 @@ class ScopedEnv {
  private:
   const char* name_;
   std::optional<std::string> old_;
+};
+
+// STREAMSINK_PEAK_CACHE pointed at a file in a fresh folder for one test, restored after.
+class ScopedCache {
+ public:
+  std::string file() const { return dir_.str() + "/cpu_peak.json"; }
+
+ private:
+  TempDir dir_;
+  ScopedEnv env_{"STREAMSINK_PEAK_CACHE", file().c_str()};
 };
 
 }  // namespace
