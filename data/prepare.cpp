@@ -12,6 +12,7 @@
 #include <numeric>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <system_error>
 #include <thread>
 
 #include "common/error.h"
@@ -61,7 +62,14 @@ void parallel_for(int64_t n, int threads, F&& f) {
   };
   const int k = static_cast<int>(std::min<int64_t>(threads, n));
   std::vector<std::thread> pool;
-  for (int t = 1; t < k; ++t) pool.emplace_back(work);
+  try {
+    for (int t = 1; t < k; ++t) pool.emplace_back(work);
+  } catch (const std::system_error& e) {  // no more threads: the ones started stop, then the error is ours
+    next = n;
+    for (auto& t : pool) t.join();
+    throw Error("data prepare: cannot start thread " + std::to_string(pool.size() + 1) + " of " + std::to_string(k) +
+                " (" + e.what() + "): pass fewer --threads");
+  }
   work();
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
@@ -89,6 +97,9 @@ class ShardWriter {
 
  private:
   void flush() {
+    if (static_cast<int64_t>(shards_.size()) > kMaxShardIndex)  // the readers match six digits: a seventh would be a shard nobody reads
+      fail(dir_, "the " + split_ + " split needs more than " + std::to_string(kMaxShardIndex + 1) + " shards of " +
+                     std::to_string(shard_tokens_) + " tokens: pass a larger --shard-tokens");
     const std::string path = shard_path(dir_, split_, static_cast<int64_t>(shards_.size()));
     write_shard(path, buf_, dtype_);
     shards_.emplace_back(fs::path(path).filename().string(), static_cast<int64_t>(buf_.size()));
@@ -185,6 +196,26 @@ std::vector<char> mark_duplicates(const std::vector<Document>& docs, int threads
   return duplicate;
 }
 
+// The documents that do not lie under `out`: an output folder inside an input folder holds the shards, the manifest
+// and, while a run writes, its marker, none of them a document (a rerun would read an earlier run's manifest as
+// text, then remove it). Says how many it leaves out.
+std::vector<Document> documents_outside(std::vector<Document> docs, const std::string& out) {
+  std::error_code ec;
+  fs::path out_dir = fs::weakly_canonical(fs::absolute(out), ec);
+  if (ec) return docs;
+  if (!out_dir.has_filename()) out_dir = out_dir.parent_path();  // "dir/" names dir
+  const auto under_out = [&](const Document& d) {
+    const fs::path rel = fs::weakly_canonical(fs::absolute(d.path), ec).lexically_relative(out_dir);
+    return !ec && !rel.empty() && *rel.begin() != "..";
+  };
+  const size_t before = docs.size();
+  docs.erase(std::remove_if(docs.begin(), docs.end(), under_out), docs.end());
+  if (docs.size() < before)
+    std::fprintf(stderr, "prepare: %zu files under the output folder %s are not read as documents\n",
+                 before - docs.size(), out.c_str());
+  return docs;
+}
+
 }  // namespace
 
 PrepareStats prepare_data(const PrepareConfig& cfg) {
@@ -198,6 +229,9 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   if (cfg.chunk_bytes <= 0) fail(cfg.out, "chunk_bytes must be positive");
 
   const Tokenizer tok = Tokenizer::load(cfg.tokenizer);
+  if (tok.eos_id() < 0)
+    fail(cfg.tokenizer, "has no </s> control piece: data prepare ends every document with it (train the tokenizer "
+                        "with `streamsink tokenizer train`, or pass one with an eos id)");
   // Big documents are encoded in pieces cut after a newline only where that gives the ids of the whole.
   const bool cut_documents = tok.newline_cuts_are_exact();
   if (!cut_documents)
@@ -208,7 +242,7 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   const int threads = cfg.num_threads > 0 ? cfg.num_threads
                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
-  const std::vector<Document> found = find_documents(cfg.inputs);
+  const std::vector<Document> found = documents_outside(find_documents(cfg.inputs), cfg.out);
   if (found.empty()) throw Error("data prepare: no files under the inputs");
   // Binary files leave before the split (their first 8000 bytes decide, as when they are read), so that one can
   // never take val's or test's only place.
@@ -333,8 +367,10 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
     for (const auto& entry : fs::directory_iterator(cfg.out)) {
       std::smatch m;
       const std::string name = entry.path().filename().string();
-      if (std::regex_match(name, m, name_re) && std::stoll(m[1].str()) >= static_cast<long long>(writer.shards().size()))
-        fs::remove(entry.path(), ec);
+      if (std::regex_match(name, m, name_re) &&
+          std::stoll(m[1].str()) >= static_cast<long long>(writer.shards().size()) && !fs::remove(entry.path(), ec))
+        fail(entry.path().string(), "an earlier run's shard, not this data, and it cannot be removed (" +
+                                        ec.message() + "): the readers would read it; remove it by hand");
     }
 
     nlohmann::ordered_json shard_list = nlohmann::ordered_json::array();
@@ -459,6 +495,15 @@ void verify_data_dir(const Manifest& m) {
     if (sum != m.tokens[s])
       fail(m.path, std::string(kSplitNames[s]) + " shards hold " + std::to_string(sum) + " tokens but the manifest says " +
                        std::to_string(m.tokens[s]));
+    // The readers take every shard in the folder (list_shards), so one the manifest does not list would be read too.
+    const std::regex name_re(std::string(kSplitNames[s]) + "_[0-9]{6}\\.bin");
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string name = e.path().filename().string();
+      if (std::regex_match(name, name_re) &&
+          std::find(m.shards[s].begin(), m.shards[s].end(), name) == m.shards[s].end())
+        fail(e.path().string(), "is not in " + m.path + ", yet training and evaluation would read it with the " +
+                                    kSplitNames[s] + " shards: remove it, or run `streamsink data prepare` again");
+    }
   }
 }
 

@@ -230,7 +230,7 @@ std::vector<std::string> list_shards(const std::string& data_dir, const std::str
   if (out.empty())
     fail(data_dir, "no " + split + " shards (" + split + "_000000.bin ...); `streamsink data prepare` makes them" +
                        (split == "train" ? std::string()
-                                         : " (with --" + split + "-fraction above 0 and more than one document, a " +
+                                         : " (with --" + split + "-fraction above 0 and three or more documents, a " +
                                                split + " split gets at least one)"));
   std::sort(out.begin(), out.end());
   return out;

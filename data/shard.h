@@ -78,6 +78,8 @@ void check_shard_vocab(const Shard& s, int64_t vocab_size, const std::string& to
 std::string shard_path(const std::string& data_dir, const std::string& split, int64_t index);
 // The shards of a split, sorted; Error naming the directory when there are none.
 std::vector<std::string> list_shards(const std::string& data_dir, const std::string& split);
+// Shard names carry six digits (train_000000.bin): the readers match exactly six.
+constexpr int64_t kMaxShardIndex = 999'999;
 // The marker `data prepare` keeps in its output folder until the folder is complete (list_shards refuses it).
 constexpr const char* kPrepareIncomplete = "prepare.incomplete";
 

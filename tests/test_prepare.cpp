@@ -289,7 +289,52 @@ TEST_F(PrepareTest, Errors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(garbage), std::string::npos) << e.what();
   }
-  EXPECT_FALSE(fs::exists(work_.path() / "out" / "manifest.json"));
+  EXPECT_FALSE(fs::exists(work_.path() / "out"));  // a refused command leaves nothing behind
+}
+
+// An output folder inside the input folder holds the shards, the manifest and, while a run writes, its marker: none is
+// a document (review, session 16: a rerun read the first run's manifest as text, removed it, then failed reading it).
+TEST_F(PrepareTest, AnOutputFolderInsideTheInputIsNotReadAsDocuments) {
+  const fs::path in = work_.path() / "corpus";
+  fs::copy(corpus(), in, fs::copy_options::recursive);
+  auto c = config((in / "data").string());
+  c.inputs = {in.string()};
+  streamsink::prepare_data(c);
+  const auto first = streamsink::read_manifest(c.out);
+  c.out += "/";  // the same folder, named another way
+  streamsink::prepare_data(c);
+  const auto second = streamsink::read_manifest(c.out);
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ(second.docs[s], first.docs[s]) << streamsink::kSplitNames[s];
+    EXPECT_EQ(second.tokens[s], first.tokens[s]) << streamsink::kSplitNames[s];
+  }
+  EXPECT_NO_THROW(streamsink::verify_data_dir(second));
+  EXPECT_FALSE(fs::exists(in / "data" / streamsink::kPrepareIncomplete));
+}
+
+// prepare ends every document with </s>: a tokenizer without one is refused before any work, naming it (review,
+// session 16: it appended id -1 and failed at the first shard's flush, with "token id -1 does not fit u16 shards").
+TEST_F(PrepareTest, ATokenizerWithoutEosIsRefusedBeforeAnyWork) {
+  const std::string prefix = (work_.path() / "no_eos").string();
+  const auto st = sentencepiece::SentencePieceTrainer::Train(
+      "--input=" + streamsink::testing::source_dir() + "/tests/data/corpus/streaming.txt --model_prefix=" + prefix +
+      " --vocab_size=1000 --model_type=bpe --byte_fallback=true --eos_id=-1 --minloglevel=2");
+  ASSERT_TRUE(st.ok()) << st.message();
+  ASSERT_LT(Tokenizer::load(prefix + ".model").eos_id(), 0);
+  auto c = config((work_.path() / "out").string());
+  c.tokenizer = prefix + ".model";
+  streamsink::testing::expect_error([&] { streamsink::prepare_data(c); }, {c.tokenizer, "</s>"});
+  EXPECT_FALSE(fs::exists(c.out));
+}
+
+// The readers take every shard in the folder, so `data inspect` (verify_data_dir) names one the manifest does not list.
+TEST_F(PrepareTest, VerifyNamesAShardTheManifestDoesNotList) {
+  const std::string out = (work_.path() / "out").string();
+  streamsink::prepare_data(config(out));
+  const std::string extra = streamsink::shard_path(out, "val", 99);
+  fs::copy_file(streamsink::shard_path(out, "val", 0), extra);
+  streamsink::testing::expect_error([&] { streamsink::verify_data_dir(streamsink::read_manifest(out)); },
+                                    {extra, "is not in", "manifest.json"});
 }
 
 TEST_F(PrepareTest, ManifestChecksumMismatchNamesBothFiles) {

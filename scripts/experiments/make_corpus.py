@@ -90,8 +90,12 @@ def main(argv=None):
             counts["duplicates"] += 1
             continue
         seen.add(digest)
-        with open(os.path.join(args.out, digest + ".txt"), "wb") as f:
+        # Written under a hidden name (data prepare skips hidden files) and renamed when whole: a full disk or a
+        # kill never leaves a truncated document under a name that claims its hash.
+        tmp = os.path.join(args.out, "." + digest + ".tmp")
+        with open(tmp, "wb") as f:
             f.write(data)
+        os.replace(tmp, os.path.join(args.out, digest + ".txt"))
         written += len(data)
         files += 1
     if files == 0:
