@@ -42,11 +42,16 @@ std::vector<std::string> cuda_device_names() {
 }
 
 c10::Device resolve_device(const std::string& spec, int local_rank) {
+  // The rank's GPU among those this process sees: under per-task binding (srun --gpus-per-task=1, or a
+  // CUDA_VISIBLE_DEVICES per rank) each rank sees one GPU, cuda:0, whatever its local rank.
+  const auto rank_gpu = [&] {
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
+  };
   if (spec == "cpu") return c10::Device(c10::kCPU);
-  if (spec == "auto") return cuda_usable() ? c10::Device(c10::kCUDA, local_rank) : c10::Device(c10::kCPU);
+  if (spec == "auto") return cuda_usable() ? rank_gpu() : c10::Device(c10::kCPU);
   if (spec.rfind("cuda", 0) == 0) {
     if (!cuda_usable()) throw Error("device '" + spec + "' asked for, but CUDA is not usable in this process");
-    if (spec == "cuda") return c10::Device(c10::kCUDA, local_rank);
+    if (spec == "cuda") return rank_gpu();
     return c10::Device(spec);
   }
   throw Error("device '" + spec + "': expected auto, cpu, cuda or cuda:N");

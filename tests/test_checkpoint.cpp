@@ -150,6 +150,42 @@ TEST(Checkpoint, LastFiniteCheckpointSkipsNonFiniteWeightsAndLooksNoFurtherThanL
   EXPECT_EQ(last_finite_checkpoint(dir.str()), "");
 }
 
+// rewind_checkpoints: `latest` names the rewind point at once, and the checkpoints past it move into
+// abandoned_after_step_N/ (kept, never resumed or pruned); a second rewind to the same step takes a new folder
+// (review, session 16: a crash after a rewind resumed the abandoned run's latest, and pruning counted its checkpoints).
+TEST(Checkpoint, ARewindNamesItsPointLatestAndMovesTheAbandonedCheckpointsAside) {
+  TempDir dir;
+  CheckpointSubject a(c10::Device(c10::kCPU));
+  TrainState s;
+  for (int64_t step : {1, 2, 3}) {
+    s.step = step;
+    save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 10);
+  }
+  const fs::path root = dir.path() / "checkpoints";
+  const std::string step3_weights = read_file((root / "step_0000003" / "model.safetensors").string());
+  EXPECT_EQ(rewind_checkpoints((root / "step_0000003").string()), "");  // nothing past the latest
+  EXPECT_EQ(latest_name(dir.str()), "step_0000003");
+  EXPECT_EQ(rewind_checkpoints((root / "step_0000001").string()), (root / "abandoned_after_step_0000001").string());
+  EXPECT_EQ(latest_name(dir.str()), "step_0000001");
+  EXPECT_EQ(latest_checkpoint(dir.str()), (root / "step_0000001").string());
+  EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"abandoned_after_step_0000001", "step_0000001"}));
+  EXPECT_EQ(read_file((root / "abandoned_after_step_0000001" / "step_0000003" / "model.safetensors").string()),
+            step3_weights);
+  EXPECT_TRUE(fs::exists(root / "abandoned_after_step_0000001" / "step_0000002" / "state.json"));
+  // the rewound run's own checkpoints: pruning never touches the abandoned ones
+  s.step = 2;
+  save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 1);
+  EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"abandoned_after_step_0000001", "step_0000002"}));
+  EXPECT_TRUE(fs::exists(root / "abandoned_after_step_0000001" / "step_0000003"));
+  s.step = 3;
+  save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 2);
+  EXPECT_EQ(rewind_checkpoints((root / "step_0000002").string()), (root / "abandoned_after_step_0000002").string());
+  s.step = 3;
+  save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 2);
+  EXPECT_EQ(rewind_checkpoints((root / "step_0000002").string()), (root / "abandoned_after_step_0000002.2").string());
+  EXPECT_EQ(latest_name(dir.str()), "step_0000002");
+}
+
 // keep_checkpoints: the newest `keep` complete checkpoints stay (by step), older ones and leftovers of crashed
 // writes go; `latest` names the newest.
 TEST(Checkpoint, PruningKeepsTheNewestKAndRemovesLeftoversOfCrashedWrites) {

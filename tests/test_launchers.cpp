@@ -294,6 +294,19 @@ TEST(Launchers, ResumeFromAnExplicitCheckpointContinuesItExactly) {
   ASSERT_EQ(recs_rewound.size(), 4u);
   for (const auto& [s, rec] : recs_a)
     EXPECT_EQ(recs_rewound.at(s)["loss"].get<double>(), rec["loss"].get<double>()) << "step " << s;
+  // ...the abandoned run's step 4 is kept aside, never resumed or pruned.
+  EXPECT_TRUE(read_file(a + "/checkpoints/abandoned_after_step_0000002/step_0000004/model.safetensors") == a4);
+
+  // A rewind that crashes before its first checkpoint: `--resume auto` continues the rewind from step 2, not the
+  // abandoned run's step 4 (review, session 16: `latest` kept naming step 4 until the rewound run's first checkpoint).
+  auto crashed = run_shell("STREAMSINK_FAULT_EXIT_AT_STEP=4 " + streamsink_binary() + " " +
+                           tiny_train_args(a, common + " --resume " + step2));
+  ASSERT_EQ(crashed.exit_code, 9) << crashed.output;
+  auto resumed = run_streamsink(tiny_train_args(a, common + " --resume auto"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming " + step2 + " at step 2"), std::string::npos) << resumed.output;
+  EXPECT_TRUE(read_file(a + "/checkpoints/step_0000004/model.safetensors") == a4) << "the resumed step 4 differs";
+  EXPECT_EQ(training_records(a).size(), 4u);
 }
 
 // `--resume PATH` into a folder that already holds a run of its own, PATH being another folder's checkpoint, would

@@ -311,6 +311,21 @@ TEST(Trainer, GradAccumulationOfTwoHalvesEqualsTheWholeBatch) {
 // A budget in tokens is ceil(tokens / tokens a step) steps, a step being batch × seq_len × grad_accum × ranks tokens,
 // and every step logs the schedule's rate of its own index, learning_rate(train, s − 1, total), and the tokens
 // seen so far: the schedule's wiring into the loop (the Schedule test below checks the formulas alone).
+// A budget in steps and in tokens: steps count, and the run says so; a warm-up as long as the run: the learning
+// rate never reaches train.lr, and the run says that too (review, session 16: both went without a word).
+TEST(Trainer, ABudgetInStepsAndTokensAndAWarmupPastTheRunAreNamed) {
+  TempDir dir;
+  auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.steps=2 --set train.tokens=99999 "
+                                          "--set train.warmup_steps=2 --set train.eval_interval=0 --set train.threads=1 "
+                                          "--set train.log_interval=1"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("train.steps = 2 sets the budget; train.tokens = 99999 is not used"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("train.warmup_steps = 2 is not shorter than the run's 2 steps"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(training_records(dir.str() + "/run").size(), 2u);
+}
+
 TEST(Trainer, ATokenBudgetBecomesWholeStepsAndEachStepLogsItsScheduledRate) {
   TempDir dir;
   const std::string common = "--set train.steps=0 --set train.tokens=1537 --set train.warmup_steps=2 "
@@ -459,6 +474,8 @@ TEST(TrainConfig, BadConfigsNameTheKeyAndTheFile) {
       {"model: {dim: 64\n", "not valid YAML"},
       {"modle:\n  dim: 64\n", "unknown section 'modle'"},
       {"train:\n  data_dir: x\n", "set a budget"},
+      {"train:\n  data_dir: x\n  steps: 1\n  threads: 100000\n", "train.threads"},
+      {"train:\n  data_dir: x\n  steps: 1\n  timeout_s: 1e300\n", "train.timeout_s"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto path = dir.str() + "/c" + std::to_string(i) + ".yaml";

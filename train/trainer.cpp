@@ -224,6 +224,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
 
   // ---- run folder: never overwrite a run by accident ----
   std::string resume_dir;
+  bool rewinding = false;  // an explicit checkpoint of the run's own folder
   if (opts.resume == "auto") {
     resume_dir = latest_checkpoint(opts.out_dir);
   } else if (!opts.resume.empty()) {
@@ -233,7 +234,8 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
     const fs::path own = fs::path(opts.out_dir) / "checkpoints";
     std::error_code ec;
     const fs::path from = fs::canonical(resume_dir, ec).parent_path();
-    if (holds_a_run(opts.out_dir) && !(fs::exists(own) && fs::equivalent(from, own, ec)))
+    rewinding = fs::exists(own) && fs::equivalent(from, own, ec);
+    if (holds_a_run(opts.out_dir) && !rewinding)
       throw Error(opts.out_dir + ": already holds a run of its own (checkpoints or metrics.jsonl), and " +
                   resume_dir + " is not one of its checkpoints; pass --resume auto to continue that run, or a " +
                   "fresh --out for this one");
@@ -314,10 +316,21 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
                      p.flops / 1e9, f->flops / 1e9);
   }
 
+  if (main && tc.steps > 0 && tc.tokens > 0)
+    std::fprintf(stderr, "[train] note: train.steps = %lld sets the budget; train.tokens = %lld is not used\n",
+                 static_cast<long long>(tc.steps), static_cast<long long>(tc.tokens));
+  if (main && tc.warmup_steps >= total_steps)
+    std::fprintf(stderr, "[train] note: train.warmup_steps = %lld is not shorter than the run's %lld steps: the "
+                 "learning rate warms up for the whole run and never decays\n",
+                 static_cast<long long>(tc.warmup_steps), static_cast<long long>(total_steps));
   std::unique_ptr<MetricsLog> metrics;
   if (main) {
     fs::create_directories(opts.out_dir);
     write_file_atomic(opts.out_dir + "/config.yaml", run_config_to_yaml(cfg));
+    if (rewinding)
+      if (const std::string aside = rewind_checkpoints(resume_dir); !aside.empty())
+        std::fprintf(stderr, "[train] rewinding %s: the checkpoints past it are the abandoned run's, moved to %s\n",
+                     resume_dir.c_str(), aside.c_str());
     if (resume_dir.empty()) write_file_atomic(opts.out_dir + "/metrics.jsonl", "");  // a fresh run starts empty
     metrics = std::make_unique<MetricsLog>(opts.out_dir + "/metrics.jsonl", resume_dir.empty() ? -1 : state.step);
     std::printf("# resolved config (%s)\n%s", cfg.source.c_str(), run_config_to_yaml(cfg).c_str());
