@@ -121,6 +121,10 @@ Session open_session(CommonFlags& f, const char* command) {
     fail(f.tokenizer, "has " + std::to_string(s.tok->vocab_size()) + " ids, more than the model's vocabulary of " +
                           std::to_string(s.model->config().vocab_size));
   f.sampler.vocab_limit = s.tok->vocab_size();  // a padded model vocabulary's extra ids have no piece to print
+  f.sampler.never_draw.clear();  // control symbols but </s>: they print nothing, and a sink id would enter mid-stream
+  for (const int64_t id : {int64_t{s.tok->bos_id()}, int64_t{s.tok->pad_id()}})
+    if (id >= 0) f.sampler.never_draw.push_back(id);
+  for (int64_t i = 0; i < s.tok->n_sink_ids(); ++i) f.sampler.never_draw.push_back(s.tok->sink_id(static_cast<int>(i)));
   if (f.bos) f.decode.bos_id = bos_id_for_flag(f.tokenizer);
   s.decoder = std::make_unique<Decoder>(s.model, f.decode, 1);
   s.gen = std::make_unique<Generator>(*s.decoder, f.sampler);

@@ -81,8 +81,10 @@ int64_t stream_prefix_tokens(const DecodeConfig& cfg, const ModelConfig& model) 
 }
 
 int64_t resolved_chunk(const DecodeConfig& cfg, const CachePolicy& policy) {
-  const bool rolls = policy.kind() == PolicyKind::kWindow || policy.kind() == PolicyKind::kStreaming;
-  return rolls ? std::min(cfg.max_chunk, policy.window()) : cfg.max_chunk;
+  // A rolling cache holds W + chunk - 1 ring slots; recompute runs one forward per token whatever the chunk, and only
+  // the chunk's logits [C, V] grow with it (a 1M-token --chunk would ask for a [1M, V] buffer): both take at most W.
+  const bool capped = policy.kind() != PolicyKind::kDense;
+  return capped ? std::min(cfg.max_chunk, policy.window()) : cfg.max_chunk;
 }
 
 std::string chunk_note(const DecodeConfig& cfg, const CachePolicy& policy) {

@@ -86,10 +86,11 @@ CachePolicy make_policy(const DecodeConfig& cfg, const ModelConfig& model);
 // Tokens a fresh stream starts with before the caller's: <s> under --bos, then a sink: token model's k sink tokens.
 int64_t stream_prefix_tokens(const DecodeConfig& cfg, const ModelConfig& model);
 
-// The most tokens the decoder feeds per step under `policy`: --chunk, but at most W under window and streaming. The
-// ring keeps W + chunk - 1 slots (infer/kv_cache.h) and every one-token step scores all of them, so a chunk longer
-// than the window would only add slots that no query of a later step can see (at W = 28 and --chunk 256, 9x the
-// attention work of every generated token); a chunk of W tokens costs at most W - 1 spare columns.
+// The most tokens the decoder feeds per step under `policy`: --chunk, but at most W under window, streaming and
+// recompute. The ring keeps W + chunk - 1 slots (infer/kv_cache.h) and every one-token step scores all of them, so a
+// chunk longer than the window would only add slots that no query of a later step can see (at W = 28 and --chunk
+// 256, 9x the attention work of every generated token); a chunk of W tokens costs at most W - 1 spare columns.
+// Recompute runs one forward per token whatever the chunk: only the chunk's logits [C, V] grow with it.
 int64_t resolved_chunk(const DecodeConfig& cfg, const CachePolicy& policy);
 // "256", or "28 (--chunk 256 capped at W)" for the resolved-config printout.
 std::string chunk_note(const DecodeConfig& cfg, const CachePolicy& policy);

@@ -25,6 +25,7 @@ std::vector<int64_t> stream_prefix(const DecodeConfig& decode, const ModelConfig
 
 Decoder::Decoder(Transformer model, const DecodeConfig& cfg, int64_t batch)
     : model_(std::move(model)),
+      device_(model_->parameters().front().device()),
       policy_(make_policy(cfg, model_->config())),
       B_(batch),
       max_chunk_(resolved_chunk(cfg, policy_)),
@@ -41,7 +42,7 @@ Decoder::Decoder(Transformer model, const DecodeConfig& cfg, int64_t batch)
 }
 
 at::TensorOptions Decoder::logits_options() const {
-  return at::TensorOptions().dtype(at::kFloat).device(model_->parameters().front().device());
+  return at::TensorOptions().dtype(at::kFloat).device(device_);
 }
 
 void Decoder::reset() {
@@ -101,12 +102,13 @@ void Decoder::feed(const std::vector<std::vector<int64_t>>& streams, const Logit
 
 void Decoder::step_cached(const std::vector<std::vector<int64_t>>& streams, int64_t offset, int64_t C,
                           const std::vector<int64_t>& n_valid, const LogitsFn& on_logits) {
-  auto tokens = at::zeros({B_, C}, at::kLong);  // [B, C]; padding rows take token 0 (never seen by real rows)
+  // [B, C]; padding rows take token 0 (never seen by real rows). Pinned for a GPU, so its copy is asynchronous.
+  auto tokens = at::zeros({B_, C}, at::TensorOptions().dtype(at::kLong).pinned_memory(!device_.is_cpu()));
   auto tp = tokens.accessor<int64_t, 2>();
   for (int64_t b = 0; b < B_; ++b)
     for (int64_t c = 0; c < n_valid[b]; ++c) tp[b][c] = streams[b][offset + c];
   const auto pos = cache_->begin_step(C, n_valid);
-  auto logits = model_->step(tokens.to(pos.text.device()), pos, *cache_);  // [B, C, V]
+  auto logits = model_->step(tokens.to(device_, /*non_blocking=*/true), pos, *cache_);  // [B, C, V]
   cache_->end_step();  // only now: a step that throws takes none of its tokens (kv_cache.h)
   for (int64_t b = 0; b < B_; ++b) seen_[b] += n_valid[b];
   on_logits(offset, n_valid, logits);
@@ -119,7 +121,6 @@ void Decoder::step_cached(const std::vector<std::vector<int64_t>>& streams, int6
 void Decoder::step_recompute(const std::vector<std::vector<int64_t>>& streams, int64_t offset, int64_t C,
                              const std::vector<int64_t>& n_valid, const LogitsFn& on_logits) {
   const int64_t S = policy_.sinks(), W = policy_.window();
-  const auto dev = model_->parameters().front().device();
   auto head = head_;
   auto tail = tail_;
   at::Tensor logits;  // [B, C, V]
@@ -135,8 +136,8 @@ void Decoder::step_recompute(const std::vector<std::vector<int64_t>>& streams, i
       std::vector<int64_t> ctx(head[b]);
       ctx.insert(ctx.end(), tail[b].begin(), tail[b].end());
       const auto n = static_cast<int64_t>(ctx.size());
-      auto x = at::tensor(ctx, at::kLong).view({1, n}).to(dev);  // [1, n]
-      auto last = model_->forward(x).select(1, n - 1);             // [1, V]
+      auto x = at::tensor(ctx, at::kLong).view({1, n}).to(device_);  // [1, n]
+      auto last = model_->forward_last(x);                            // [1, V]
       if (!logits.defined()) logits = at::zeros({B_, C, last.size(-1)}, last.options());
       logits.select(0, b).select(0, c).copy_(last.squeeze(0));
     }

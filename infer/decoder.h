@@ -58,6 +58,7 @@ class Decoder {
                       const std::vector<int64_t>& n_valid, const LogitsFn& on_logits);
 
   Transformer model_;
+  c10::Device device_;  // the model's (where the cache and the logits live)
   CachePolicy policy_;
   int64_t B_, max_chunk_;
   std::vector<int64_t> prefix_;  // <s> under --bos, then the model's sink tokens (stream_prefix)

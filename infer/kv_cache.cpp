@@ -80,7 +80,8 @@ KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t ba
       S_(policy.sinks()),
       W_(policy.window()),
       max_chunk_(max_chunk),
-      seen_(batch, 0) {
+      seen_(batch, 0),
+      device_(options.device()) {
   TORCH_CHECK(batch > 0 && max_chunk > 0, "KVCache: batch and max_chunk must be positive");
   TORCH_CHECK(!policy.recomputes(), "KVCache: the recompute policy keeps no cache");
   check_fits_in_memory(model, policy, batch, max_chunk, options);
@@ -91,8 +92,7 @@ KVCache::KVCache(const ModelConfig& model, const CachePolicy& policy, int64_t ba
     k_.push_back(at::zeros({B_, Hkv, S_ + R, D}, options));  // [B, Hkv, S + R, D]
     v_.push_back(at::zeros({B_, Hkv, S_ + R, D}, options));
   }
-  ring_pos_host_ = at::full({B_, R}, -1, at::TensorOptions().dtype(at::kLong));  // [B, R]
-  ring_pos_ = options.device().is_cpu() ? ring_pos_host_ : ring_pos_host_.to(options.device());
+  ring_pos_ = at::full({B_, R}, -1, at::TensorOptions().dtype(at::kLong));  // [B, R]
 }
 
 StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid) {
@@ -107,18 +107,21 @@ StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid
   }
 
   // The write plan, the slot positions and the masks, on the host (B·C·(S + R) numbers, no tensor ops), then
-  // one transfer each when the cache lives on a GPU. Masks (policy.visible): ring slot holding token p is
-  // visible to the query at t when t - W < p <= t (ring tokens all have p >= S); sink slot j when j <= t. A
-  // padded query sees only the scratch slot (its own junk), so its row stays finite and no real row sees it.
+  // when the cache lives on a GPU one asynchronous transfer each, from pinned memory: a blocking copy from pageable
+  // memory would wait for the GPU to finish all queued work, three times a step. Masks (policy.visible): ring slot
+  // holding token p is visible to the query at t when t - W < p <= t (ring tokens all have p >= S); sink slot j
+  // when j <= t. A padded query sees only the scratch slot (its own junk), so its row stays finite and no real row
+  // sees it.
   const int64_t R = Wcap_ + 1;
-  const auto cpu_long = at::TensorOptions().dtype(at::kLong);
-  const auto cpu_bool = at::TensorOptions().dtype(at::kBool);
+  const bool gpu = !device_.is_cpu();
+  const auto cpu_long = at::TensorOptions().dtype(at::kLong).pinned_memory(gpu);
+  const auto cpu_bool = at::TensorOptions().dtype(at::kBool).pinned_memory(gpu);
   auto text = at::empty({B_, C}, cpu_long), sinkq = at::empty({B_, C}, cpu_long);  // [B, C]
   auto mask = at::empty({B_, 1, C, S_ + R}, cpu_bool);  // [B, 1, C, S + R]
   int64_t* tp = text.data_ptr<int64_t>();
   int64_t* qp = sinkq.data_ptr<int64_t>();
   bool* mp = mask.data_ptr<bool>();
-  int64_t* rpos = ring_pos_host_.data_ptr<int64_t>();  // [B, R], contiguous
+  int64_t* rpos = ring_pos_.data_ptr<int64_t>();  // [B, R], contiguous
   runs_.clear();
   for (int64_t b = 0; b < B_; ++b) {
     const int64_t t0 = seen_[b], nv = valid[b];
@@ -155,10 +158,10 @@ StepPositions KVCache::begin_step(int64_t C, const std::vector<int64_t>& n_valid
     }
   }
   pending_valid_ = valid;
-  const auto dev = ring_pos_.device();
-  if (!dev.is_cpu()) {
-    ring_pos_.copy_(ring_pos_host_, /*non_blocking=*/false);
-    text = text.to(dev), sinkq = sinkq.to(dev), mask = mask.to(dev);
+  if (gpu) {  // the caching host allocator keeps each pinned block until its copy has run
+    text = text.to(device_, /*non_blocking=*/true);
+    sinkq = sinkq.to(device_, /*non_blocking=*/true);
+    mask = mask.to(device_, /*non_blocking=*/true);
   }
   mask_ = mask;  // [B, 1, C, S + R]
   step_C_ = C;
@@ -174,9 +177,8 @@ void KVCache::end_step() {
 
 void KVCache::undo_pending_step() {
   if (pending_valid_.empty()) return;
-  int64_t* rpos = ring_pos_host_.data_ptr<int64_t>();
+  int64_t* rpos = ring_pos_.data_ptr<int64_t>();
   for (auto it = overwritten_.rbegin(); it != overwritten_.rend(); ++it) rpos[it->index] = it->position;
-  if (!ring_pos_.is_same(ring_pos_host_)) ring_pos_.copy_(ring_pos_host_);
   pending_valid_.clear();
   overwritten_.clear();
   runs_.clear();
@@ -198,9 +200,9 @@ CacheView KVCache::append(int64_t layer, const at::Tensor& k_rot, const at::Tens
 
 at::Tensor KVCache::positions() const {
   auto j = at::arange(S_, ring_pos_.options()).view({1, S_}).expand({B_, S_});  // [B, S]
-  auto seen = at::tensor(seen_, at::TensorOptions().dtype(at::kLong)).to(ring_pos_.device()).view({B_, 1});
+  auto seen = at::tensor(seen_, at::TensorOptions().dtype(at::kLong)).view({B_, 1});
   auto sinks = at::where(j.lt(seen), j, at::full_like(j, -1));
-  return at::cat({sinks, ring_pos_.narrow(1, 0, Wcap_)}, 1);  // [B, S + Wcap]
+  return at::cat({sinks, ring_pos_.narrow(1, 0, Wcap_)}, 1).to(device_);  // [B, S + Wcap]
 }
 
 void KVCache::reset() {
@@ -209,8 +211,7 @@ void KVCache::reset() {
   runs_.clear();
   step_C_ = 0;
   std::fill(seen_.begin(), seen_.end(), 0);
-  ring_pos_host_.fill_(-1);
-  if (!ring_pos_.is_same(ring_pos_host_)) ring_pos_.fill_(-1);
+  ring_pos_.fill_(-1);
 }
 
 int64_t KVCache::bytes() const {

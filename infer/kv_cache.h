@@ -73,9 +73,9 @@ class KVCache : public KVCacheInterface {
   int64_t B_, L_, S_, W_, Wcap_, max_chunk_;
   std::vector<int64_t> seen_;               // per stream
   std::vector<at::Tensor> k_, v_;            // per layer [B, Hkv, S + R, D]: sink slots, then ring slots
-  at::Tensor ring_pos_;                      // [B, R] int64 text position per ring slot, -1 = empty (device)
-  at::Tensor ring_pos_host_;                 // the same on the host (the write plan and masks are made there);
-                                             //   on a CPU cache one tensor serves as both
+  c10::Device device_;                       // where the storage lives
+  at::Tensor ring_pos_;                      // [B, R] int64 text position per ring slot, -1 = empty, on the host
+                                             //   whatever the device: the write plan and masks are made there
   // This step's write plan and masks, shared by all layers. A stream's new real tokens are consecutive slots
   // (mod Wcap), so each stream writes at most three runs with a plain copy (sinks, ring, ring after the wrap).
   struct Run {
@@ -86,7 +86,7 @@ class KVCache : public KVCacheInterface {
   int64_t step_C_ = 0;
   // The step begun and not yet ended: its real tokens per stream, and the ring slot positions it overwrote.
   struct Overwritten {
-    int64_t index, position;  // index into ring_pos_host_'s [B·R] numbers, and the position it held before
+    int64_t index, position;  // index into ring_pos_'s [B·R] numbers, and the position it held before
   };
   std::vector<int64_t> pending_valid_;
   std::vector<Overwritten> overwritten_;

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <limits>
 
 #include "common/error.h"
 
@@ -12,6 +13,9 @@ void SamplerConfig::validate() const {
   if (!(temperature >= 0) || !std::isfinite(temperature))
     throw Error("--temperature: must be >= 0, got " + std::to_string(temperature));
   if (!(top_p > 0 && top_p <= 1)) throw Error("--top-p: must be in (0, 1], got " + std::to_string(top_p));
+  for (const int64_t id : never_draw)
+    if (id < 0 || (vocab_limit > 0 && id >= vocab_limit))
+      throw Error("sampler: a never-drawn id " + std::to_string(id) + " outside [0, " + std::to_string(vocab_limit) + ")");
 }
 
 Sampler::Sampler(const SamplerConfig& cfg) : cfg_(cfg), gen_(at::make_generator<at::CPUGeneratorImpl>(cfg.seed)) {
@@ -21,7 +25,12 @@ Sampler::Sampler(const SamplerConfig& cfg) : cfg_(cfg), gen_(at::make_generator<
 at::Tensor Sampler::drawable(const at::Tensor& logits) const {
   TORCH_CHECK(logits.dim() == 1, "Sampler: expected logits [V], got ", logits.sizes());
   const bool limit = cfg_.vocab_limit > 0 && logits.size(0) > cfg_.vocab_limit;
-  return limit ? logits.narrow(0, 0, cfg_.vocab_limit) : logits;  // [V'], a view: the caller's logits stay as they are
+  const auto l = limit ? logits.narrow(0, 0, cfg_.vocab_limit) : logits;  // [V'], a view
+  if (cfg_.never_draw.empty()) return l;
+  if (!never_.defined() || never_.device() != l.device())
+    never_ = at::tensor(cfg_.never_draw, at::kLong).to(l.device());
+  TORCH_CHECK(static_cast<int64_t>(cfg_.never_draw.size()) < l.size(0), "Sampler: every id is never drawn");
+  return l.index_fill(0, never_, -std::numeric_limits<double>::infinity());  // a copy
 }
 
 at::Tensor Sampler::distribution(const at::Tensor& logits) const {

@@ -7,6 +7,7 @@
 #include <ATen/core/Generator.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace streamsink {
 
@@ -16,6 +17,9 @@ struct SamplerConfig {
   uint64_t seed = 0;         // generator seed
   int64_t vocab_limit = 0;   // > 0: only ids below it are drawn (a tokenizer's pieces, where the model's vocabulary
                              // is padded past them: an id without a piece could not be printed)
+  std::vector<int64_t> never_draw;  // ids never drawn: the tokenizer's control symbols other than </s> (<s>, <pad>,
+                                    // the sink symbols), which print nothing and, fed back mid-stream, would put a
+                                    // sink token or a document start where the model never saw one
   void validate() const;     // Error naming --temperature / --top-p
 };
 
@@ -28,13 +32,15 @@ class Sampler {
   at::Tensor distribution(const at::Tensor& logits) const;
 
  private:
-  // The logits it may draw from: the first vocab_limit when that is set, else all (a view, never a copy).
+  // The logits it may draw from: the first vocab_limit when that is set, else all (a view); the never_draw ids at -inf
+  // (then a copy: the caller's logits stay as they are).
   at::Tensor drawable(const at::Tensor& logits) const;
   // The distribution over drawable logits l [V'] (CPU, float64).
   at::Tensor distribution_over(const at::Tensor& l) const;
 
   SamplerConfig cfg_;
   at::Generator gen_;
+  mutable at::Tensor never_;  // never_draw as an index tensor, on the device of the last logits (made once)
 };
 
 }  // namespace streamsink

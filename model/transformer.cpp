@@ -68,6 +68,20 @@ void TransformerImpl::reset_parameters() {
 
 at::Tensor TransformerImpl::forward(const at::Tensor& tokens, AttentionProbe* probe,
                                     const AttentionWindow* window) {
+  return head(hidden(tokens, probe, window));  // [B, T, V]
+}
+
+at::Tensor TransformerImpl::forward_last(const at::Tensor& tokens) {
+  const auto h = hidden(tokens, nullptr, nullptr);  // [B, T, dim]
+  return head(h.narrow(1, h.size(1) - 1, 1)).squeeze(1);  // [B, V]
+}
+
+at::Tensor TransformerImpl::head(const at::Tensor& hidden) {
+  const auto h = norm_->forward(hidden);
+  return at_least_float(lm_head_ ? lm_head_->forward(h) : at::linear(h, embed_tokens_->weight));
+}
+
+at::Tensor TransformerImpl::hidden(const at::Tensor& tokens, AttentionProbe* probe, const AttentionWindow* window) {
   const int64_t T = tokens.size(1);
   at::Tensor cos, sin;  // [T, D]
   if (T <= cfg_.context_length) {
@@ -81,9 +95,7 @@ at::Tensor TransformerImpl::forward(const at::Tensor& tokens, AttentionProbe* pr
   cos = cos.to(h.scalar_type());
   sin = sin.to(h.scalar_type());
   for (auto& b : blocks_) h = b->forward(h, cos, sin, probe, window);
-  h = norm_->forward(h);
-  auto logits = lm_head_ ? lm_head_->forward(h) : at::linear(h, embed_tokens_->weight);  // [B, T, V]
-  return at_least_float(logits);
+  return h;  // [B, T, dim]
 }
 
 at::Tensor TransformerImpl::loss(const at::Tensor& logits, const at::Tensor& targets) const {
@@ -100,9 +112,7 @@ at::Tensor TransformerImpl::step(const at::Tensor& tokens, const StepPositions& 
   const auto cos_t = cos_q.select(-2, 0), sin_t = sin_q.select(-2, 0);  // [B, 1, C, D]: text positions
   for (size_t i = 0; i < blocks_.size(); ++i)
     h = blocks_[i]->step(h, cos_t, sin_t, cos_q, sin_q, cache, static_cast<int64_t>(i));
-  h = norm_->forward(h);
-  auto logits = lm_head_ ? lm_head_->forward(h) : at::linear(h, embed_tokens_->weight);  // [B, C, V]
-  return at_least_float(logits);
+  return head(h);  // [B, C, V]
 }
 
 int64_t TransformerImpl::num_parameters() const {

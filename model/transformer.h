@@ -39,6 +39,9 @@ class TransformerImpl : public torch::nn::Module {
   // T may exceed context_length. `window` restricts attention to sinks + a window (see AttentionWindow).
   at::Tensor forward(const at::Tensor& tokens, AttentionProbe* probe = nullptr,
                      const AttentionWindow* window = nullptr);
+  // The last position's logits alone, as forward(tokens).select(1, T - 1) without the head's other T - 1 rows:
+  // tokens [B, T] → [B, V]. The recompute baseline's forward per token.
+  at::Tensor forward_last(const at::Tensor& tokens);
   // Mean cross-entropy over targets != -100. targets [B, T] int64.
   at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets) const;
 
@@ -52,6 +55,10 @@ class TransformerImpl : public torch::nn::Module {
   int64_t num_parameters() const;
 
  private:
+  // The last block's output, before the final norm: tokens [B, T] → [B, T, dim].
+  at::Tensor hidden(const at::Tensor& tokens, AttentionProbe* probe, const AttentionWindow* window);
+  // The final norm and the LM head: [B, T, dim] → logits [B, T, V] (float32 or wider).
+  at::Tensor head(const at::Tensor& hidden);
   ModelConfig cfg_;
   std::shared_ptr<torch::nn::Module> model_;  // the "model." prefix of HF names
   torch::nn::Embedding embed_tokens_{nullptr};

@@ -15,6 +15,9 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+#if STREAMSINK_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 #include "common/device.h"
 #include "infer/decoder.h"
@@ -171,6 +174,45 @@ TEST_P(CudaPerSink, StreamingDecoderMatchesTheCpu) {
   EXPECT_LT((la - lb).abs().max().item<double>(), 1e-4);
 }
 
+#if STREAMSINK_WITH_CUDA
+// Issue 8: a decode step queues its work and returns; nothing in it waits for the GPU (a blocking copy from pageable
+// memory does, as does .item()), so the host prepares the next step while the GPU runs this one. CUDA's sync debug
+// mode turns every synchronizing call into an error naming it. Chunks of 4 and single tokens, past the wrap.
+TEST_P(CudaPerSink, ADecodeStepNeverWaitsForTheGpu) {
+  REQUIRE_CUDA();
+  torch::NoGradGuard g;
+  at::manual_seed(1);
+  auto cfg = tiny_config(GetParam());
+  Transformer cpu(cfg);
+  cpu->eval();
+  Transformer gpu = copy_to_cuda(cpu);
+  DecodeConfig dc;
+  dc.policy = PolicyKind::kStreaming;
+  dc.sinks = 2;
+  dc.window = 8;
+  dc.max_chunk = 4;
+  Decoder d(gpu, dc);
+  std::vector<int64_t> prompt(20), one(1);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = 8 + static_cast<int64_t>(i);
+  d.feed({prompt}, [](int64_t, const std::vector<int64_t>&, const at::Tensor&) {});  // warm: allocations made
+  int64_t steps = 0;
+  auto& mode = c10::cuda::warning_state();
+  mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+  try {
+    d.feed({prompt}, [&](int64_t, const std::vector<int64_t>&, const at::Tensor&) { ++steps; });
+    for (int64_t t = 0; t < 12; ++t) {
+      one[0] = 8 + t;
+      d.feed({one}, [&](int64_t, const std::vector<int64_t>&, const at::Tensor&) { ++steps; });
+    }
+  } catch (const c10::Error& e) {
+    ADD_FAILURE() << "a decode step waited for the GPU: " << e.msg();
+  }
+  mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+  EXPECT_EQ(steps, 5 + 12);
+  c10::cuda::device_synchronize();
+}
+#endif
+
 namespace {
 
 // The first and the last training loss a run's metrics.jsonl holds.
@@ -263,4 +305,17 @@ TEST(Cuda, ResumeContinuesTheCudaRandomStream) {
   CheckpointSubject a(c10::Device(c10::kCUDA, 0));
   const auto path = save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, TrainState{}, "", 1);
   EXPECT_EQ(load_safetensors(path + "/optimizer.safetensors").count("rng.cuda"), 1u);
+}
+
+// A rank's GPU is its local rank modulo the GPUs it sees: under per-task binding (srun --gpus-per-task=1) each rank
+// sees one GPU, and local rank 1 on cuda:1 would be "invalid device ordinal" (review, session 16).
+TEST(Cuda, ALocalRankPastTheVisibleGpusWrapsOntoThem) {
+  REQUIRE_CUDA();
+  const int n = static_cast<int>(torch::cuda::device_count());
+  for (const std::string spec : {"cuda", "auto"}) {
+    EXPECT_EQ(resolve_device(spec, 0), c10::Device(c10::kCUDA, 0)) << spec;
+    EXPECT_EQ(resolve_device(spec, n), c10::Device(c10::kCUDA, 0)) << spec;
+    EXPECT_EQ(resolve_device(spec, n + n - 1), c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(n - 1))) << spec;
+  }
+  EXPECT_EQ(resolve_device("cuda:0", 5), c10::Device(c10::kCUDA, 0));  // an explicit index is taken as given
 }

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "common/file_util.h"
@@ -226,13 +227,29 @@ TEST_F(InferCli, AnEndlessGenerationRunsPastEosAndStopsCleanlyOnSigint) {
   EXPECT_NE(r.output.find("interrupted"), std::string::npos) << r.output;
 }
 
+// The closing line's stream holds every turn's prompt (and at most 10 replies' tokens each, plus the sink prefix): a
+// chat that reset its stream each round would hold the last turn alone, fewer tokens than the first two prompts.
 TEST_F(InferCli, ChatKeepsOneCacheAcrossRounds) {
   const std::string in = dir_->str() + "/turns.txt";
-  write_file_atomic(in, "hello there\nhow are you\nbye\n");
+  const std::vector<std::string> turns = {"hello there, how is the weather in the mountains today",
+                                          "how are you doing with the streaming of all these tokens",
+                                          "bye for now, and thank you for the long conversation"};
+  std::string text;
+  for (const auto& t : turns) text += t + "\n";
+  write_file_atomic(in, text);
+  const Tokenizer tok = Tokenizer::load(ckpt() + "/tokenizer.model");
+  std::vector<int64_t> n;
+  for (const auto& t : turns) n.push_back(static_cast<int64_t>(tok.encode(t + "\n").size()));
+  const int64_t prompts = n[0] + n[1] + n[2], most_prefix = 5;  // <s> and up to 4 sink tokens
+  ASSERT_GT(n[0] + n[1], 10 + most_prefix) << "the turns must be long enough to tell one stream from three";
   auto r = run_shell(streamsink::testing::streamsink_binary() + " chat --device cpu --threads 1 --checkpoint " + ckpt() +
                      " --max-new-tokens 10 --temperature 0 --window 16 < " + in);
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("3 turns"), std::string::npos) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("chat: 3 turns, ([0-9]+) tokens in the stream"))) << r.output;
+  const int64_t seen = std::stoll(m[1].str());
+  EXPECT_GE(seen, prompts) << r.output;
+  EXPECT_LE(seen, prompts + 3 * 10 + most_prefix) << r.output;
 }
 
 // Ctrl-C while chat waits at its prompt ends it at once with its closing line (before session 8 the read was

@@ -278,7 +278,7 @@ TEST(Decoder, BosIsFedFirstAndNeverHandedBack) {
 }
 
 // A chunk longer than W would only add ring slots that every later one-token step scores and no query sees
-// (infer/cache_policy.h, resolved_chunk): the decoder caps it at W under window and streaming, and the logits are
+// (infer/cache_policy.h, resolved_chunk): the decoder caps it at W under window, streaming and recompute, and the logits are
 // those of any other chunk (ChunkedPrefillEqualsTokenByToken feeds 33 and 100 at W = 16).
 TEST(Decoder, AChunkLongerThanTheWindowIsCappedAtW) {
   auto m = make_model(tiny_config(SinkKind::kNone));
@@ -287,7 +287,9 @@ TEST(Decoder, AChunkLongerThanTheWindowIsCappedAtW) {
   EXPECT_EQ(capped.cache_bytes(), exact.cache_bytes());
   EXPECT_EQ(Decoder(m, decode_cfg(PolicyKind::kWindow, -1, 8, 256)).max_chunk(), 8);
   EXPECT_EQ(Decoder(m, decode_cfg(PolicyKind::kStreaming, 4, 16, 5)).max_chunk(), 5);  // shorter: as given
-  EXPECT_EQ(Decoder(m, decode_cfg(PolicyKind::kRecompute, 4, 16, 256)).max_chunk(), 256);
+  // recompute: one forward per token whatever the chunk; only its [C, V] logits grow with it (review, session 16:
+  // --chunk 1000000 asked for two [1M, V] float buffers)
+  EXPECT_EQ(Decoder(m, decode_cfg(PolicyKind::kRecompute, 4, 16, 256)).max_chunk(), 16);
   auto dense = decode_cfg(PolicyKind::kDense, -1, -1, 256);
   dense.max_tokens = 300;
   EXPECT_EQ(Decoder(m, dense).max_chunk(), 256);  // dense keeps no spare slots: its chunk costs nothing

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "common/error.h"
 #include "infer/sampler.h"
@@ -114,4 +115,37 @@ TEST(Sampler, AVocabularyLimitDrawsOnlyIdsBelowIt) {
   nucleus.vocab_limit = 4;
   Sampler n(nucleus);
   for (int i = 0; i < 500; ++i) ASSERT_LT(n.sample(l), 4);
+}
+
+// The tokenizer's control symbols other than </s> are never drawn (generate passes <s>, <pad> and the sink symbols):
+// they print nothing, and fed back they would put a sink token mid-stream. Greedy takes the best id left; sampling
+// gives them probability 0; the caller's logits stay as they are.
+TEST(Sampler, NeverDrawnIdsHaveProbabilityZeroAndGreedySkipsThem) {
+  auto l = at::tensor({1.0, 9.0, 0.5, 8.0, 2.0, 7.5});  // ids 1 and 3 lead
+  for (const double temperature : {0.0, 1.0}) {
+    auto c = cfg(temperature, 1.0, 4);
+    c.never_draw = {1, 3};
+    Sampler s(c);
+    const auto before = l.clone();
+    const auto p = s.distribution(l);
+    EXPECT_TRUE(at::equal(l, before)) << "the sampler wrote into the caller's logits";
+    EXPECT_EQ(p[1].item<double>(), 0.0);
+    EXPECT_EQ(p[3].item<double>(), 0.0);
+    EXPECT_NEAR(p.sum().item<double>(), 1.0, 1e-12);
+    if (temperature == 0) {
+      EXPECT_EQ(s.sample(l), 5);
+    } else {
+      auto keep = l.to(at::kDouble).clone();
+      keep.index_fill_(0, at::tensor({1, 3}, at::kLong), -std::numeric_limits<double>::infinity());
+      EXPECT_LT((p - at::softmax(keep, 0)).abs().max().item<double>(), 1e-12);
+      for (int i = 0; i < 1000; ++i) {
+        const int64_t id = s.sample(l);
+        ASSERT_TRUE(id != 1 && id != 3) << id;
+      }
+    }
+  }
+  auto bad = cfg(1.0, 1.0);
+  bad.vocab_limit = 4;
+  bad.never_draw = {4};
+  EXPECT_THROW(Sampler{bad}, Error);
 }

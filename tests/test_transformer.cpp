@@ -463,6 +463,10 @@ TEST(Transformer, LogitsAreTheFinalNormOutputTimesTheHeadWeightTheEmbeddingWhenT
     auto got = m->forward(x);
     ASSERT_EQ(got.sizes(), want.sizes());
     EXPECT_LT((got - want).abs().max().item<double>(), 1e-5);
+    // forward_last (the recompute baseline's forward per token): the last row alone, [2, V]
+    auto last = m->forward_last(x);
+    ASSERT_EQ(last.sizes(), (std::vector<int64_t>{2, cfg.vocab_size}));
+    EXPECT_LT((last - want.select(1, T - 1)).abs().max().item<double>(), 1e-5);
   }
 }
 
