@@ -42,10 +42,17 @@ std::vector<std::string> cuda_device_names() {
 }
 
 c10::Device resolve_device(const std::string& spec, int local_rank) {
-  // The rank's GPU among those this process sees: under per-task binding (srun --gpus-per-task=1, or a
-  // CUDA_VISIBLE_DEVICES per rank) each rank sees one GPU, cuda:0, whatever its local rank.
+  // The rank's GPU among those this process sees: cuda:local_rank, or cuda:0 when it sees one GPU (per-task binding:
+  // srun --gpus-per-task=1, or a CUDA_VISIBLE_DEVICES per rank). More ranks on a node than GPUs is an error here,
+  // not NCCL's "duplicate GPU" later.
   const auto rank_gpu = [&] {
-    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
+    const auto n = static_cast<int>(torch::cuda::device_count());
+    if (n == 1) return c10::Device(c10::kCUDA, 0);
+    if (local_rank >= n)
+      throw Error("local rank " + std::to_string(local_rank) + " has no GPU of its own: this process sees " +
+                  std::to_string(n) + " (start at most " + std::to_string(n) + " ranks per node, or bind one GPU " +
+                  "per rank with CUDA_VISIBLE_DEVICES or srun --gpus-per-task=1)");
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   };
   if (spec == "cpu") return c10::Device(c10::kCPU);
   if (spec == "auto") return cuda_usable() ? rank_gpu() : c10::Device(c10::kCPU);

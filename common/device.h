@@ -10,8 +10,8 @@ namespace streamsink {
 bool cuda_usable();
 std::vector<std::string> cuda_device_names();  // "0: NVIDIA H100 80GB HBM3 (79.1 GiB)"
 // "auto" → the local rank's GPU when CUDA is usable, else cpu; "cpu"; "cuda" (error when unusable); "cuda:N".
-// The local rank's GPU is cuda:(local_rank mod the GPUs this process sees): cuda:0 for every rank under per-task
-// GPU binding.
+// The local rank's GPU is cuda:local_rank, or cuda:0 for every rank when the process sees one GPU (per-task GPU
+// binding); an Error when the local rank is past the GPUs it sees.
 c10::Device resolve_device(const std::string& spec, int local_rank = 0);
 // STREAMSINK_SDPA_CUDNN=0 turns off SDPA's cuDNN backend (torch 2.11 tries it first on Hopper with CUDA 13; flash,
 // memory-efficient and math remain), so a GPU run can tell a cuDNN attention problem from ours. main() and the tests'

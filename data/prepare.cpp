@@ -196,22 +196,26 @@ std::vector<char> mark_duplicates(const std::vector<Document>& docs, int threads
   return duplicate;
 }
 
-// The documents that do not lie under `out`: an output folder inside an input folder holds the shards, the manifest
-// and, while a run writes, its marker, none of them a document (a rerun would read an earlier run's manifest as
-// text, then remove it). Says how many it leaves out.
-std::vector<Document> documents_outside(std::vector<Document> docs, const std::string& out) {
+// The documents that are this command's own output: files `data prepare` writes into `out` (the manifest, the
+// marker, the shards, the tokenizer's copy, an atomic write's temporary), when `out` lies inside an input folder
+// (a rerun would read the last run's manifest as text, then remove it). Only those, and only in `out` itself: an
+// input inside `out` (--input data/raw --out data) stays an input. Says how many it leaves out.
+std::vector<Document> without_own_output(std::vector<Document> docs, const std::string& out) {
   std::error_code ec;
   fs::path out_dir = fs::weakly_canonical(fs::absolute(out), ec);
   if (ec) return docs;
   if (!out_dir.has_filename()) out_dir = out_dir.parent_path();  // "dir/" names dir
-  const auto under_out = [&](const Document& d) {
-    const fs::path rel = fs::weakly_canonical(fs::absolute(d.path), ec).lexically_relative(out_dir);
-    return !ec && !rel.empty() && *rel.begin() != "..";
+  // kPrepareIncomplete is "prepare.incomplete"; AtomicFile's temporaries add ".tmp.PID"
+  static const std::regex own(
+      R"((manifest\.json|tokenizer\.model|prepare\.incomplete|(train|val|test)_[0-9]{6}\.bin)(\.tmp\.[0-9]+)?)");
+  const auto is_own = [&](const Document& d) {
+    const fs::path p = fs::weakly_canonical(fs::absolute(d.path), ec);
+    return !ec && p.parent_path() == out_dir && std::regex_match(p.filename().string(), own);
   };
   const size_t before = docs.size();
-  docs.erase(std::remove_if(docs.begin(), docs.end(), under_out), docs.end());
+  docs.erase(std::remove_if(docs.begin(), docs.end(), is_own), docs.end());
   if (docs.size() < before)
-    std::fprintf(stderr, "prepare: %zu files under the output folder %s are not read as documents\n",
+    std::fprintf(stderr, "prepare: %zu files in the output folder %s are its own output, not documents\n",
                  before - docs.size(), out.c_str());
   return docs;
 }
@@ -242,7 +246,7 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
   const int threads = cfg.num_threads > 0 ? cfg.num_threads
                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
-  const std::vector<Document> found = documents_outside(find_documents(cfg.inputs), cfg.out);
+  const std::vector<Document> found = without_own_output(find_documents(cfg.inputs), cfg.out);
   if (found.empty()) throw Error("data prepare: no files under the inputs");
   // Binary files leave before the split (their first 8000 bytes decide, as when they are read), so that one can
   // never take val's or test's only place.
@@ -326,11 +330,7 @@ PrepareStats prepare_data(const PrepareConfig& cfg) {
       for (size_t i = 0; i < n; ++i) {
         const std::string& t = text[i];
         for (size_t p = 0; p < t.size();) {
-          size_t q = t.size();
-          if (cut_documents && t.size() - p > static_cast<size_t>(cfg.chunk_bytes)) {
-            const size_t nl = t.find('\n', p + static_cast<size_t>(cfg.chunk_bytes) - 1);
-            if (nl != std::string::npos) q = nl + 1;
-          }
+          const size_t q = cut_documents ? newline_piece_end(t, p, static_cast<size_t>(cfg.chunk_bytes)) : t.size();
           chunks.push_back({i, p, q});
           p = q;
         }

@@ -56,7 +56,7 @@ TokenStream TokenStream::open(const std::string& path, const std::string& tokeni
     if (tokenizer_path.empty() || !fs::exists(tokenizer_path))
       fail(path, "is a text file, and tokenizing it needs the checkpoint's tokenizer.model (or --tokenizer), not found" +
                      (tokenizer_path.empty() ? std::string() : " at " + tokenizer_path));
-    std::vector<int32_t> ids = Tokenizer::load(tokenizer_path).encode(text);
+    std::vector<int32_t> ids = Tokenizer::load(tokenizer_path).encode_prefix(text, max_tokens);  // not past the cap
     if (max_tokens >= 0 && static_cast<int64_t>(ids.size()) > max_tokens) ids.resize(max_tokens);
     for (size_t i = 0; i < ids.size(); ++i)
       if (ids[i] < 0 || ids[i] >= vocab_size) fail_id(path, static_cast<int64_t>(i), ids[i], vocab_size);

@@ -1,7 +1,8 @@
 // The evaluation stream, read a range at a time. Token shards (one file, or a data folder's test split) stay
 // memory-mapped and are never copied whole, so a stream of any length costs constant memory: what streaming
 // evaluation promises for the cache holds for the whole command. A text file is tokenized into memory (its text is
-// read whole anyway).
+// read whole anyway), under a cap only as far as the cap where the tokenizer allows cutting it after newlines
+// (Tokenizer::encode_prefix).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -262,6 +262,24 @@ bool Tokenizer::adds_dummy_prefix() const {
   return !ids.empty() && piece(ids.front()).rfind("\xe2\x96\x81", 0) == 0;
 }
 
+size_t newline_piece_end(const std::string& text, size_t begin, size_t min_bytes) {
+  if (text.size() - begin <= min_bytes) return text.size();
+  const size_t nl = text.find('\n', begin + min_bytes - 1);
+  return nl == std::string::npos ? text.size() : nl + 1;
+}
+
+std::vector<int32_t> Tokenizer::encode_prefix(const std::string& text, int64_t max_tokens, size_t piece_bytes) const {
+  if (max_tokens < 0 || !newline_cuts_are_exact()) return encode(text);
+  std::vector<int32_t> ids;
+  for (size_t p = 0; p < text.size() && static_cast<int64_t>(ids.size()) < max_tokens;) {
+    const size_t q = newline_piece_end(text, p, std::max<size_t>(1, piece_bytes));
+    const auto part = encode(text.substr(p, q - p));
+    ids.insert(ids.end(), part.begin(), part.end());
+    p = q;
+  }
+  return ids;
+}
+
 bool Tokenizer::newline_cuts_are_exact() const {
   for (const std::string text : {"a\nb", "Hello world.\n  indented line\n", "x\n\ny z\n", "\nstart", "end\n\n",
                                  "tab\there\n spaced  words\n", "\xc3\xa9t\xc3\xa9\n\xe2\x96\x81mark"}) {

@@ -38,6 +38,11 @@ struct TokenizerTrainConfig {
 // Trains a sentencepiece model (byte_fallback) and writes it to cfg.out atomically; prints sentencepiece's progress.
 void train_tokenizer(const TokenizerTrainConfig& cfg);
 
+// The end of the piece of `text` that starts at `begin`, cut after a newline: just past the first '\n' at or after
+// begin + min_bytes - 1, or the text's end (no such newline, or at most min_bytes left). Pieces cut there encode to
+// the ids of the whole where Tokenizer::newline_cuts_are_exact().
+size_t newline_piece_end(const std::string& text, size_t begin, size_t min_bytes);
+
 // Name of the i-th sink symbol: "<sink>", "<sink1>", "<sink2>", ...
 std::string sink_piece(int64_t i);
 
@@ -55,6 +60,10 @@ class Tokenizer {
   // `tokenizer train` makes (identity normalisation, no dummy prefix, no piece spans a newline). Probed on a few
   // texts; a model with a dummy prefix (a Llama tokenizer.model, say) starts every piece with an extra "▁".
   bool newline_cuts_are_exact() const;
+  // The ids of `text` in pieces cut after a newline, each at least `piece_bytes` long (newline_piece_end), stopping
+  // once `max_tokens` ids are there (-1: all): the first max_tokens ids of encode(text) where newline cuts are exact,
+  // without encoding the rest (else it encodes the whole text). The result may pass max_tokens by one piece's ids.
+  std::vector<int32_t> encode_prefix(const std::string& text, int64_t max_tokens, size_t piece_bytes = 1 << 16) const;
   // Whether the model puts sentencepiece's dummy prefix ("▁") before every text, as Llama's tokenizer.model and
   // sentencepiece's defaults do; `tokenizer train`'s models do not. Probed by encoding "a".
   bool adds_dummy_prefix() const;

@@ -63,7 +63,9 @@ KVCacheMemory kv_cache_memory(const ModelConfig& model, const CachePolicy& polic
   const double elem = static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
   KVCacheMemory m;
   m.positions = B * R * 8.0;
-  m.mask = 2.0 * B * C * (S + R);
+  // On a GPU the masks go up from pinned memory, whose caching allocator rounds each block up to a power of two
+  // (at most twice the size) and keeps it: counted at twice their size there.
+  m.mask = 2.0 * B * C * (S + R) * (options.device().is_cpu() ? 1.0 : 2.0);
   if (options.device().is_cpu()) {
     m.keys_values = 2.0 * static_cast<double>(model.n_layers) * B * static_cast<double>(model.n_kv_heads) * (S + R) *
                     static_cast<double>(model.head_dim()) * elem;

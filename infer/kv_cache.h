@@ -30,7 +30,7 @@ struct KVCacheMemory {
   double scores = 0;       // one layer's attention scores during a step: kScoreBuffers x [B, H, C, S + R] floats
   double positions = 0;    // the ring's slot positions [B, R] int64 (on the host whatever the device)
   double mask = 0;         // two steps' masks [B, C, S + R] bool (on the host: the next is built while the last
-                           //   is still held)
+                           //   is still held; twice that for a GPU's, in pinned blocks rounded up to a power of 2)
   double total() const { return keys_values + scores + positions + mask; }
 };
 KVCacheMemory kv_cache_memory(const ModelConfig& model, const CachePolicy& policy, int64_t batch, int64_t max_chunk,

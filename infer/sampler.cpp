@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -27,9 +28,11 @@ at::Tensor Sampler::drawable(const at::Tensor& logits) const {
   const bool limit = cfg_.vocab_limit > 0 && logits.size(0) > cfg_.vocab_limit;
   const auto l = limit ? logits.narrow(0, 0, cfg_.vocab_limit) : logits;  // [V'], a view
   if (cfg_.never_draw.empty()) return l;
+  TORCH_CHECK(static_cast<int64_t>(cfg_.never_draw.size()) < l.size(0) &&
+                  *std::max_element(cfg_.never_draw.begin(), cfg_.never_draw.end()) < l.size(0),
+              "Sampler: never_draw ids must be fewer than and inside the ", l.size(0), " logits");
   if (!never_.defined() || never_.device() != l.device())
     never_ = at::tensor(cfg_.never_draw, at::kLong).to(l.device());
-  TORCH_CHECK(static_cast<int64_t>(cfg_.never_draw.size()) < l.size(0), "Sampler: every id is never drawn");
   return l.index_fill(0, never_, -std::numeric_limits<double>::infinity());  // a copy
 }
 

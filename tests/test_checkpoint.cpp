@@ -163,9 +163,9 @@ TEST(Checkpoint, ARewindNamesItsPointLatestAndMovesTheAbandonedCheckpointsAside)
   }
   const fs::path root = dir.path() / "checkpoints";
   const std::string step3_weights = read_file((root / "step_0000003" / "model.safetensors").string());
-  EXPECT_EQ(rewind_checkpoints((root / "step_0000003").string()), "");  // nothing past the latest
+  EXPECT_EQ(rewind_checkpoints((root / "step_0000003").string(), 3), "");  // nothing past the latest
   EXPECT_EQ(latest_name(dir.str()), "step_0000003");
-  EXPECT_EQ(rewind_checkpoints((root / "step_0000001").string()), (root / "abandoned_after_step_0000001").string());
+  EXPECT_EQ(rewind_checkpoints((root / "step_0000001").string(), 1), (root / "abandoned_after_step_0000001").string());
   EXPECT_EQ(latest_name(dir.str()), "step_0000001");
   EXPECT_EQ(latest_checkpoint(dir.str()), (root / "step_0000001").string());
   EXPECT_EQ(checkpoint_names(dir.str()), (std::vector<std::string>{"abandoned_after_step_0000001", "step_0000001"}));
@@ -179,10 +179,10 @@ TEST(Checkpoint, ARewindNamesItsPointLatestAndMovesTheAbandonedCheckpointsAside)
   EXPECT_TRUE(fs::exists(root / "abandoned_after_step_0000001" / "step_0000003"));
   s.step = 3;
   save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 2);
-  EXPECT_EQ(rewind_checkpoints((root / "step_0000002").string()), (root / "abandoned_after_step_0000002").string());
+  EXPECT_EQ(rewind_checkpoints((root / "step_0000002").string(), 2), (root / "abandoned_after_step_0000002").string());
   s.step = 3;
   save_checkpoint(dir.str(), a.cfg, a.model, *a.opt, s, "", 2);
-  EXPECT_EQ(rewind_checkpoints((root / "step_0000002").string()), (root / "abandoned_after_step_0000002.2").string());
+  EXPECT_EQ(rewind_checkpoints((root / "step_0000002").string(), 2), (root / "abandoned_after_step_0000002.2").string());
   EXPECT_EQ(latest_name(dir.str()), "step_0000002");
 }
 

@@ -310,6 +310,14 @@ TEST_F(PrepareTest, AnOutputFolderInsideTheInputIsNotReadAsDocuments) {
   }
   EXPECT_NO_THROW(streamsink::verify_data_dir(second));
   EXPECT_FALSE(fs::exists(in / "data" / streamsink::kPrepareIncomplete));
+  // The other way round, an input inside the output folder (--input data/raw --out data), stays an input, whole.
+  auto c2 = config((work_.path() / "data").string());
+  fs::create_directories(work_.path() / "data");
+  fs::copy(corpus(), work_.path() / "data" / "raw", fs::copy_options::recursive);
+  c2.inputs = {(work_.path() / "data" / "raw").string()};
+  streamsink::prepare_data(c2);
+  for (int s = 0; s < 3; ++s) EXPECT_EQ(streamsink::read_manifest(c2.out).docs[s], first.docs[s]);
+  EXPECT_EQ(std::string(streamsink::kPrepareIncomplete), "prepare.incomplete");  // the name prepare skips
 }
 
 // prepare ends every document with </s>: a tokenizer without one is refused before any work, naming it (review,

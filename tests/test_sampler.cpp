@@ -148,4 +148,8 @@ TEST(Sampler, NeverDrawnIdsHaveProbabilityZeroAndGreedySkipsThem) {
   bad.vocab_limit = 4;
   bad.never_draw = {4};
   EXPECT_THROW(Sampler{bad}, Error);
+  auto outside = cfg(1.0, 1.0);  // no limit to check against until the logits come: an error then, not a crash
+  outside.never_draw = {6};
+  Sampler o(outside);
+  EXPECT_THROW(o.sample(l), c10::Error);
 }

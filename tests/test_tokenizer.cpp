@@ -153,6 +153,29 @@ TEST_F(TokenizerTest, EncodingSplitAfterNewlinesEqualsWhole) {
   EXPECT_EQ(pieces, whole);
 }
 
+// encode_prefix (eval-stream's text files, capped by --tokens): the first max_tokens ids of the whole encoding,
+// from pieces cut after newlines, with no piece encoded past the one that reaches the cap.
+TEST_F(TokenizerTest, EncodePrefixIsTheWholeEncodingsFirstIds) {
+  std::string text;
+  for (int i = 0; i < 4; ++i) text += read_text(corpus_dir() + "/streaming.txt") + read_text(corpus_dir() + "/mixed_scripts.txt");
+  const auto whole = tok_->encode(text);
+  ASSERT_GT(whole.size(), 400u);
+  for (const int64_t cap : {int64_t{1}, int64_t{57}, int64_t{400}, static_cast<int64_t>(whole.size()), int64_t{1} << 40}) {
+    for (const size_t piece : {size_t{1}, size_t{100}, size_t{1} << 16}) {
+      const auto ids = tok_->encode_prefix(text, cap, piece);
+      const size_t n = std::min<size_t>(whole.size(), static_cast<size_t>(cap));
+      ASSERT_GE(ids.size(), n) << "cap " << cap << ", pieces of " << piece;
+      EXPECT_TRUE(std::equal(ids.begin(), ids.end(), whole.begin())) << "cap " << cap << ", pieces of " << piece;
+      if (piece == 100 && cap == 57) EXPECT_LT(ids.size(), whole.size() / 2) << "encoded past the cap";
+    }
+  }
+  EXPECT_EQ(tok_->encode_prefix(text, -1), whole);
+  EXPECT_EQ(streamsink::newline_piece_end("ab\ncd\nef", 0, 1), 3u);
+  EXPECT_EQ(streamsink::newline_piece_end("ab\ncd\nef", 0, 4), 6u);
+  EXPECT_EQ(streamsink::newline_piece_end("ab\ncd\nef", 6, 1), 8u);  // no newline left: the end
+  EXPECT_EQ(streamsink::newline_piece_end("ab\ncd\nef", 0, 8), 8u);  // at most min_bytes left: the end
+}
+
 TEST_F(TokenizerTest, EncodeIsThreadSafe) {
   const std::string text = read_text(corpus_dir() + "/streaming.txt");
   const auto expected = tok_->encode(text);

@@ -308,11 +308,9 @@ TEST(Trainer, GradAccumulationOfTwoHalvesEqualsTheWholeBatch) {
   EXPECT_LT(max_weight_diff(step_one_weights(accum), ww), 1e-3 * step_size);
 }
 
-// A budget in tokens is ceil(tokens / tokens a step) steps, a step being batch × seq_len × grad_accum × ranks tokens,
-// and every step logs the schedule's rate of its own index, learning_rate(train, s − 1, total), and the tokens
-// seen so far: the schedule's wiring into the loop (the Schedule test below checks the formulas alone).
 // A budget in steps and in tokens: steps count, and the run says so; a warm-up as long as the run: the learning
-// rate never reaches train.lr, and the run says that too (review, session 16: both went without a word).
+// rate reaches train.lr at the last step at best and never decays, and the run says that too (review, session 16:
+// both went without a word).
 TEST(Trainer, ABudgetInStepsAndTokensAndAWarmupPastTheRunAreNamed) {
   TempDir dir;
   auto r = run_streamsink(tiny_train_args(dir.str() + "/run", "--set train.steps=2 --set train.tokens=99999 "
@@ -326,6 +324,9 @@ TEST(Trainer, ABudgetInStepsAndTokensAndAWarmupPastTheRunAreNamed) {
   EXPECT_EQ(training_records(dir.str() + "/run").size(), 2u);
 }
 
+// A budget in tokens is ceil(tokens / tokens a step) steps, a step being batch × seq_len × grad_accum × ranks tokens,
+// and every step logs the schedule's rate of its own index, learning_rate(train, s − 1, total), and the tokens
+// seen so far: the schedule's wiring into the loop (the Schedule test below checks the formulas alone).
 TEST(Trainer, ATokenBudgetBecomesWholeStepsAndEachStepLogsItsScheduledRate) {
   TempDir dir;
   const std::string common = "--set train.steps=0 --set train.tokens=1537 --set train.warmup_steps=2 "

@@ -53,18 +53,18 @@ std::string latest_checkpoint(const std::string& run_dir) {
   return resolve_checkpoint_dir(run_dir);
 }
 
-std::string rewind_checkpoints(const std::string& ckpt_dir) {
+std::string rewind_checkpoints(const std::string& ckpt_dir, int64_t step) {
   const fs::path dir = fs::canonical(ckpt_dir), root = dir.parent_path();
   write_file_atomic((root / "latest").string(), dir.filename().string() + "\n");
   fsync_dir(root);  // `latest` names the rewind point before anything moves
   std::vector<fs::path> later;
   for (const auto& e : fs::directory_iterator(root)) {
     const auto n = e.path().filename().string();
-    if (n.rfind("step_", 0) == 0 && n.find('.') == std::string::npos && step_of(e.path()) > step_of(dir))
+    if (n.rfind("step_", 0) == 0 && n.find('.') == std::string::npos && step_of(e.path()) > step)
       later.push_back(e.path());
   }
   if (later.empty()) return "";
-  const std::string base = "abandoned_after_" + dir.filename().string();
+  const std::string base = "abandoned_after_" + step_name(step);
   fs::path aside = root / base;
   for (int k = 2; fs::exists(aside); ++k) aside = root / (base + "." + std::to_string(k));
   fs::create_directories(aside);

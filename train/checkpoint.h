@@ -55,12 +55,13 @@ void check_resume_data_order(const std::string& ckpt_dir, const TrainState& stat
 void replace_checkpoint_dir(const std::filesystem::path& tmp, const std::filesystem::path& final_dir,
                             bool try_exchange = true);
 
-// Rewinds a run to its own checkpoint `ckpt_dir` (`train --resume RUN/checkpoints/step_N --out RUN`): `latest` names
-// it at once, so that a crash before the rewound run's first checkpoint resumes here (`--resume auto`), not in the
-// abandoned run; and the complete checkpoints past it, the abandoned run's, move into
-// RUN/checkpoints/abandoned_after_step_N[.K]/, where they are kept but neither resumed nor pruned (pruning would
-// count them among the newest). Returns that folder, or "" when nothing was past the step.
-std::string rewind_checkpoints(const std::string& ckpt_dir);
+// Resuming a run in its own folder from its checkpoint `ckpt_dir` of step `step` (`--resume auto`, or a rewind:
+// `train --resume RUN/checkpoints/step_N --out RUN`): `latest` names it at once, so that a crash before the run's next
+// checkpoint resumes here, not in an abandoned run; and the complete checkpoints past it, an abandoned run's, move
+// into RUN/checkpoints/abandoned_after_step_N[.K]/, where they are kept but neither resumed nor pruned (pruning would
+// count them among the newest). For `--resume auto` there is nothing past `latest`, unless a rewind stopped between
+// these two moves: it finishes them. Returns that folder, or "" when nothing was past the step.
+std::string rewind_checkpoints(const std::string& ckpt_dir, int64_t step);
 
 // RUN's latest complete checkpoint folder, or "" when it has none.
 std::string latest_checkpoint(const std::string& run_dir);

@@ -86,7 +86,7 @@ void TrainConfig::validate() const {
   if (checkpoint_interval < 0) bad("checkpoint_interval", "must be >= 0");
   if (keep_checkpoints < 1) bad("keep_checkpoints", "must be >= 1");
   if (log_interval <= 0) bad("log_interval", "must be positive");
-  if (threads < 0 || threads > 65536) bad("threads", "must be in [0, 65536] (0 = torch's default)");
+  if (threads < 0 || threads > 4096) bad("threads", "must be in [0, 4096] (0 = torch's default)");
   if (nan_policy != "skip" && nan_policy != "stop") bad("nan_policy", "'" + nan_policy + "': expected skip or stop");
   if (max_skipped_steps < 0) bad("max_skipped_steps", "must be >= 0");
   if (!(timeout_s > 0 && timeout_s <= 1e6)) bad("timeout_s", "must be in (0, 1e6] seconds");

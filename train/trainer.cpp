@@ -327,9 +327,9 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   if (main) {
     fs::create_directories(opts.out_dir);
     write_file_atomic(opts.out_dir + "/config.yaml", run_config_to_yaml(cfg));
-    if (rewinding)
-      if (const std::string aside = rewind_checkpoints(resume_dir); !aside.empty())
-        std::fprintf(stderr, "[train] rewinding %s: the checkpoints past it are the abandoned run's, moved to %s\n",
+    if (rewinding || opts.resume == "auto")  // the run's own checkpoint (never another run's folder)
+      if (const std::string aside = rewind_checkpoints(resume_dir, state.step); !aside.empty())
+        std::fprintf(stderr, "[train] resuming %s: the checkpoints past it are an abandoned run's, moved to %s\n",
                      resume_dir.c_str(), aside.c_str());
     if (resume_dir.empty()) write_file_atomic(opts.out_dir + "/metrics.jsonl", "");  // a fresh run starts empty
     metrics = std::make_unique<MetricsLog>(opts.out_dir + "/metrics.jsonl", resume_dir.empty() ? -1 : state.step);
