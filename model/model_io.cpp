@@ -77,6 +77,9 @@ void load_model_weights(const std::string& dir, Transformer& model) {
     if (it->second.sizes() != p.value().sizes())
       fail(path, "tensor '" + p.key() + "' has shape " + c10::str(it->second.sizes()) + ", the config needs " +
                      c10::str(p.value().sizes()));
+    if (!at::isFloatingType(it->second.scalar_type()))  // copy_ would convert integers without a word
+      fail(path, "tensor '" + p.key() + "' holds " + std::string(c10::toString(it->second.scalar_type())) +
+                     ", not floating-point weights");
     p.value().copy_(it->second);
     tensors.erase(it);
   }

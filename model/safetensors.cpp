@@ -117,13 +117,15 @@ TensorMap load_safetensors(const std::string& path, std::map<std::string, std::s
     Entry e{it.key(), dtype_by_name(t["dtype"].get<std::string>()), {}, 0, 0};
     if (!e.dtype) fail(path, where + ": unsupported dtype '" + t["dtype"].get<std::string>() + "'");
     if (!t["shape"].is_array()) fail(path, where + ": shape is not a list");
-    uint64_t numel = 1;
+    uint64_t numel = 1, nonzero = 1;  // the product of all dimensions, and of the non-zero ones
     for (const auto& d : t["shape"]) {
       if (!d.is_number_unsigned()) fail(path, where + ": shape entries must be non-negative integers");
       const uint64_t v = d.get<uint64_t>();
-      // each dimension on its own too: a 0 elsewhere in the shape would let numel's check pass a huge one
-      if (v > (1ull << 62) || (v != 0 && numel > (1ull << 62) / v)) fail(path, where + ": shape overflows");
+      // the non-zero dimensions' product too: a 0 in the shape would let numel's check pass huge ones, whose
+      // strides then overflow in at::empty ([0, 2^62, 4]: "Stride calculation overflowed", naming no file)
+      if (v > (1ull << 62) || (v != 0 && nonzero > (1ull << 62) / v)) fail(path, where + ": shape overflows");
       numel *= v;
+      if (v != 0) nonzero *= v;
       e.shape.push_back(static_cast<int64_t>(v));
     }
     // numel <= 2^62, but numel * 8 bytes could still wrap around to match small offsets (tests/test_bad_input.cpp).

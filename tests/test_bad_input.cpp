@@ -309,6 +309,10 @@ std::vector<Case> cases() {
       weights_case("ck_weights_zero_hides_a_huge_dimension",
                    R"({"x":{"dtype":"F32","shape":[0,18446744073709551615],"data_offsets":[0,0]}})", 0,
                    "tensor 'x': shape overflows"),
+      // each dimension under 2^62, their product not: with a 0 the element count passed (review, session 16)
+      weights_case("ck_weights_zero_hides_huge_dimensions",
+                   R"({"x":{"dtype":"F32","shape":[0,4611686018427387904,4],"data_offsets":[0,0]}})", 0,
+                   "tensor 'x': shape overflows"),
       ck_case("ck_weights_a_directory",
               [](const fs::path& ck) {
                 fs::remove(ck / "model.safetensors");

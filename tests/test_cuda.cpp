@@ -46,6 +46,16 @@ Transformer copy_to_cuda(Transformer& cpu) {
   return gpu;
 }
 
+// Streaming with 2 sinks and a window of 8, fed in chunks of 4: a 40-token stream wraps the ring several times.
+DecodeConfig small_streaming() {
+  DecodeConfig dc;
+  dc.policy = PolicyKind::kStreaming;
+  dc.sinks = 2;
+  dc.window = 8;
+  dc.max_chunk = 4;
+  return dc;
+}
+
 }  // namespace
 
 // Without a CUDA device a test skips itself, unless STREAMSINK_REQUIRE_CUDA=1 (scripts/gpu_check.sh on a GPU
@@ -164,12 +174,7 @@ TEST_P(CudaPerSink, StreamingDecoderMatchesTheCpu) {
   set_distinct_sink_logits(*cpu);
   cpu->eval();
   Transformer gpu = copy_to_cuda(cpu);
-  DecodeConfig dc;
-  dc.policy = PolicyKind::kStreaming;
-  dc.sinks = 2;
-  dc.window = 8;
-  dc.max_chunk = 4;
-  Decoder a(cpu, dc), b(gpu, dc);
+  Decoder a(cpu, small_streaming()), b(gpu, small_streaming());
   auto x = at::randint(8, cfg.vocab_size, {1, 40}, at::kLong);
   auto la = a.feed(x), lb = b.feed(x).cpu();
   EXPECT_LT((la - lb).abs().max().item<double>(), 1e-4);
@@ -187,12 +192,7 @@ TEST_P(CudaPerSink, ADecodeStepNeverWaitsForTheGpu) {
   Transformer cpu(cfg);
   cpu->eval();
   Transformer gpu = copy_to_cuda(cpu);
-  DecodeConfig dc;
-  dc.policy = PolicyKind::kStreaming;
-  dc.sinks = 2;
-  dc.window = 8;
-  dc.max_chunk = 4;
-  Decoder d(gpu, dc);
+  Decoder d(gpu, small_streaming());
   std::vector<int64_t> prompt(20), one(1);
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = 8 + static_cast<int64_t>(i);
   d.feed({prompt}, [](int64_t, const std::vector<int64_t>&, const at::Tensor&) {});  // the cache filled

@@ -85,6 +85,12 @@ TEST(GpuLeaseRehearsal, EveryPhaseRunsAndTheResultsHoldTheTable) {
                            "precision: bf16"})
     EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
   EXPECT_TRUE(std::filesystem::exists(dir.str() + "/out/results.tar.gz"));
+  // Each evaluation's result lines reached gpu_run.log (in $OUT) as it finished, tagged with its model: a deadline
+  // that cuts the report off keeps them (review, session 16: they reached $OUT only through the report).
+  const std::string results_log = streamsink::read_file(dir.str() + "/out/gpu_run.log");
+  for (const std::string v : {"none", "token"})
+    for (const std::string what : {"  policy streaming", "perplexity ", "inspect-attention: ", "wrote "})
+      EXPECT_NE(results_log.find("[sink=" + v + "] " + what), std::string::npos) << v << ": " << what << "\n" << results_log;
   const std::string none_log = streamsink::read_file(dir.str() + "/work/none/train.log");
   EXPECT_NE(none_log.find("bf16 autocast"), std::string::npos) << none_log;
   // The summary's throughput is each model's last logged training window, and both perplexity plots were drawn.

@@ -96,22 +96,49 @@ TEST(Safetensors, CorruptFilesAreRejectedWithAMessage) {
   EXPECT_NE(error_of(p).find("not a JSON object"), std::string::npos) << error_of(p);
 }
 
+// Every parameter random (a fresh model's norms are all 1 and its sinks 0: swapped norm names, or sinks never
+// copied, would load the same), both with a tied head and without.
 TEST(ModelIo, SaveThenLoadGivesIdenticalTensorsAndLogits) {
+  for (const bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    TempDir dir;
+    auto cfg = streamsink::testing::tiny_config(SinkKind::kLogit);
+    cfg.tie_embeddings = tied;
+    Transformer m(cfg);
+    {
+      torch::NoGradGuard g;
+      for (auto& p : m->parameters()) p.normal_(0.0, 0.5);
+    }
+    YAML::Node root;
+    YAML::Node mn;
+    model_config_to_yaml(cfg, mn);
+    root["model"] = mn;
+    write_file_atomic(dir.str() + "/config.yaml", YAML::Dump(root));
+    save_model_weights(dir.str(), m);
+    auto back = load_model(dir.str());
+    auto a = m->named_parameters(), b = back->named_parameters();
+    for (const auto& p : a) EXPECT_TRUE(at::equal(p.value(), b[p.key()])) << p.key();
+    m->eval();
+    auto x = at::randint(8, 64, {1, 10}, at::kLong);
+    EXPECT_TRUE(at::equal(m->forward(x), back->forward(x)));
+  }
+}
+
+// Integer tensors where weights belong were converted to float without a word (review, session 16).
+TEST(ModelIo, IntegerTensorsInPlaceOfWeightsAreAnError) {
   TempDir dir;
-  auto cfg = streamsink::testing::tiny_config(SinkKind::kLogit);
+  auto cfg = streamsink::testing::tiny_config();
   Transformer m(cfg);
-  YAML::Node root;
-  YAML::Node mn;
+  YAML::Node root, mn;
   model_config_to_yaml(cfg, mn);
   root["model"] = mn;
   write_file_atomic(dir.str() + "/config.yaml", YAML::Dump(root));
-  save_model_weights(dir.str(), m);
-  auto back = load_model(dir.str());
-  auto a = m->named_parameters(), b = back->named_parameters();
-  for (const auto& p : a) EXPECT_TRUE(at::equal(p.value(), b[p.key()])) << p.key();
-  m->eval();
-  auto x = at::randint(8, 64, {1, 10}, at::kLong);
-  EXPECT_TRUE(at::equal(m->forward(x), back->forward(x)));
+  TensorMap w;
+  for (const auto& p : m->named_parameters()) w[p.key()] = p.value().detach().clone();
+  w["model.norm.weight"] = w["model.norm.weight"].to(at::kLong);
+  save_safetensors(dir.str() + "/model.safetensors", w);
+  streamsink::testing::expect_error([&] { load_model(dir.str()); },
+                                    {"model.safetensors", "'model.norm.weight'", "Long", "not floating-point"});
 }
 
 TEST(ModelIo, AConfigThatDoesNotMatchTheWeightsIsAnError) {

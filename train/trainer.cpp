@@ -327,7 +327,7 @@ int train(const RunConfig& cfg_in, const TrainOptions& opts) {
   if (main) {
     fs::create_directories(opts.out_dir);
     write_file_atomic(opts.out_dir + "/config.yaml", run_config_to_yaml(cfg));
-    if (rewinding || opts.resume == "auto")  // the run's own checkpoint (never another run's folder)
+    if (!resume_dir.empty() && (rewinding || opts.resume == "auto"))  // the run's own checkpoint, never another's
       if (const std::string aside = rewind_checkpoints(resume_dir, state.step); !aside.empty())
         std::fprintf(stderr, "[train] resuming %s: the checkpoints past it are an abandoned run's, moved to %s\n",
                      resume_dir.c_str(), aside.c_str());

@@ -136,17 +136,27 @@ train_both() {
     local s=$(date +%s)
     phase "train sink=$v"
     rm -rf "$work/$v"
+    # a model that fails to train costs itself, not the other model or the report (set -e would end the script)
     "$ss" train "$config" --set train.data_dir="$work/data" "${extra_set[@]}" --set train.precision="$precision" \
       --set model.sink=$v \
       --set train.steps=$steps --set train.warmup_steps=$(( steps / 10 + 1 )) --set train.eval_interval=$(( steps / 4 + 1 )) \
       --set train.max_seconds=$(( train_s * 11 / 10 )) --out "$work/$v" 2>&1 | tee "$work/$v.train.log" |
-      grep --line-buffered -E '^(# |step|\[eval\]|\[train\])' | grep --line-buffered -v '^# resolved' | tee -a "$log"
+      grep --line-buffered -E '^(# |step|\[eval\]|\[train\]|error)' | grep --line-buffered -v '^# resolved' |
+      tee -a "$log" || { echo "gpu_run: training sink=$v failed (the end of its log above)" | tee -a "$log"; status=1; }
     # the run's full log and what the training report says about it (scripts/plots/emergence_plot.py)
+    mkdir -p "$work/$v"
     mv "$work/$v.train.log" "$work/$v/train.log"
     "$py" -c 'import json, sys; json.dump({"config": sys.argv[1], "tokenizer": sys.argv[2]}, open(sys.argv[3], "w"))' \
       "${config#"$root/"}" "sp$vocab" "$work/$v/emergence.json"
     timing "train_$v" $(( $(date +%s) - s ))
   done
+}
+
+# An evaluation's result lines, tagged with the model, appended to $log (in $OUT) the moment they come: a run that the
+# deadline cuts off keeps the figures of the evaluations that finished, whatever becomes of the report.
+results_to_log() {
+  grep --line-buffered -E '^(  policy |perplexity |inspect-attention: |  uniform |  +[0-9]+ +[0-9.]+ |wrote )' |
+    sed -u "s/^/[sink=$1] /" >> "$log"
 }
 
 # `streamsink CMD ARGS...` on $eval_device; where it fails, once more on the CPU with half its cores (the other model's
@@ -165,20 +175,20 @@ eval_model() {
   local v=$1 k rc=0
   for k in 0 4 1; do
     on_eval_device eval-stream --checkpoint "$work/$v" --data "$work/data" --policy streaming --sinks $k \
-      --window $((W - k)) --tokens "$eval_tokens" --out "$work/eval/${v}__streaming_${k}+$((W - k)).nll.jsonl" | tail -1 ||
-      rc=1
+      --window $((W - k)) --tokens "$eval_tokens" --out "$work/eval/${v}__streaming_${k}+$((W - k)).nll.jsonl" |
+      results_to_log $v || rc=1
   done
   # the maps over windows the model was trained on: at most its context (2W), so no row sits at an untrained position
   on_eval_device inspect-attention --checkpoint "$work/$v" --data "$work/data" --out "$work/attention-$v" \
-    --tokens $(( 2 * W < 128 ? 2 * W : 128 )) --samples 16 | tail -1 || rc=1
+    --tokens $(( 2 * W < 128 ? 2 * W : 128 )) --samples 16 | results_to_log $v || rc=1
   on_eval_device eval-stream --checkpoint "$work/$v" --data "$work/data" --policy dense --tokens "$eval_tokens" \
-    --out "$work/eval/${v}__dense_0+${eval_tokens}.nll.jsonl" | tail -1 || rc=1
+    --out "$work/eval/${v}__dense_0+${eval_tokens}.nll.jsonl" | results_to_log $v || rc=1
   # recompute keeping the first token too (1+(W-1)): the fair baseline for the sink-token model, every training
   # sample of which began with its sink token (a fresh forward over the last W tokens alone is the window again)
   for k in 0 1; do
     on_eval_device eval-stream --checkpoint "$work/$v" --data "$work/data" --policy recompute --sinks $k \
       --window $((W - k)) --tokens "$recompute_tokens" --out "$work/eval/${v}__recompute_${k}+$((W - k)).nll.jsonl" |
-      tail -1 || rc=1
+      results_to_log $v || rc=1
   done
   return $rc
 }
@@ -196,37 +206,31 @@ evaluate() {
   done
   wait "${pids[0]}" || rc=1
   wait "${pids[1]}" || rc=1
-  cat "$work/eval-none.log" "$work/eval-token.log" | tee -a "$log"
+  cat "$work/eval-none.log" "$work/eval-token.log" | tee -a "$log"  # what else they said (errors; results are in $log)
   timing eval $(( $(date +%s) - s ))
   [ $rc = 0 ] || echo "gpu_run: an evaluation failed (its log above); the report has what the others wrote" | tee -a "$log"
   return $rc
 }
 
 # The report, from whatever the runs left: a model that did not train, an evaluation that did not finish (the lease's
-# deadline) or a missing matplotlib costs its own part, never the rest, the summary or the archive.
+# deadline) or a missing matplotlib costs its own part, never the rest, the summary or the archive. The figures come
+# first, with summary.txt and the archive written at once (a deadline that cuts the plots off leaves them); then the
+# plots, and both are written again.
 report() {
   phase "report"
   local res="$work/results" v
+  device_line=$("$ss" --version | grep -E 'device|cuda' | tr '\n' ' ')
   local -a runs=() attention=()
   rm -rf "$res" && mkdir -p "$res"
   "$py" "$root/scripts/plots/stream_report.py" "$work/eval" --md "$res/table.md" --csv "$res/table.csv" | tee -a "$log" ||
     echo "No streaming evaluation finished: no table." | tee "$res/table.md" | tee -a "$log"
   for v in none token; do
-    "$py" "$root/scripts/plots/plot_stream.py" "$res/stream_ppl_$v.png" --title "sink=$v" --train-len $((2 * W)) \
-      "dense=$work/eval/${v}__dense_0+${eval_tokens}.nll.jsonl" "0+$W=$work/eval/${v}__streaming_0+$W.nll.jsonl" \
-      "1+$((W - 1))=$work/eval/${v}__streaming_1+$((W - 1)).nll.jsonl" \
-      "4+$((W - 4))=$work/eval/${v}__streaming_4+$((W - 4)).nll.jsonl" >/dev/null 2>&1 ||
-      echo "gpu_run: no plot for sink=$v (plot_stream.py failed: an evaluation missing, or matplotlib)" | tee -a "$log"
     if [ -f "$work/$v/metrics.jsonl" ]; then
       cp "$work/$v/metrics.jsonl" "$res/metrics_$v.jsonl"
       runs+=("$([ $v = none ] && echo vanilla || echo token)=$work/$v")
     fi
     if [ -f "$work/attention-$v/attention.json" ]; then
       cp -r "$work/attention-$v" "$res/attention-$v"
-      "$py" "$root/scripts/plots/plot_attention.py" "$work/attention-$v/attention.json" "$res/attention-$v.png" \
-        --title "sink=$v" >/dev/null 2>&1 ||
-        echo "gpu_run: no attention plot for sink=$v (plot_attention.py failed: matplotlib, or an old attention.json)" |
-        tee -a "$log"
       attention+=("$([ $v = none ] && echo vanilla || echo token)=$work/attention-$v/attention.json")
     fi
   done
@@ -235,16 +239,6 @@ report() {
     "$py" "$root/scripts/plots/sink_summary.py" "${attention[@]}" | tee "$res/sinks.txt" | tee -a "$log" || true
   else
     echo "No attention was inspected: no sink verdict from the attention maps." > "$res/sinks.txt"
-  fi
-  # Training: tokens, tokens/s, MFU-bearing metrics and the sink metrics at every evaluation, with the verdict
-  : > "$res/training-tables.md"
-  if [ ${#runs[@]} -gt 0 ]; then
-    "$py" "$root/scripts/plots/emergence_plot.py" "${runs[@]}" --csv "$res/training.csv" --md "$res/training.md" \
-      --png "$res/training.png" --command "scripts/gpu_lease.sh" \
-      --title "What the trainer measured: vanilla vs sink token (\`scripts/experiments/gpu_run.sh\`)" > /dev/null ||
-      echo "gpu_run: emergence_plot.py failed (the tables below need only its training.md, written before the plot)" |
-      tee -a "$log"
-    sed -n '/^## Runs/,$p' "$res/training.md" > "$res/training-tables.md" 2>/dev/null || true
   fi
   # tokens/s and MFU of each model's last logged training window. A line cut short by the deadline's kill is
   # skipped, and nothing here may stop the report (set -e): summary.txt and the archive come after it.
@@ -265,15 +259,53 @@ for v in ("none", "token"):
     else:
         print("sink=%s: no training window was logged (the run did not start, or stopped before its first log)" % v)
 PY
+  : > "$res/training-tables.md"
+  write_summary
+  # Plots, and the training report (its tables come from training.md, written before its plot)
+  for v in none token; do
+    "$py" "$root/scripts/plots/plot_stream.py" "$res/stream_ppl_$v.png" --title "sink=$v" --train-len $((2 * W)) \
+      "dense=$work/eval/${v}__dense_0+${eval_tokens}.nll.jsonl" "0+$W=$work/eval/${v}__streaming_0+$W.nll.jsonl" \
+      "1+$((W - 1))=$work/eval/${v}__streaming_1+$((W - 1)).nll.jsonl" \
+      "4+$((W - 4))=$work/eval/${v}__streaming_4+$((W - 4)).nll.jsonl" >/dev/null 2>&1 ||
+      echo "gpu_run: no plot for sink=$v (plot_stream.py failed: an evaluation missing, or matplotlib)" | tee -a "$log"
+    if [ -f "$work/attention-$v/attention.json" ]; then
+      "$py" "$root/scripts/plots/plot_attention.py" "$work/attention-$v/attention.json" "$res/attention-$v.png" \
+        --title "sink=$v" >/dev/null 2>&1 ||
+        echo "gpu_run: no attention plot for sink=$v (plot_attention.py failed: matplotlib, or an old attention.json)" |
+        tee -a "$log"
+    fi
+  done
+  # Training: tokens, tokens/s, MFU-bearing metrics and the sink metrics at every evaluation, with the verdict
+  if [ ${#runs[@]} -gt 0 ]; then
+    "$py" "$root/scripts/plots/emergence_plot.py" "${runs[@]}" --csv "$res/training.csv" --md "$res/training.md" \
+      --png "$res/training.png" --command "scripts/gpu_lease.sh" \
+      --title "What the trainer measured: vanilla vs sink token (\`scripts/experiments/gpu_run.sh\`)" > /dev/null ||
+      echo "gpu_run: emergence_plot.py failed (the tables below need only its training.md, written before the plot)" |
+      tee -a "$log"
+    sed -n '/^## Runs/,$p' "$res/training.md" > "$res/training-tables.md" 2>/dev/null || true
+  fi
+  write_summary
+  echo "results: $out/summary.txt and $out/results.tar.gz" | tee -a "$log"
+}
+
+# summary.txt and results.tar.gz in $OUT from what $work/results holds now (report() calls it twice).
+write_summary() {
+  local res="$work/results"
   cp "$work/phase_seconds.txt" "$res/" 2>/dev/null || true
   cp "$log" "$res/" 2>/dev/null || true
-  { echo "device: $("$ss" --version | grep -E 'device|cuda' | tr '\n' ' ')"
+  { echo "device: $device_line"
     echo "precision: $(cat "$work/precision.txt" 2>/dev/null || echo "? (no probe)")"; echo "phase seconds:"
     cat "$work/phase_seconds.txt" 2>/dev/null; echo "training (last logged window):"; cat "$res/throughput.txt"
     echo; cat "$res/table.md"; echo; cat "$res/sinks.txt"; echo; cat "$res/training-tables.md"
-  } > "$out/summary.txt" 2>/dev/null || true  # a missing part leaves its lines out, never the summary
-  tar -czf "$out/results.tar.gz" -C "$work" results
-  echo "results: $out/summary.txt and $out/results.tar.gz" | tee -a "$log"
+  } > "$work/summary.txt.tmp" 2>/dev/null || true  # a missing part leaves its lines out, never the summary
+  # made in $work and moved: a kill mid-write leaves the last whole copy in $OUT, and no ninth file there (the device
+  # tool returns at most 8)
+  mv "$work/summary.txt.tmp" "$out/summary.txt"
+  if tar -czf "$work/results.tar.gz.tmp" -C "$work" results; then
+    mv "$work/results.tar.gz.tmp" "$out/results.tar.gz"
+  else
+    echo "gpu_run: the results archive failed" | tee -a "$log"
+  fi
 }
 
 case "$what" in
